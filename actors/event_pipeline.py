@@ -1,0 +1,347 @@
+"""The event pipeline: sighting → match → dedup → episode → one atomic commit → events gallery.
+
+Rules (SPEC §4):
+- Candidates are faces of active dossiers on active watch lists whose camera groups include the
+  sighting's group (or that name no group). The threshold for a (camera, watch list) pair is the
+  most specific override set: camera → camera group → watch list → the global default. Among the
+  candidates at or above their threshold the highest confidence wins (ties: the lower dossier id,
+  then the lower watch list id, so the outcome is deterministic).
+- No match → an event on the Unmatched list, unless that list is inactive or `ignore_unmatched` is on.
+- Dedup (groups with `deduplicate`): a matched face of a dossier already matched in the group within
+  `dedup_interval_s` is dropped; an unmatched face similar (≥ episode threshold) to an unmatched one
+  seen within the interval is dropped unless its quality is higher.
+- Episodes: an event joins the open episode (same camera group) whose events within the look-back
+  hold a face with similarity ≥ the episode threshold, else opens a new one. Episodes close after the
+  idle timeout or the max duration, measured on event timestamps (so a video file processed faster
+  than real time groups its sightings the way they happened). Events joining an acknowledged episode
+  are acknowledged.
+- The event row, its episode, its webhook outbox rows, its vector (events gallery) and the video's
+  counters commit in ONE transaction; the events gallery is synced after the commit. Event ids come
+  from job + run + track + shot, so a retried hand-off finds the committed event and adds nothing.
+
+In-memory state (recent faces per group for dedup and episodes) is rebuilt from the DB on start.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+import ray
+from sqlalchemy import select
+
+from actors.galleries import Galleries
+from facewatch import metrics
+from facewatch.sightings import FaceSighting
+from models.calibration import Calibration
+from storage import orm
+from storage.dossier_vectors import DOSSIERS_GALLERY, EVENTS_GALLERY
+from storage.outbox import enqueue_event
+from storage.unit_of_work import UnitOfWork
+
+log = logging.getLogger("facewatch.events")
+MATCH_CANDIDATES = 20
+
+
+@dataclass(frozen=True)
+class Match:
+    dossier_id: int
+    watch_list_id: int
+    face_id: int
+    confidence: float
+
+
+@dataclass
+class RecentFace:
+    timestamp: datetime
+    embedding: np.ndarray
+    dossier_id: int | None
+    quality: float
+
+
+@dataclass
+class OpenEpisode:
+    id: int
+    started_at: datetime
+    last_at: datetime
+    faces: deque[RecentFace] = field(default_factory=lambda: deque(maxlen=64))
+
+
+@dataclass
+class Context:
+    """The small tables a batch of sightings is judged against, read once per batch."""
+
+    settings: dict[str, Any]
+    groups: dict[int, orm.CameraGroup]
+    cameras: dict[int, orm.Camera]
+    watch_lists: dict[int, orm.WatchList]
+    list_groups: dict[int, set[int]]
+
+    def threshold(self, camera_id: int | None, group_id: int, watch_list: orm.WatchList) -> float:
+        camera = self.cameras.get(camera_id) if camera_id is not None else None
+        group = self.groups.get(group_id)
+        for value in (camera.threshold if camera else None, group.threshold if group else None,
+                      watch_list.threshold):
+            if value is not None:
+                return float(value)
+        return float(self.settings["default_threshold"])
+
+    def candidate_lists(self, group_id: int) -> list[orm.WatchList]:
+        return [w for w in self.watch_lists.values()
+                if w.active and not w.builtin and (not self.list_groups[w.id] or group_id in self.list_groups[w.id])]
+
+
+def load_context(uow: UnitOfWork) -> Context:
+    watch_lists = {w.id: w for w in uow.session.scalars(select(orm.WatchList))}
+    list_groups: dict[int, set[int]] = {w: set() for w in watch_lists}
+    for wl_id, group_id in uow.session.execute(select(orm.watch_list_camera_groups)):
+        list_groups[wl_id].add(group_id)
+    return Context(
+        settings=uow.settings.all(),
+        groups={g.id: g for g in uow.session.scalars(select(orm.CameraGroup))},
+        cameras={c.id: c for c in uow.session.scalars(select(orm.Camera))},
+        watch_lists=watch_lists,
+        list_groups=list_groups,
+    )
+
+
+class EventPipelineCore:
+    def __init__(self, db_url: str, galleries: Galleries, calibration: Calibration) -> None:
+        self.db_url = db_url
+        self.galleries = galleries
+        self.calibration = calibration
+        self.recent: dict[int, deque[RecentFace]] = {}
+        self.episodes: dict[int, list[OpenEpisode]] = {}
+        self.created = 0
+        self.dropped = 0
+        self._load_open_episodes()
+
+    # ---- public --------------------------------------------------------------------------------
+    async def post(self, sightings: list[FaceSighting]) -> list[str | None]:
+        """Turn sightings into events; per sighting the event id, or None when it was dropped."""
+        results: list[str | None] = []
+        with UnitOfWork(self.db_url) as uow:
+            context = load_context(uow)
+        for sighting in sightings:
+            results.append(await self._post_one(sighting, context))
+        if any(r is not None for r in results):
+            # One sync per batch: matching reads the dossiers gallery, never the events gallery.
+            await self.galleries.sync_async(EVENTS_GALLERY)
+        return results
+
+    def stats(self) -> dict[str, int]:
+        return {"events_created": self.created, "sightings_dropped": self.dropped,
+                "open_episodes": sum(len(v) for v in self.episodes.values())}
+
+    # ---- one sighting ----------------------------------------------------------------------------
+    async def _post_one(self, s: FaceSighting, ctx: Context) -> str | None:
+        with UnitOfWork(self.db_url) as uow:
+            if uow.events.find(s.event_id) is not None:
+                return s.event_id  # a retried hand-off: the event is already committed
+        embedding = np.ascontiguousarray(s.embedding, dtype=np.float32).ravel()
+        match = await self._match(s, embedding, ctx)
+        if match is None and (ctx.settings["ignore_unmatched"] or not self._unmatched_active(ctx)):
+            self.dropped += 1
+            return None
+        if self._is_duplicate(s, embedding, match, ctx):
+            self.dropped += 1
+            return None
+        event_id = self._commit(s, embedding, match, ctx)
+        if event_id is not None:
+            self.created += 1
+            metrics.events_created(1, matched=match is not None)
+        return event_id
+
+    @staticmethod
+    def _unmatched_active(ctx: Context) -> bool:
+        unmatched = ctx.watch_lists.get(orm.UNMATCHED_WATCH_LIST_ID)
+        return bool(unmatched and unmatched.active)
+
+    async def _match(self, s: FaceSighting, embedding: np.ndarray, ctx: Context) -> Match | None:
+        lists = ctx.candidate_lists(s.camera_group_id)
+        if not lists:
+            return None
+        thresholds = {w.id: ctx.threshold(s.camera_id, s.camera_group_id, w) for w in lists}
+        router = await self.galleries.router_async(DOSSIERS_GALLERY)
+        result = await router.search_async(
+            embedding, MATCH_CANDIDATES, min_score=self.calibration.cosine(min(thresholds.values())),
+            filters={"active": True, "watch_list_ids": sorted(thresholds)},
+        )
+        hits = result.hits[0]
+        if not hits:
+            return None
+        with UnitOfWork(self.db_url) as uow:
+            faces = {str(f.id): f for f in uow.session.scalars(
+                select(orm.DossierFace).where(orm.DossierFace.id.in_([int(h.item_id) for h in hits])))}
+            memberships: dict[int, set[int]] = {}
+            for dossier_id, wl_id in uow.session.execute(select(orm.dossier_watch_lists).where(
+                    orm.dossier_watch_lists.c.dossier_id.in_([f.dossier_id for f in faces.values()]))):
+                memberships.setdefault(dossier_id, set()).add(wl_id)
+        best: Match | None = None
+        for hit in hits:
+            face = faces.get(hit.item_id)
+            if face is None:
+                continue  # deleted since the shard was synced
+            confidence = float(self.calibration.confidence(hit.score))
+            for wl_id in sorted(memberships.get(face.dossier_id, set()) & set(thresholds)):
+                if confidence >= thresholds[wl_id]:
+                    candidate = Match(face.dossier_id, wl_id, face.id, confidence)
+                    if best is None or (-candidate.confidence, candidate.dossier_id, wl_id) < (
+                            -best.confidence, best.dossier_id, best.watch_list_id):
+                        best = candidate
+                    break
+        return best
+
+    def _similar(self, a: np.ndarray, b: np.ndarray, threshold: float) -> bool:
+        return float(self.calibration.confidence(float(np.dot(a, b)))) >= threshold
+
+    def _is_duplicate(self, s: FaceSighting, embedding: np.ndarray, match: Match | None, ctx: Context) -> bool:
+        group = ctx.groups.get(s.camera_group_id)
+        if group is None or not group.deduplicate:
+            return False
+        window = timedelta(seconds=group.dedup_interval_s)
+        recent = [f for f in self.recent.get(s.camera_group_id, ()) if abs(s.timestamp - f.timestamp) <= window]
+        if match is not None:
+            return any(f.dossier_id == match.dossier_id for f in recent)
+        threshold = float(ctx.settings["episode_threshold"])
+        return any(f.dossier_id is None and self._similar(embedding, f.embedding, threshold)
+                   and s.quality <= f.quality for f in recent)
+
+    # ---- episodes --------------------------------------------------------------------------------
+    def _close_stale(self, uow: UnitOfWork, group_id: int, now: datetime, ctx: Context) -> None:
+        idle = timedelta(seconds=float(ctx.settings["episode_idle_timeout_s"]))
+        longest = timedelta(seconds=float(ctx.settings["episode_max_duration_s"]))
+        keep = []
+        for episode in self.episodes.get(group_id, []):
+            if now - episode.last_at > idle or now - episode.started_at > longest:
+                row = uow.episodes.find(episode.id)
+                if row is not None:
+                    row.open, row.closed_at = False, episode.last_at
+            else:
+                keep.append(episode)
+        self.episodes[group_id] = keep
+
+    def _pick_episode(self, s: FaceSighting, embedding: np.ndarray, ctx: Context) -> OpenEpisode | None:
+        lookback = timedelta(seconds=float(ctx.settings["episode_lookback_s"]))
+        threshold = float(ctx.settings["episode_threshold"])
+        best, best_score = None, -1.0
+        for episode in self.episodes.get(s.camera_group_id, []):
+            for face in episode.faces:
+                if s.timestamp - face.timestamp <= lookback:
+                    score = float(np.dot(embedding, face.embedding))
+                    if score > best_score and self._similar(embedding, face.embedding, threshold):
+                        best, best_score = episode, score
+        return best
+
+    # ---- persistence -----------------------------------------------------------------------------
+    def _commit(self, s: FaceSighting, embedding: np.ndarray, match: Match | None, ctx: Context) -> str | None:
+        with UnitOfWork(self.db_url) as uow:
+            if uow.events.find(s.event_id) is not None:
+                return s.event_id
+            self._close_stale(uow, s.camera_group_id, s.timestamp, ctx)
+            open_episode = self._pick_episode(s, embedding, ctx)
+            episode = uow.episodes.find(open_episode.id) if open_episode else None
+            if episode is None:
+                episode = uow.episodes.add(orm.Episode(
+                    camera_group_id=s.camera_group_id, camera_id=s.camera_id, started_at=s.timestamp,
+                    last_at=s.timestamp, first_event_id=s.event_id))
+            event = self._event_row(s, match, episode)
+            uow.session.add(event)
+            self._update_episode(episode, event, match)
+            enqueue_event(uow, event)
+            uow.vectors.upsert(EVENTS_GALLERY, s.event_id, s.model, embedding.tobytes(), int(embedding.size), {
+                "camera_id": s.camera_id, "camera_group_id": s.camera_group_id,
+                "timestamp": s.timestamp.timestamp()})
+            self._count_on_video(uow, s.video_id, match)
+            uow.commit()
+            self._remember(s, embedding, match, episode, open_episode)
+            return s.event_id
+
+    @staticmethod
+    def _event_row(s: FaceSighting, match: Match | None, episode: orm.Episode) -> orm.Event:
+        gender = s.attributes.get("gender") if s.attributes else None
+        return orm.Event(
+            id=s.event_id, job_id=s.job_id, track_id=s.track_id, camera_id=s.camera_id,
+            camera_group_id=s.camera_group_id, video_id=s.video_id, timestamp=s.timestamp,
+            video_offset_s=s.video_offset_s, bbox=[float(v) for v in s.bbox], detection_score=s.detection_score,
+            quality=s.quality, attributes=s.attributes, age=s.attributes.get("age") if s.attributes else None,
+            gender=gender.get("value") if isinstance(gender, dict) else None,
+            matched=match is not None, dossier_id=match.dossier_id if match else None,
+            watch_list_id=match.watch_list_id if match else orm.UNMATCHED_WATCH_LIST_ID,
+            matched_face_id=match.face_id if match else None, confidence=match.confidence if match else None,
+            episode_id=episode.id, acknowledged=episode.acknowledged,
+            acknowledged_by=episode.acknowledged_by if episode.acknowledged else None,
+            acknowledged_at=episode.acknowledged_at if episode.acknowledged else None,
+            thumbnail_key=s.thumbnail_key, crop_key=s.crop_key, frame_key=s.frame_key,
+        )
+
+    @staticmethod
+    def _update_episode(episode: orm.Episode, event: orm.Event, match: Match | None) -> None:
+        episode.event_count = (episode.event_count or 0) + 1
+        episode.last_event_id = event.id
+        episode.last_at = max(episode.last_at, event.timestamp) if episode.last_at else event.timestamp
+        if event.quality >= (episode.best_quality or 0.0) or episode.best_event_id is None:
+            episode.best_event_id, episode.best_quality = event.id, event.quality
+        if match is not None and episode.dossier_id is None:
+            episode.matched, episode.dossier_id, episode.watch_list_id = True, match.dossier_id, match.watch_list_id
+
+    @staticmethod
+    def _count_on_video(uow: UnitOfWork, video_id: int | None, match: Match | None) -> None:
+        if video_id is None:
+            return
+        video = uow.videos.find(video_id)
+        if video is not None:
+            video.events_count += 1
+            if match is not None:
+                video.matched_count += 1
+            else:
+                video.unmatched_count += 1
+
+    def _remember(self, s: FaceSighting, embedding: np.ndarray, match: Match | None, episode: orm.Episode,
+                  open_episode: OpenEpisode | None) -> None:
+        face = RecentFace(s.timestamp, embedding, match.dossier_id if match else None, s.quality)
+        self.recent.setdefault(s.camera_group_id, deque(maxlen=512)).append(face)
+        if open_episode is None:
+            open_episode = OpenEpisode(episode.id, episode.started_at, episode.last_at)
+            self.episodes.setdefault(s.camera_group_id, []).append(open_episode)
+        open_episode.last_at = max(open_episode.last_at, s.timestamp)
+        open_episode.faces.append(face)
+
+    def _load_open_episodes(self) -> None:
+        """Rebuild episode state after a restart from open episodes and their events' vectors."""
+        with UnitOfWork(self.db_url) as uow:
+            for episode in uow.session.scalars(select(orm.Episode).where(orm.Episode.open.is_(True))):
+                state = OpenEpisode(episode.id, episode.started_at, episode.last_at)
+                events = list(uow.session.scalars(select(orm.Event).where(orm.Event.episode_id == episode.id)
+                                                  .order_by(orm.Event.timestamp.desc()).limit(64)))
+                vectors = {v.item_id: v for v in uow.vectors.by_items(
+                    EVENTS_GALLERY, self.galleries.model, [e.id for e in events])}
+                for event in reversed(events):
+                    if event.id in vectors:
+                        face = RecentFace(event.timestamp, np.frombuffer(vectors[event.id].vector, np.float32),
+                                          event.dossier_id, event.quality)
+                        state.faces.append(face)
+                        self.recent.setdefault(episode.camera_group_id or 0, deque(maxlen=512)).append(face)
+                self.episodes.setdefault(episode.camera_group_id or 0, []).append(state)
+
+
+# max_concurrency=1: posts are handled one at a time, so episode and dedup state never interleave.
+@ray.remote(max_restarts=-1, max_task_retries=-1, num_cpus=0, max_concurrency=1)
+class EventPipeline:
+    """The Ray actor around `EventPipelineCore` (one per installation; restarted by Ray if it dies)."""
+
+    def __init__(self, db_url: str, galleries: Galleries, calibration: Calibration) -> None:
+        self.core = EventPipelineCore(db_url, galleries, calibration)
+
+    async def post(self, sightings: list[FaceSighting]) -> list[str | None]:
+        return await self.core.post(sightings)
+
+    async def stats(self) -> dict[str, int]:
+        return self.core.stats()
+
+
+__all__ = ["DOSSIERS_GALLERY", "EVENTS_GALLERY", "EventPipeline", "EventPipelineCore", "Match", "load_context"]

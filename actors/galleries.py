@@ -1,0 +1,75 @@
+"""The system galleries (`dossiers`: the watch-list gallery; `events`) of one installation.
+
+`Galleries` opens (creates or finds) the shard actors of each gallery for the active embedder and
+hands out their routers. Writers commit rows to the DB first, then call `sync_async(name)` so the
+next search sees the change.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from actors.gallery import GalleryRouter, create_gallery
+from facewatch.errors import FacewatchError
+from storage.dossier_vectors import DOSSIERS_GALLERY, EVENTS_GALLERY
+
+log = logging.getLogger("facewatch.galleries")
+
+DOSSIER_COLUMNS = {"dossier_id": "scalar", "watch_list_ids": "list", "active": "scalar"}
+EVENT_COLUMNS = {"camera_id": "scalar", "camera_group_id": "scalar", "timestamp": "scalar"}
+SYSTEM_GALLERY_COLUMNS = {DOSSIERS_GALLERY: DOSSIER_COLUMNS, EVENTS_GALLERY: EVENT_COLUMNS}
+
+
+@dataclass
+class Galleries:
+    db_url: str
+    snapshot_dir: str
+    model: str
+    dim: int
+    shards: int = 2
+    replicas: int = 1
+    detached: bool = False
+    _routers: dict[str, GalleryRouter] = field(default_factory=dict)
+
+    def _create(self, name: str) -> GalleryRouter:
+        return create_gallery(
+            name, self.model, self.dim, shards=self.shards, replicas=self.replicas, db_url=self.db_url,
+            snapshot_dir=self.snapshot_dir, columns=SYSTEM_GALLERY_COLUMNS.get(name), detached=self.detached,
+            actor_options={"num_cpus": 0}, ready_timeout_s=None,
+        )
+
+    async def router_async(self, name: str) -> GalleryRouter:
+        """The router of a system gallery, creating its actors on first use and waiting until they load."""
+        if name not in self._routers:
+            router = self._create(name)
+            await router.wait_ready_async()
+            self._routers[name] = router
+        return self._routers[name]
+
+    def router(self, name: str) -> GalleryRouter:
+        """Blocking form of `router_async` for scripts and start-up code (not inside an event loop)."""
+        if name not in self._routers:
+            router = self._create(name)
+            router.wait_ready()
+            self._routers[name] = router
+        return self._routers[name]
+
+    def open_all(self) -> None:
+        for name in SYSTEM_GALLERY_COLUMNS:
+            self.router(name)
+
+    async def drop_async(self, name: str) -> None:
+        """Stop a (deleted) gallery's actors for good."""
+        router = self._routers.pop(name, None) or self._create(name)
+        router.kill()
+
+    async def sync_async(self, name: str) -> None:
+        """Best effort: a shard that is down replays the change log when it comes back."""
+        try:
+            missing = await (await self.router_async(name)).sync_async()
+        except FacewatchError as exc:
+            log.warning("gallery %s: sync failed (%s); shards will catch up from the DB", name, exc.reason)
+            return
+        if missing:
+            log.warning("gallery %s: shards %s had no live replica to sync", name, missing)

@@ -1,0 +1,112 @@
+"""The Maintenance actor: retention cleanup on a schedule, then an events-gallery sync.
+
+One detached actor per installation (named `maintenance` in the `facewatch` namespace, started by
+`cluster.maintenance.start_maintenance`). Every `interval_s` (default hourly; the first run
+`first_run_s` after start) it runs `storage.retention.cleanup` with the runtime settings'
+retention days, then makes the events gallery's shards replay the removals so searches stop
+finding deleted events (the search route drops hits whose event row is gone in the meantime).
+A failed run is logged and kept in `stats()["last_error"]`; the next one tries again. Runs never
+overlap; `run_now()` runs one at once (e.g. `facewatch cleanup` against a running cluster).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import ray
+
+from actors.galleries import Galleries
+from facewatch import metrics
+from storage.dossier_vectors import EVENTS_GALLERY
+from storage.retention import DEFAULT_BATCH, cleanup
+
+log = logging.getLogger("facewatch.maintenance")
+DEFAULT_INTERVAL_S = 3600.0
+
+
+class MaintenanceCore:
+    def __init__(self, db_url: str, media_root: str, galleries: Galleries | None,
+                 interval_s: float = DEFAULT_INTERVAL_S, first_run_s: float = 60.0, batch: int = DEFAULT_BATCH) -> None:
+        self.db_url, self.media_root, self.galleries = db_url, media_root, galleries
+        self.interval_s, self.first_run_s, self.batch = float(interval_s), float(first_run_s), int(batch)
+        self.runs = 0
+        self.events_deleted = 0
+        self.last_report: dict[str, Any] | None = None
+        self.last_run_at: str | None = None
+        self.last_error = ""
+        self._lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+
+    async def run_once(self, older_than_days: float | None = None) -> dict[str, Any]:
+        async with self._lock:
+            started = time.monotonic()
+            try:
+                report = await asyncio.to_thread(cleanup, self.db_url, self.media_root, older_than_days,
+                                                 batch=self.batch)
+                if report["vectors_deleted"] and self.galleries is not None:
+                    await self.galleries.sync_async(EVENTS_GALLERY)
+                self.last_error = ""
+            except Exception as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("retention cleanup failed")
+                raise
+            finally:
+                self.runs += 1
+                self.last_run_at = datetime.now(UTC).isoformat()
+            report["seconds"] = round(time.monotonic() - started, 3)
+            self.events_deleted += report["events_deleted"]
+            metrics.events_deleted(report["events_deleted"])
+            self.last_report = report
+            if report["events_deleted"]:
+                log.info("retention: deleted %d events, %d media files", report["events_deleted"],
+                         report["media_deleted"])
+            return report
+
+    async def run_forever(self) -> None:
+        delay = self.first_run_s
+        while not self._stop.is_set():
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=delay)
+                return
+            except TimeoutError:
+                pass
+            try:
+                await self.run_once()
+            except Exception:  # noqa: BLE001 - logged in run_once; the schedule goes on
+                pass
+            delay = self.interval_s
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def stats(self) -> dict[str, Any]:
+        return {"runs": self.runs, "events_deleted": self.events_deleted, "last_run_at": self.last_run_at,
+                "last_error": self.last_error, "last_report": self.last_report, "interval_s": self.interval_s}
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+class Maintenance:
+    """The Ray actor around `MaintenanceCore`; call `start()` once (idempotent)."""
+
+    def __init__(self, db_url: str, media_root: str, galleries: Galleries | None,
+                 interval_s: float = DEFAULT_INTERVAL_S, first_run_s: float = 60.0, batch: int = DEFAULT_BATCH) -> None:
+        self.core = MaintenanceCore(db_url, media_root, galleries, interval_s, first_run_s, batch)
+        self._runner: asyncio.Task[None] | None = None
+
+    async def start(self) -> bool:
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.get_running_loop().create_task(self.core.run_forever())
+        return True
+
+    async def run_now(self, older_than_days: float | None = None) -> dict[str, Any]:
+        return await self.core.run_once(older_than_days)
+
+    async def stats(self) -> dict[str, Any]:
+        return self.core.stats()
+
+    async def stop(self) -> None:
+        self.core.stop()

@@ -1,0 +1,460 @@
+"""Open and decode one video source with PyAV (SPEC §3 steps 1–2).
+
+A `VideoSource` is used inside a camera job's own process: frames never leave it. It opens local
+files (plain paths or `file://` URLs), RTSP (TCP by default), RTMP and HTTP(S)/HLS, decodes in a
+background thread into a small bounded queue and hands out RGB `Frame`s through iteration::
+
+    with VideoSource(url, play_speed=-1) as source:
+        for frame in source:
+            ...
+
+Behaviour decided here:
+- **Live or not.** A source is live when it is not a local file (override with `live=`, e.g. to read
+  an HTTP video as a file, or to simulate a camera with a file).
+- **Pacing.** `play_speed` > 0 releases frames at that multiple of real time; <= 0 (the default -1)
+  means as fast as possible for files and real time for live sources. A live stream with no known
+  end (RTSP, RTMP, live HLS) is never paced here: it arrives in real time by itself, and pacing it
+  again would only add latency when the camera's clock runs a little fast.
+- **Drops.** A live source never falls behind: when the consumer is slower than the source, the
+  OLDEST queued frame is dropped and counted in `frames_dropped`, unless `disable_drops`. Files are
+  never dropped: the decoder waits for the consumer.
+- **Errors while reading.** A corrupt packet is skipped and counted (`errors`, `last_error`).
+  A file whose reading breaks, or which ends well before the frame count its container declares
+  (truncated), ends the iteration normally with `last_error` set: the caller gets every frame that
+  decodes. A live stream that breaks raises `SourceReadError` from the iterator so the job can
+  reopen it (with `reopen_delays()`); a live stream that simply ends finishes the iteration.
+- **Timestamps.** `pts_s` counts seconds from the start of the stream. `wall_time` is
+  `start_timestamp` (default: the moment the source was opened) + `pts_s` for files, and the
+  decoding moment for live sources unless `use_stream_timestamp`.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+from urllib.request import url2pathname
+
+import av
+import av.error
+import numpy as np
+
+from facewatch.errors import FacewatchError
+
+SUPPORTED_SCHEMES = frozenset({"file", "rtsp", "rtsps", "rtmp", "rtmps", "http", "https"})
+DEFAULT_QUEUE_SIZE = 4
+
+# A stream that yields nothing but undecodable packets is broken, not merely damaged.
+_MAX_CONSECUTIVE_DECODE_ERRORS = 100
+# Edit lists and frames the decoder discards make the decoded count differ slightly from the count
+# an MP4 declares; only a clearly shorter file counts as truncated.
+_COMPLETE_FRACTION = 0.98
+# Pacing restarts its clock instead of sleeping through a timestamp jump or racing to catch up
+# after the consumer held the decoder back.
+_MAX_LEAD_S = 5.0
+_MAX_LAG_S = 0.25
+# Frame rate assumed for a stream whose frames carry no timestamps and which declares no rate.
+_FALLBACK_FPS = 25.0
+
+
+class SourceError(FacewatchError):
+    code, status = "SOURCE_ERROR", 502
+
+
+class SourceOpenError(SourceError):
+    """The source cannot be opened: bad URL, refused connection, timeout, missing file, not a video."""
+
+    code, status = "SOURCE_OPEN_FAILED", 422
+
+
+class SourceReadError(SourceError):
+    """A live stream broke while it was being read."""
+
+    code, status = "SOURCE_READ_FAILED", 502
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One decoded frame.
+
+    index: position in decode order, counting dropped frames too (so drops show as gaps).
+    pts_s: seconds from the start of the stream.
+    wall_time: timezone-aware UTC time the frame stands for (see the module docstring).
+    image: RGB uint8 array of shape (height, width, 3).
+    """
+
+    index: int
+    pts_s: float
+    wall_time: datetime
+    image: np.ndarray
+
+
+def reopen_delays(
+    initial_s: float = 1.0,
+    max_s: float = 60.0,
+    factor: float = 2.0,
+    jitter: float = 0.0,
+    rng: random.Random | None = None,
+) -> Iterator[float]:
+    """Endless back-off delays (seconds) between attempts to reopen a dropped live source.
+
+    1, 2, 4, ... capped at `max_s`. `jitter` in [0, 1) spreads each delay by up to that fraction
+    either way, so many cameras that dropped together do not reconnect in lock-step. Start a fresh
+    generator after a successful open.
+    """
+    if initial_s <= 0 or max_s < initial_s or factor < 1 or not 0 <= jitter < 1:
+        raise ValueError("need 0 < initial_s <= max_s, factor >= 1 and 0 <= jitter < 1")
+    rng = rng or random.Random()
+    delay = initial_s
+    while True:
+        yield delay * (1 + rng.uniform(-jitter, jitter)) if jitter else delay
+        delay = min(delay * factor, max_s)
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by `***`, fit for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+@dataclass(frozen=True, eq=False)
+class _Decoded:
+    """A decoded frame waiting in the queue; RGB conversion waits until it is consumed, so dropped
+    frames cost no conversion."""
+
+    index: int
+    pts_s: float
+    wall_time: datetime
+    av_frame: av.VideoFrame
+
+    def to_frame(self) -> Frame:
+        return Frame(self.index, self.pts_s, self.wall_time, self.av_frame.to_ndarray(format="rgb24"))
+
+
+class _FrameQueue:
+    """The small bounded hand-over from the decoding thread to the consumer."""
+
+    def __init__(self, size: int) -> None:
+        self._items: deque[_Decoded] = deque()
+        self._size = size
+        self._cond = threading.Condition()
+        self._finished = False  # the producer will put nothing more
+        self._closed = False  # the consumer is gone
+
+    def put(self, item: _Decoded, drop_oldest: bool) -> bool:
+        """Queue an item; True when the oldest queued item was dropped to make room."""
+        with self._cond:
+            while len(self._items) >= self._size and not drop_oldest and not self._closed:
+                self._cond.wait()
+            if self._closed:
+                return False
+            dropped = len(self._items) >= self._size
+            if dropped:
+                self._items.popleft()
+            self._items.append(item)
+            self._cond.notify_all()
+            return dropped
+
+    def get(self) -> _Decoded | None:
+        """The next item, or None once the producer finished and the queue is empty."""
+        with self._cond:
+            while not self._items and not self._finished and not self._closed:
+                self._cond.wait()
+            if self._closed or not self._items:
+                return None
+            item = self._items.popleft()
+            self._cond.notify_all()
+            return item
+
+    def finish(self) -> None:
+        with self._cond:
+            self._finished = True
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._items.clear()
+            self._cond.notify_all()
+
+
+class _Pacer:
+    """Holds frames back so they come out no faster than `speed` times their stream clock."""
+
+    def __init__(self, speed: float | None, stop: threading.Event) -> None:
+        self._speed = speed
+        self._stop = stop
+        self._anchor: tuple[float, float] | None = None  # (monotonic time, pts_s) of the clock start
+
+    def wait(self, pts_s: float) -> None:
+        if self._speed is None:
+            return
+        now = time.monotonic()
+        if self._anchor is None:
+            self._anchor = (now, pts_s)
+            return
+        lead = self._anchor[0] + (pts_s - self._anchor[1]) / self._speed - now
+        if lead > _MAX_LEAD_S or lead < -_MAX_LAG_S:
+            self._anchor = (now, pts_s)
+        elif lead > 0:
+            self._stop.wait(lead)
+
+
+class VideoSource:
+    """One opened video source; iterate it once for its `Frame`s. Opening happens in the
+    constructor, which raises `SourceOpenError` when the source cannot be opened."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        ffmpeg_options: Mapping[str, str] | None = None,
+        open_timeout_s: float = 10.0,
+        read_timeout_s: float = 10.0,
+        play_speed: float = -1.0,
+        live: bool | None = None,
+        disable_drops: bool = False,
+        use_stream_timestamp: bool = False,
+        start_timestamp: datetime | None = None,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+    ) -> None:
+        if queue_size < 1:
+            raise ValueError(f"queue_size must be >= 1, got {queue_size}")
+        self.url = redact_url(url)
+        target, scheme = _resolve(url)
+        self.is_local = scheme == "file"
+        self.is_live = (not self.is_local) if live is None else live
+        self.play_speed = play_speed
+        self.disable_drops = disable_drops
+        self.use_stream_timestamp = use_stream_timestamp
+        self.opened_at = datetime.now(UTC)
+        self._time_origin = _as_utc(start_timestamp) if start_timestamp else self.opened_at
+        self._read_timeout_s = read_timeout_s
+
+        options = _ffmpeg_options(scheme, ffmpeg_options or {})
+        self._container = _open_container(target, self.url, options, (open_timeout_s, read_timeout_s))
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_type = "AUTO"
+        self.width: int = self._stream.codec_context.width
+        self.height: int = self._stream.codec_context.height
+        self.fps: float | None = _fps(self._stream)
+        self.frames_total: int | None = self._stream.frames or None
+        self.duration_s: float | None = _duration_s(self._container, self._stream)
+        self._pts_origin: float | None = _start_time_s(self._stream)  # else the first frame's time
+
+        self.frames_decoded = 0
+        self.frames_dropped = 0
+        self.errors = 0
+        self.last_error: str | None = None
+        self._consecutive_decode_errors = 0
+        self._queue = _FrameQueue(queue_size)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failure: Exception | None = None
+        self._iterated = False
+        self._closed = False
+
+    # -- consumer side ---------------------------------------------------------------------------
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self._iterated or self._closed:
+            raise RuntimeError("a VideoSource can be iterated only once; open a new one to read again")
+        self._iterated = True
+        self._thread = threading.Thread(target=self._produce, name=f"decode {self.url}", daemon=True)
+        self._thread.start()
+        try:
+            while (item := self._queue.get()) is not None:
+                yield item.to_frame()
+            if self._failure is not None:
+                raise self._failure
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop decoding and release the source (safe to call more than once)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        self._queue.close()
+        if self._thread is None:
+            self._container.close()
+        else:
+            # The decoding thread owns the container and closes it; a blocked network read ends
+            # within the read timeout.
+            self._thread.join(timeout=self._read_timeout_s + 1.0)
+
+    def __enter__(self) -> VideoSource:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def pace_speed(self) -> float | None:
+        """The multiple of real time frames are released at, or None when not paced here."""
+        endless = self.is_live and not self.is_local and self.duration_s is None
+        if endless:
+            return None
+        if self.play_speed > 0:
+            return self.play_speed
+        return 1.0 if self.is_live else None
+
+    # -- decoding thread -------------------------------------------------------------------------
+
+    def _produce(self) -> None:
+        pacer = _Pacer(self.pace_speed, self._stop)
+        try:
+            for packet in self._container.demux(self._stream):
+                if self._stop.is_set():
+                    return
+                for av_frame in self._decode(packet):
+                    self._publish(av_frame, pacer)
+            self._check_complete()
+        except (av.error.FFmpegError, OSError, SourceReadError) as exc:
+            self._on_read_failure(exc)
+        except Exception as exc:  # a bug: hand it to the consumer rather than let the thread swallow it
+            self._failure = exc
+        finally:
+            self._queue.finish()
+            self._container.close()
+
+    def _decode(self, packet: av.Packet) -> list[av.VideoFrame]:
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError as exc:
+            self._record_error(f"undecodable packet after frame {self.frames_decoded}: {_describe(exc)}")
+            self._consecutive_decode_errors += 1
+            if self._consecutive_decode_errors >= _MAX_CONSECUTIVE_DECODE_ERRORS:
+                raise SourceReadError(f"{self._consecutive_decode_errors} undecodable packets in a row") from exc
+            return []
+        self._consecutive_decode_errors = 0
+        return frames
+
+    def _publish(self, av_frame: av.VideoFrame, pacer: _Pacer) -> None:
+        index = self.frames_decoded
+        self.frames_decoded += 1
+        pts_s = self._pts_seconds(av_frame, index)
+        pacer.wait(pts_s)
+        item = _Decoded(index, pts_s, self._wall_time(pts_s), av_frame)
+        if self._queue.put(item, drop_oldest=self.is_live and not self.disable_drops):
+            self.frames_dropped += 1
+
+    def _pts_seconds(self, av_frame: av.VideoFrame, index: int) -> float:
+        if av_frame.time is None:  # no timestamps: assume a steady frame rate
+            return index / (self.fps or _FALLBACK_FPS)
+        if self._pts_origin is None:
+            self._pts_origin = av_frame.time
+        return av_frame.time - self._pts_origin
+
+    def _wall_time(self, pts_s: float) -> datetime:
+        if self.is_live and not self.use_stream_timestamp:
+            return datetime.now(UTC)
+        return self._time_origin + timedelta(seconds=pts_s)
+
+    def _check_complete(self) -> None:
+        """A file that ends well short of the frames its container declares was truncated."""
+        declared = self.frames_total
+        if self.is_live or self._stop.is_set() or not declared:
+            return
+        if self.frames_decoded < declared * _COMPLETE_FRACTION:
+            self._record_error(
+                f"{self.url} ended after {self.frames_decoded} of the {declared} frames it declares "
+                "(truncated or corrupt file)"
+            )
+
+    def _on_read_failure(self, exc: Exception) -> None:
+        message = f"reading {self.url} failed after {self.frames_decoded} frames: {_describe(exc)}"
+        self._record_error(message)
+        if self.is_live:
+            self._failure = SourceReadError(message, param="url")
+
+    def _record_error(self, message: str) -> None:
+        self.errors += 1
+        self.last_error = message
+
+
+def _resolve(url: str) -> tuple[str, str]:
+    """What to hand to FFmpeg, and the scheme (`file` for local files)."""
+    if not url or not url.strip():
+        raise SourceOpenError("empty source URL", param="url")
+    if "://" not in url:
+        target, scheme = url, "file"
+    else:
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in SUPPORTED_SCHEMES:
+            supported = ", ".join(sorted(SUPPORTED_SCHEMES))
+            raise SourceOpenError(f"unsupported URL scheme {scheme!r} (supported: {supported})", param="url")
+        target = url2pathname(parts.path) if scheme == "file" else url
+    if scheme == "file" and not Path(target).is_file():
+        raise SourceOpenError(f"video file not found: {target}", param="url")
+    return target, scheme
+
+
+def _ffmpeg_options(scheme: str, user_options: Mapping[str, str]) -> dict[str, str]:
+    # RTSP over UDP loses packets on busy networks and smears the picture; the user may still
+    # choose UDP explicitly.
+    options = {"rtsp_transport": "tcp"} if scheme in ("rtsp", "rtsps") else {}
+    options.update({str(key): str(value) for key, value in user_options.items()})
+    return options
+
+
+def _open_container(
+    target: str, display: str, options: dict[str, str], timeouts: tuple[float, float]
+) -> av.container.InputContainer:
+    started = time.monotonic()
+    try:
+        container = av.open(target, options=options, timeout=timeouts)
+    except (av.error.FFmpegError, OSError) as exc:
+        timed_out = isinstance(exc, av.error.ExitError) or time.monotonic() - started >= timeouts[0]
+        reason = f"no answer within {timeouts[0]:g} s" if timed_out else _describe(exc)
+        raise SourceOpenError(f"cannot open {display}: {reason}", param="url") from exc
+    if not container.streams.video:
+        container.close()
+        raise SourceOpenError(f"{display} has no video stream", param="url")
+    return container
+
+
+def _describe(exc: BaseException) -> str:
+    """The error without the file name FFmpeg appends (it may hold a password)."""
+    if isinstance(exc, SourceError):
+        return exc.reason
+    if isinstance(exc, av.error.ExitError):  # what FFmpeg's interrupt reports when a read times out
+        return "timed out"
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def _fps(stream: av.VideoStream) -> float | None:
+    rate = stream.average_rate or stream.guessed_rate
+    return float(rate) if rate else None
+
+
+def _start_time_s(stream: av.VideoStream) -> float | None:
+    if stream.start_time is None or stream.time_base is None:
+        return None
+    return float(stream.start_time * stream.time_base)
+
+
+def _duration_s(container: av.container.InputContainer, stream: av.VideoStream) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return None
+
+
+def _as_utc(moment: datetime) -> datetime:
+    """Naive datetimes are taken to be UTC."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

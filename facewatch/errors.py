@@ -1,0 +1,71 @@
+"""Typed errors shared by storage, actors and the API.
+
+Each error carries the API code and HTTP status of SPEC §5.1, so any layer can raise it and the
+API answers `{"code": ..., "reason": ..., "param": ...}` without a lookup table in between.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class FacewatchError(Exception):
+    code = "INTERNAL"
+    status = 500
+
+    def __init__(self, reason: str, param: str | None = None, **extra: Any) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.param = param
+        self.extra = extra
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "reason": self.reason}
+        if self.param is not None:
+            body["param"] = self.param
+        body.update(self.extra)
+        return body
+
+
+class AuthFailed(FacewatchError):
+    code, status = "AUTH_FAILED", 401
+
+
+class Forbidden(FacewatchError):
+    code, status = "FORBIDDEN", 403
+
+
+class NotFound(FacewatchError):
+    code, status = "NOT_FOUND", 404
+
+
+class BadParam(FacewatchError):
+    code, status = "BAD_PARAM", 400
+
+
+class Conflict(FacewatchError):
+    code, status = "CONFLICT", 409
+
+
+class TooLarge(FacewatchError):
+    code, status = "TOO_LARGE", 413
+
+
+class NoFace(FacewatchError):
+    code, status = "NO_FACE", 422
+
+
+class TooManyFaces(FacewatchError):
+    code, status = "TOO_MANY_FACES", 422
+
+
+class BadImage(FacewatchError):
+    code, status = "BAD_IMAGE", 422
+
+
+class LowQuality(FacewatchError):
+    code, status = "LOW_QUALITY", 422
+
+
+class ServiceUnavailable(FacewatchError):
+    code, status = "SERVICE_UNAVAILABLE", 503

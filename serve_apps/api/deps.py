@@ -1,0 +1,92 @@
+"""FastAPI dependencies: the unit of work per request, the caller's identity, role checks, paging."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+
+from facewatch.errors import AuthFailed, Forbidden
+from facewatch.settings import Config
+from storage.media import LocalMediaStore
+from storage.unit_of_work import UnitOfWork
+
+
+def get_config(request: Request) -> Config:
+    return request.app.state.config
+
+
+def get_uow(request: Request) -> Iterator[UnitOfWork]:
+    with UnitOfWork(request.app.state.config.database_url) as uow:
+        yield uow
+
+
+def get_media(request: Request) -> LocalMediaStore:
+    return request.app.state.media
+
+
+@dataclass(frozen=True)
+class Caller:
+    user_id: int
+    username: str
+    role: str
+    token_id: int
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "token" or not token.strip():
+        raise AuthFailed("send 'Authorization: Token <token>'")
+    return token.strip()
+
+
+def get_caller(request: Request, uow: Annotated[UnitOfWork, Depends(get_uow)]) -> Caller:
+    token = uow.tokens.by_plain_token(_bearer(request))
+    now = datetime.now(UTC)
+    if token is None or (token.expires_at is not None and token.expires_at <= now):
+        raise AuthFailed("the token is unknown or expired")
+    user = token.user
+    if not user.active:
+        raise AuthFailed("the user is deactivated")
+    caller = Caller(user_id=user.id, username=user.username, role=user.role, token_id=token.id)
+    request.state.caller = caller  # read by the audit log
+    return caller
+
+
+def require(*roles: str) -> Callable[..., Caller]:
+    """A dependency that lets only callers with one of `roles` through (403 otherwise)."""
+
+    def check(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
+        if caller.role not in roles:
+            raise Forbidden(f"the {caller.role} role may not do this")
+        return caller
+
+    return check
+
+
+ANY_ROLE = ("admin", "operator", "viewer")
+Admin = Annotated[Caller, Depends(require("admin"))]
+Operator = Annotated[Caller, Depends(require("admin", "operator"))]
+Viewer = Annotated[Caller, Depends(require(*ANY_ROLE))]
+Uow = Annotated[UnitOfWork, Depends(get_uow)]
+Media = Annotated[LocalMediaStore, Depends(get_media)]
+
+
+@dataclass(frozen=True)
+class Paging:
+    limit: int
+    cursor: str | None
+
+
+def get_paging(
+    limit: Annotated[int, Query(ge=1, le=1000, description="page size")] = 20,
+    cursor: Annotated[str | None, Query(max_length=1000, description="from the previous page")] = None,
+) -> Paging:
+    return Paging(limit=limit, cursor=cursor)
+
+
+Pages = Annotated[Paging, Depends(get_paging)]

@@ -1,0 +1,76 @@
+"""GET /v1/audit: the audit log of mutating API calls (admins only), newest first."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from serve_apps.api.deps import Admin, Pages, Uow
+from serve_apps.api.schemas import Page, Timestamp
+from storage import orm
+from storage.pagination import SortKey
+
+router = APIRouter(prefix="/audit", tags=["audit"])
+NEWEST_FIRST = [SortKey(orm.AuditRecord.created_at, descending=True), SortKey(orm.AuditRecord.id, descending=True)]
+
+
+class AuditOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    user_id: int | None
+    username: str
+    method: str
+    path: str
+    status: int
+    request_id: str
+    created_at: datetime
+
+
+class AuditFilters(BaseModel):
+    """Filters of `GET /v1/audit`, all AND-ed."""
+
+    user_id: int | None = Field(None, ge=-(2**63), le=2**63 - 1, description="the caller's user id")
+    username: str | None = Field(None, max_length=150, description="the caller's user name (exact)")
+    method: Literal["POST", "PUT", "PATCH", "DELETE"] | None = None
+    path_prefix: str | None = Field(None, max_length=1000, description="e.g. /v1/dossiers")
+    status: int | None = Field(None, ge=100, le=599, description="exact HTTP status")
+    status_gte: int | None = Field(None, ge=100, le=599, description="e.g. 400 for failed calls only")
+    status_lte: int | None = Field(None, ge=100, le=599)
+    created_gte: Timestamp | None = None
+    created_lte: Timestamp | None = None
+
+
+def _like_prefix(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"{escaped}%"
+
+
+@router.get("", response_model=Page[AuditOut])
+def list_audit(uow: Uow, _: Admin, paging: Pages, filters: Annotated[AuditFilters, Query()]) -> Page[AuditOut]:
+    a = orm.AuditRecord
+    stmt = uow.audit.query()
+    f = filters
+    if f.user_id is not None:
+        stmt = stmt.where(a.user_id == f.user_id)
+    if f.username is not None:
+        stmt = stmt.where(a.username == f.username)
+    if f.method is not None:
+        stmt = stmt.where(a.method == f.method)
+    if f.path_prefix:
+        stmt = stmt.where(a.path.like(_like_prefix(f.path_prefix), escape="\\"))
+    if f.status is not None:
+        stmt = stmt.where(a.status == f.status)
+    if f.status_gte is not None:
+        stmt = stmt.where(a.status >= f.status_gte)
+    if f.status_lte is not None:
+        stmt = stmt.where(a.status <= f.status_lte)
+    if f.created_gte is not None:
+        stmt = stmt.where(a.created_at >= f.created_gte)
+    if f.created_lte is not None:
+        stmt = stmt.where(a.created_at <= f.created_lte)
+    page = uow.audit.page(stmt, paging.limit, paging.cursor, keys=NEWEST_FIRST)
+    return Page(results=[AuditOut.model_validate(r) for r in page.items], next_cursor=page.next_cursor)

@@ -1,0 +1,87 @@
+"""CRUD /v1/cameras (filters: group, active, status)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Response
+
+from serve_apps.api.deps import Admin, Caller, Operator, Pages, Uow
+from serve_apps.api.jobs_client import notify_camera_changed
+from serve_apps.api.routes._common import apply_patch, ensure_visible, not_hidden_clause
+from serve_apps.api.schemas import CameraIn, CameraOut, CameraPatch, DbId, Page
+from storage import orm
+from storage.unit_of_work import UnitOfWork
+
+router = APIRouter(prefix="/cameras", tags=["cameras"])
+CameraStatus = Literal["disabled", "starting", "ok", "degraded", "failing"]
+
+
+def _group_for(uow: UnitOfWork, group_id: int) -> orm.CameraGroup:
+    return uow.camera_groups.get_many([group_id], param="camera_group_id")[0]
+
+
+def _visible_camera(uow: UnitOfWork, camera_id: int, caller: Caller) -> orm.Camera:
+    camera = uow.cameras.get(camera_id)
+    ensure_visible(camera.camera_group, caller, "camera", camera_id)
+    return camera
+
+
+@router.post("", status_code=201, response_model=CameraOut)
+def create_camera(body: CameraIn, uow: Uow, _: Admin) -> orm.Camera:
+    _group_for(uow, body.camera_group_id)
+    fields = body.model_dump(mode="json")
+    camera = uow.cameras.add(orm.Camera(**fields, status="starting" if body.active else "disabled"))
+    uow.commit()
+    notify_camera_changed(camera.id)  # the JobManager starts, re-reads or stops its job now
+    return camera
+
+
+@router.get("", response_model=Page[CameraOut])
+def list_cameras(
+    uow: Uow,
+    caller: Operator,
+    paging: Pages,
+    camera_group_id: DbId | None = None,
+    active: bool | None = None,
+    status: CameraStatus | None = None,
+    name_contains: Annotated[str | None, Query(max_length=200)] = None,
+) -> Page[CameraOut]:
+    stmt = uow.cameras.query().join(orm.Camera.camera_group)
+    stmt = stmt.where(not_hidden_clause(orm.CameraGroup.hidden_from_roles, caller))
+    if camera_group_id is not None:
+        stmt = stmt.where(orm.Camera.camera_group_id == camera_group_id)
+    if active is not None:
+        stmt = stmt.where(orm.Camera.active.is_(active))
+    if status is not None:
+        stmt = stmt.where(orm.Camera.status == status)
+    if name_contains:
+        stmt = stmt.where(orm.Camera.name.icontains(name_contains, autoescape=True))
+    page = uow.cameras.page(stmt, paging.limit, paging.cursor)
+    return Page(results=[CameraOut.model_validate(c) for c in page.items], next_cursor=page.next_cursor)
+
+
+@router.get("/{camera_id}", response_model=CameraOut)
+def get_camera(camera_id: DbId, uow: Uow, caller: Operator) -> orm.Camera:
+    return _visible_camera(uow, camera_id, caller)
+
+
+@router.patch("/{camera_id}", response_model=CameraOut)
+def update_camera(camera_id: DbId, body: CameraPatch, uow: Uow, _: Admin) -> orm.Camera:
+    camera = uow.cameras.get(camera_id)
+    if body.camera_group_id is not None:
+        _group_for(uow, body.camera_group_id)
+    changes = apply_patch(camera, body)
+    if "active" in changes:
+        camera.status = "starting" if camera.active else "disabled"
+    uow.commit()
+    notify_camera_changed(camera.id)  # the JobManager starts, re-reads or stops its job now
+    return camera
+
+
+@router.delete("/{camera_id}", status_code=204)
+def delete_camera(camera_id: DbId, uow: Uow, _: Admin) -> Response:
+    uow.cameras.delete(uow.cameras.get(camera_id))
+    uow.commit()
+    notify_camera_changed(camera_id)  # the JobManager starts, re-reads or stops its job now
+    return Response(status_code=204)

@@ -1,0 +1,92 @@
+"""CRUD /v1/dossiers (filters: watch list, active, name contains)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+
+from facewatch.errors import BadParam
+from serve_apps.api.deps import Operator, Pages, Uow, Viewer
+from serve_apps.api.gallery_sync import sync_dossier_gallery
+from serve_apps.api.routes._common import apply_patch
+from serve_apps.api.schemas import DbId, DossierIn, DossierOut, DossierPatch, Page
+from storage import orm
+from storage.dossier_vectors import refresh_dossier_meta, remove_dossier_face_vectors
+from storage.unit_of_work import UnitOfWork
+
+router = APIRouter(prefix="/dossiers", tags=["dossiers"])
+
+
+def dossier_out(row: orm.Dossier) -> DossierOut:
+    data = {c: getattr(row, c) for c in DossierOut.model_fields if c not in ("watch_list_ids", "face_count")}
+    return DossierOut(**data, watch_list_ids=sorted(w.id for w in row.watch_lists), face_count=len(row.faces))
+
+
+def _watch_lists(uow: UnitOfWork, ids: list[int]) -> list[orm.WatchList]:
+    if orm.UNMATCHED_WATCH_LIST_ID in ids:
+        raise BadParam("a dossier cannot be put on the Unmatched list", param="watch_list_ids")
+    return uow.watch_lists.get_many(ids, param="watch_list_ids")
+
+
+@router.post("", status_code=201, response_model=DossierOut)
+def create_dossier(body: DossierIn, uow: Uow, _: Operator) -> DossierOut:
+    lists = _watch_lists(uow, body.watch_list_ids)
+    row = orm.Dossier(**body.model_dump(mode="json", exclude={"watch_list_ids"}), watch_lists=lists)
+    uow.dossiers.add(row)
+    uow.commit()
+    return dossier_out(row)
+
+
+@router.get("", response_model=Page[DossierOut])
+def list_dossiers(
+    uow: Uow,
+    _: Viewer,
+    paging: Pages,
+    watch_list_id: DbId | None = None,
+    active: bool | None = None,
+    name_contains: Annotated[str | None, Query(max_length=300)] = None,
+    external_id: Annotated[str | None, Query(max_length=200)] = None,
+) -> Page[DossierOut]:
+    stmt = uow.dossiers.query()
+    if watch_list_id is not None:
+        stmt = stmt.where(orm.Dossier.watch_lists.any(orm.WatchList.id == watch_list_id))
+    if active is not None:
+        stmt = stmt.where(orm.Dossier.active.is_(active))
+    if name_contains:
+        stmt = stmt.where(orm.Dossier.name.icontains(name_contains, autoescape=True))
+    if external_id is not None:
+        stmt = stmt.where(orm.Dossier.external_id == external_id)
+    page = uow.dossiers.page(stmt, paging.limit, paging.cursor)
+    return Page(results=[dossier_out(d) for d in page.items], next_cursor=page.next_cursor)
+
+
+@router.get("/{dossier_id}", response_model=DossierOut)
+def get_dossier(dossier_id: DbId, uow: Uow, _: Viewer) -> DossierOut:
+    return dossier_out(uow.dossiers.get(dossier_id))
+
+
+@router.patch("/{dossier_id}", response_model=DossierOut)
+def update_dossier(dossier_id: DbId, body: DossierPatch, uow: Uow, _: Operator, request: Request) -> DossierOut:
+    row = uow.dossiers.get(dossier_id)
+    if body.watch_list_ids is not None:
+        row.watch_lists = _watch_lists(uow, body.watch_list_ids)
+    changes = apply_patch(row, body, skip=("watch_list_ids",))
+    matching_changed = "active" in changes or body.watch_list_ids is not None
+    if matching_changed:
+        uow.flush()
+        refresh_dossier_meta(uow, [row.id])
+    uow.commit()
+    if matching_changed:
+        sync_dossier_gallery(request)
+    return dossier_out(row)
+
+
+@router.delete("/{dossier_id}", status_code=204)
+def delete_dossier(dossier_id: DbId, uow: Uow, _: Operator, request: Request) -> Response:
+    row = uow.dossiers.get(dossier_id)
+    remove_dossier_face_vectors(uow, [face.id for face in row.faces])
+    uow.dossiers.delete(row)
+    uow.commit()
+    sync_dossier_gallery(request)
+    return Response(status_code=204)

@@ -1,0 +1,122 @@
+"""`GET /v1/events/stream`: the live feed of new events as Server-Sent Events (SPEC §5.3, §6).
+
+The feed polls the database every 0.5 s for events newer than the last one sent, in the order they
+were committed (created_at, then id; the event pipeline commits one event at a time), and sends each
+as one SSE message::
+
+    id: <event id>
+    event: event
+    data: <the event as JSON, the same shape as GET /v1/events/{id}>
+
+It takes the same filters as `GET /v1/events` and the same visibility rules (events of watch lists and
+camera groups hidden from the caller's role are never sent). It starts with the events created after
+the connection opened, or after `since` (ISO 8601), or after the event named by the standard
+`Last-Event-ID` header (what a browser's EventSource sends when it reconnects), so a client that
+reconnects misses nothing. A comment line (`: keep-alive`) goes out every 15 s of silence so proxies
+keep the connection open. The stream ends when the client disconnects, or after `max_events` events or
+`timeout_s` seconds when given (handy for scripts and long polling).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import StreamingResponse
+from sqlalchemy import and_, or_
+from starlette.concurrency import run_in_threadpool
+
+from serve_apps.api.deps import Caller, Viewer
+from serve_apps.api.routes.events import base_url, event_filters, visible_events
+from serve_apps.api.schemas import EventFilters, Timestamp
+from storage import orm
+from storage.event_views import event_to_dict
+from storage.unit_of_work import UnitOfWork
+
+router = APIRouter(prefix="/events", tags=["events"])
+POLL_S = 0.5
+KEEPALIVE_S = 15.0
+BATCH = 200
+
+
+class _Cursor:
+    """The last event sent: (created_at, id)."""
+
+    def __init__(self, created_at: datetime, event_id: str) -> None:
+        self.created_at, self.event_id = created_at, event_id
+
+
+def _start(db_url: str, since: datetime | None, last_event_id: str | None) -> _Cursor:
+    if last_event_id:
+        with UnitOfWork(db_url) as uow:
+            event = uow.events.find(last_event_id)
+            if event is not None:
+                return _Cursor(event.created_at, event.id)
+    moment = since or datetime.now(UTC)
+    return _Cursor(moment if moment.tzinfo else moment.replace(tzinfo=UTC), "")
+
+
+def _next_events(db_url: str, caller: Caller, filters: dict[str, Any], cursor: _Cursor,
+                 base: str) -> list[dict[str, Any]]:
+    with UnitOfWork(db_url) as uow:
+        stmt = event_filters(visible_events(uow.events.query(), uow, caller), filters)
+        after = or_(orm.Event.created_at > cursor.created_at,
+                    and_(orm.Event.created_at == cursor.created_at, orm.Event.id > cursor.event_id))
+        stmt = stmt.where(after).order_by(orm.Event.created_at, orm.Event.id).limit(BATCH)
+        events = list(uow.session.scalars(stmt))
+        if events:
+            cursor.created_at, cursor.event_id = events[-1].created_at, events[-1].id
+        return [event_to_dict(e, base) for e in events]
+
+
+def _message(event: dict[str, Any]) -> str:
+    return f"id: {event['id']}\nevent: event\ndata: {json.dumps(event, default=str, separators=(',', ':'))}\n\n"
+
+
+@router.get(
+    "/stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "Server-Sent Events: one per new event"}},
+)
+async def stream_events(
+    request: Request,
+    caller: Viewer,
+    filters: Annotated[EventFilters, Query()],
+    since: Annotated[Timestamp | None, Query(description="start after this moment (default: now)")] = None,
+    max_events: Annotated[int | None, Query(ge=1, le=100_000, description="end after this many events")] = None,
+    timeout_s: Annotated[float | None, Query(gt=0, le=86_400, description="end after this long")] = None,
+    last_event_id: Annotated[str | None, Header(max_length=64)] = None,
+) -> StreamingResponse:
+    db_url = request.app.state.config.database_url
+    wanted = filters.model_dump(exclude_none=True)
+    base = base_url(request)
+    cursor = await run_in_threadpool(_start, db_url, since, last_event_id)
+
+    async def feed() -> AsyncIterator[str]:
+        started = last_sent = time.monotonic()
+        sent = 0
+        yield "retry: 2000\n: connected\n\n"
+        while True:
+            if await request.is_disconnected():
+                return
+            for event in await run_in_threadpool(_next_events, db_url, caller, wanted, cursor, base):
+                yield _message(event)
+                sent += 1
+                last_sent = time.monotonic()
+                if max_events is not None and sent >= max_events:
+                    return
+            now = time.monotonic()
+            if timeout_s is not None and now - started >= timeout_s:
+                return
+            if now - last_sent >= KEEPALIVE_S:
+                yield ": keep-alive\n\n"
+                last_sent = now
+            await asyncio.sleep(POLL_S)
+
+    return StreamingResponse(feed(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -1,0 +1,264 @@
+"""Face endpoints: detect, verify, enrol photos into dossiers, bulk enrolment."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections import defaultdict
+from pathlib import PurePosixPath
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
+
+from facewatch.errors import BadParam, Forbidden, NotFound, TooLarge
+from models.calibration import resolve_threshold
+from serve_apps.api.deps import Media, Operator, Uow, Viewer
+from serve_apps.api.enrolment import (
+    PHOTO_EXTENSIONS,
+    analyze_photo,
+    choose,
+    dossier_face_vector,
+    enrol_photo,
+    failure,
+    photo_extension,
+    sync_dossiers,
+)
+from serve_apps.api.schemas import (
+    BulkEnrolOut,
+    DetectOut,
+    DossierFaceOut,
+    EnrolOut,
+    Page,
+    VerifyOut,
+)
+from serve_apps.api.services import Services, get_services, read_upload
+from storage import orm
+from storage.dossier_vectors import remove_dossier_face_vectors
+from storage.unit_of_work import UnitOfWork
+
+router = APIRouter(tags=["faces"])
+Svc = Annotated[Services, Depends(get_services)]
+FaceSelectForm = Annotated[str, Form(pattern="^(biggest|all|reject)$")]
+MAX_BULK_FILES = 1000
+MAX_ZIP_BYTES = 512 * 1024 * 1024
+
+
+def _limit(request: Request) -> int:
+    return request.app.state.config.max_upload_bytes
+
+
+def _bbox(value: str | None) -> list[float] | None:
+    if value in (None, ""):
+        return None
+    try:
+        box = [float(v) for v in json.loads(value if value.strip().startswith("[") else f"[{value}]")]
+    except (ValueError, TypeError):
+        raise BadParam("bbox must be [x1, y1, x2, y2]", param="bbox") from None
+    if len(box) != 4 or box[2] <= box[0] or box[3] <= box[1]:
+        raise BadParam("bbox must be [x1, y1, x2, y2] with x2 > x1 and y2 > y1", param="bbox")
+    return box
+
+
+@router.post("/detect", response_model=DetectOut)
+async def detect(
+    request: Request, services: Svc, caller: Viewer, photo: Annotated[UploadFile, File()],
+    with_embeddings: Annotated[bool, Form()] = False,
+) -> dict[str, Any]:
+    if with_embeddings and caller.role == "viewer":
+        raise Forbidden("embeddings are returned to admins and operators only", param="with_embeddings")
+    data = await read_upload(photo, _limit(request))
+    _, analyzed = await analyze_photo(services, data, _limit(request))
+    extracted = await services.extract(analyzed.chips) if analyzed.faces else {"embeddings": [], "attributes": []}
+    faces = []
+    for face, vector, attributes in zip(analyzed.faces, extracted["embeddings"], extracted["attributes"],
+                                        strict=True):
+        item = {"bbox": face.bbox, "score": face.score, "quality": face.quality, "landmarks": face.landmarks,
+                "age": attributes.get("age"), "gender": attributes.get("gender"),
+                "attributes": attributes}
+        if with_embeddings:
+            item["embedding"] = [round(float(v), 6) for v in vector]
+            item["model"] = services.embedder
+        faces.append(item)
+    return {"faces": faces}
+
+
+async def _vector_of_photo(services: Services, upload: UploadFile, limit: int, param: str) -> np.ndarray:
+    data = await read_upload(upload, limit, param)
+    _, analyzed = await analyze_photo(services, data, limit, param)
+    face = choose(analyzed, "biggest", None, param)[0]
+    return (await services.extract(analyzed.chips[[face.index]]))["embeddings"][0]
+
+
+@router.post("/verify", response_model=VerifyOut)
+async def verify(
+    request: Request, services: Svc, uow: Uow, _: Viewer,
+    photo1: Annotated[UploadFile | None, File()] = None, photo2: Annotated[UploadFile | None, File()] = None,
+    face1: Annotated[int | None, Form()] = None, face2: Annotated[int | None, Form()] = None,
+    threshold: Annotated[str | None, Form(description="a number in [0, 1] or strict/medium/low/none")] = None,
+) -> VerifyOut:
+    vectors = []
+    for n, (upload, face_id) in enumerate(((photo1, face1), (photo2, face2)), start=1):
+        if (upload is None) == (face_id is None):
+            raise BadParam(f"give exactly one of photo{n} and face{n}", param=f"photo{n}")
+        if upload is not None:
+            vectors.append(await _vector_of_photo(services, upload, _limit(request), f"photo{n}"))
+        else:
+            vectors.append(dossier_face_vector(uow, face_id, services.embedder, f"face{n}"))
+    try:
+        cut = resolve_threshold(threshold, float(uow.settings.get("default_threshold")))
+    except ValueError as exc:
+        raise BadParam(str(exc), param="threshold") from None
+    confidence = float(services.calibration.confidence(float(np.dot(vectors[0], vectors[1]))))
+    return VerifyOut(confidence=round(confidence, 4), verified=confidence >= cut, threshold=cut)
+
+
+def _visible_dossier(uow: UnitOfWork, dossier_id: int) -> orm.Dossier:
+    return uow.dossiers.get(dossier_id)
+
+
+def face_out(row: orm.DossierFace, base_url: str) -> DossierFaceOut:
+    return DossierFaceOut(
+        id=row.id, dossier_id=row.dossier_id, bbox=row.bbox, quality=row.quality,
+        detection_score=row.detection_score, landmarks=row.landmarks, attributes=row.attributes,
+        photo=f"{base_url}/v1/media/{row.source_key}" if row.source_key else None,
+        crop=f"{base_url}/v1/media/{row.crop_key}" if row.crop_key else None, created_at=row.created_at,
+    )
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+@router.post("/dossiers/{dossier_id}/faces", status_code=201, response_model=EnrolOut)
+async def enrol_dossier_face(
+    dossier_id: int, request: Request, services: Svc, uow: Uow, media: Media, _: Operator,
+    photo: Annotated[UploadFile, File()], face_select: FaceSelectForm = "biggest",
+    bbox: Annotated[str | None, Form(description="[x1, y1, x2, y2]; wins over face_select")] = None,
+) -> EnrolOut:
+    dossier = _visible_dossier(uow, dossier_id)
+    data = await read_upload(photo, _limit(request))
+    rows = await enrol_photo(uow, media, services, dossier, data, limit=_limit(request),
+                             face_select=face_select, bbox=_bbox(bbox), extension=photo_extension(photo.filename))
+    uow.commit()
+    await sync_dossiers(services.galleries)
+    faces = [face_out(r, _base(request)) for r in rows]
+    return EnrolOut(**faces[0].model_dump(), faces=faces)
+
+
+@router.get("/dossiers/{dossier_id}/faces", response_model=Page[DossierFaceOut])
+def list_dossier_faces(dossier_id: int, request: Request, uow: Uow, _: Viewer) -> Page[DossierFaceOut]:
+    _visible_dossier(uow, dossier_id)
+    rows = uow.dossier_faces.for_dossier(dossier_id)
+    return Page(results=[face_out(r, _base(request)) for r in rows], next_cursor=None)
+
+
+def _face_of(uow: UnitOfWork, dossier_id: int, face_id: int) -> orm.DossierFace:
+    row = uow.dossier_faces.find(face_id)
+    if row is None or row.dossier_id != dossier_id:
+        raise NotFound(f"dossier face {face_id} does not exist", param="face_id")
+    return row
+
+
+@router.get("/dossiers/{dossier_id}/faces/{face_id}", response_model=DossierFaceOut)
+def get_dossier_face(dossier_id: int, face_id: int, request: Request, uow: Uow, _: Viewer) -> DossierFaceOut:
+    return face_out(_face_of(uow, dossier_id, face_id), _base(request))
+
+
+@router.delete("/dossiers/{dossier_id}/faces/{face_id}", status_code=204)
+async def delete_dossier_face(dossier_id: int, face_id: int, request: Request, uow: Uow, _: Operator) -> Response:
+    row = _face_of(uow, dossier_id, face_id)
+    remove_dossier_face_vectors(uow, [row.id])
+    uow.dossier_faces.delete(row)
+    uow.commit()
+    services = getattr(request.app.state, "services", None)
+    await sync_dossiers(services.galleries if services else None)
+    return Response(status_code=204)
+
+
+def _bulk_items(uploads: list[UploadFile], datas: list[bytes]) -> dict[str, list[tuple[str, bytes]]]:
+    """Photos per dossier name: a file's stem, or the sub-folder holding several photos of one person."""
+    people: dict[str, list[tuple[str, bytes]]] = defaultdict(list)
+    for upload, data in zip(uploads, datas, strict=True):
+        name = upload.filename or "photo"
+        if name.lower().endswith(".zip"):
+            for entry, content in _zip_entries(data, name):
+                path = PurePosixPath(entry)
+                person = path.parent.name if len(path.parts) > 1 else path.stem
+                people[person].append((entry, content))
+        else:
+            people[PurePosixPath(name).stem].append((name, data))
+    if not people:
+        raise BadParam("no photos were sent", param="files")
+    return people
+
+
+def _zip_entries(data: bytes, name: str) -> list[tuple[str, bytes]]:
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        infos = [i for i in archive.infolist()
+                 if not i.is_dir() and PurePosixPath(i.filename).suffix.lower() in PHOTO_EXTENSIONS
+                 and not PurePosixPath(i.filename).name.startswith(".")]
+        if len(infos) > MAX_BULK_FILES:
+            raise TooLarge(f"{name} holds more than {MAX_BULK_FILES} photos", param="files")
+        if sum(i.file_size for i in infos) > MAX_ZIP_BYTES:  # a zip bomb stops here, before inflating
+            raise TooLarge(f"{name} expands to more than {MAX_ZIP_BYTES} bytes", param="files")
+        return [(i.filename, archive.read(i)) for i in infos]
+    except zipfile.BadZipFile as exc:
+        raise BadParam(f"{name} is not a valid zip file", param="files") from exc
+
+
+@router.post("/dossiers/bulk", response_model=BulkEnrolOut)
+async def bulk_enrol(
+    request: Request, services: Svc, uow: Uow, media: Media, caller: Operator,
+    files: Annotated[list[UploadFile], File(description="photos, or zip files of photos / sub-folders")],
+    watch_list_ids: Annotated[str, Form(description="comma-separated watch list ids")] = "",
+    face_select: FaceSelectForm = "biggest",
+) -> BulkEnrolOut:
+    try:
+        list_ids = [int(v) for v in watch_list_ids.replace("[", "").replace("]", "").split(",") if v.strip()]
+    except ValueError:
+        raise BadParam("watch_list_ids must be comma-separated integers", param="watch_list_ids") from None
+    lists = uow.watch_lists.get_many(list_ids, param="watch_list_ids")
+    if any(w.builtin for w in lists):
+        raise BadParam("a dossier cannot be put on the Unmatched list", param="watch_list_ids")
+    if len(files) > MAX_BULK_FILES:
+        raise TooLarge(f"at most {MAX_BULK_FILES} files per request", param="files")
+    datas = [await read_upload(f, MAX_ZIP_BYTES if (f.filename or "").lower().endswith(".zip")
+                               else _limit(request), "files") for f in files]
+    results = []
+    for person, photos in _bulk_items(files, datas).items():
+        results.extend(await _enrol_person(request, services, media, person, photos, lists, face_select))
+    await sync_dossiers(services.galleries)
+    enrolled = sum(1 for r in results if r["status"] == "ok")
+    return BulkEnrolOut(enrolled=enrolled, failed=len(results) - enrolled, results=results)
+
+
+async def _enrol_person(request: Request, services: Services, media: Any, person: str,
+                        photos: list[tuple[str, bytes]], lists: list[orm.WatchList],
+                        face_select: str) -> list[dict[str, Any]]:
+    """One dossier per person, committed only if at least one of its photos enrolled."""
+    results: list[dict[str, Any]] = []
+    with UnitOfWork(request.app.state.config.database_url) as uow:
+        dossier = uow.dossiers.add(orm.Dossier(name=person, watch_lists=[uow.watch_lists.get(w.id) for w in lists]))
+        for file_name, data in photos:
+            try:
+                await enrol_photo(uow, media, services, dossier, data, limit=_limit(request),
+                                  face_select="biggest" if face_select == "all" else face_select,
+                                  extension=photo_extension(file_name))
+                uow.flush()
+                results.append({"file": file_name, "dossier": person, "status": "ok", "error": None})
+            except Exception as exc:  # noqa: BLE001 - per-file result; failure() re-raises non-input errors
+                results.append({"file": file_name, "dossier": person, "status": "failed", **failure(exc)})
+        if any(r["status"] == "ok" for r in results):
+            uow.commit()
+            for r in results:
+                r["dossier_id"] = dossier.id if r["status"] == "ok" else None
+        else:
+            for r in results:
+                r["dossier_id"] = None
+    return results
+
+
+

@@ -1,0 +1,95 @@
+"""Jobs (`GET /v1/jobs`, `GET /v1/jobs/{id}`) and camera control (`POST /v1/cameras/{id}/restart`,
+`GET /v1/cameras/{id}/status`).
+
+Reads come from the job table in the database, which the JobManager keeps (leases, attempts, the last
+heartbeat's statistics), so they answer even while the manager restarts. Restarting a camera needs the
+manager itself: 503 SERVICE_UNAVAILABLE when it is not running.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from sqlalchemy import or_, select
+
+from actors.job_manager import job_dict
+from facewatch.errors import NotFound
+from serve_apps.api.deps import Admin, Caller, Operator, Pages, Uow
+from serve_apps.api.jobs_client import call_manager
+from serve_apps.api.routes._common import ensure_visible, visible
+from serve_apps.api.schemas import CameraStatusOut, DbId, JobOut, Page
+from storage import orm
+from storage.unit_of_work import UnitOfWork
+
+router = APIRouter(tags=["jobs"])
+JobKind = Literal["camera", "video"]
+JobState = Literal["pending", "running", "finished", "failed", "stopped"]
+
+
+def _job_visible(uow: UnitOfWork, job: orm.Job, caller: Caller) -> bool:
+    """A job is hidden with the camera group of its camera or video."""
+    if caller.role == "admin":
+        return True
+    source = uow.cameras.find(job.camera_id) if job.camera_id is not None else (
+        uow.videos.find(job.video_id) if job.video_id is not None else None)
+    group = uow.camera_groups.find(source.camera_group_id) if source is not None else None
+    return group is None or visible(group, caller)
+
+
+def _hidden_group_ids(uow: UnitOfWork, caller: Caller) -> list[int]:
+    if caller.role == "admin":
+        return []
+    return [g.id for g in uow.session.scalars(select(orm.CameraGroup)) if not visible(g, caller)]
+
+
+@router.get("/jobs", response_model=Page[JobOut])
+def list_jobs(
+    uow: Uow, caller: Operator, paging: Pages, kind: JobKind | None = None, state: JobState | None = None,
+    camera_id: DbId | None = None, video_id: DbId | None = None,
+) -> dict[str, Any]:
+    stmt = uow.jobs.query()
+    if kind is not None:
+        stmt = stmt.where(orm.Job.kind == kind)
+    if state is not None:
+        stmt = stmt.where(orm.Job.state == state)
+    if camera_id is not None:
+        stmt = stmt.where(orm.Job.camera_id == camera_id)
+    if video_id is not None:
+        stmt = stmt.where(orm.Job.video_id == video_id)
+    hidden = _hidden_group_ids(uow, caller)
+    if hidden:
+        hidden_cameras = select(orm.Camera.id).where(orm.Camera.camera_group_id.in_(hidden))
+        hidden_videos = select(orm.Video.id).where(orm.Video.camera_group_id.in_(hidden))
+        stmt = stmt.where(or_(orm.Job.camera_id.is_(None), orm.Job.camera_id.not_in(hidden_cameras)))
+        stmt = stmt.where(or_(orm.Job.video_id.is_(None), orm.Job.video_id.not_in(hidden_videos)))
+    page = uow.jobs.page(stmt, paging.limit, paging.cursor)
+    return {"results": [job_dict(j) for j in page.items], "next_cursor": page.next_cursor}
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut)
+def get_job(job_id: DbId, uow: Uow, caller: Operator) -> dict[str, Any]:
+    job = uow.jobs.find(job_id)
+    if job is None or not _job_visible(uow, job, caller):
+        raise NotFound(f"job {job_id} does not exist", param="job_id")
+    return job_dict(job)
+
+
+@router.get("/cameras/{camera_id}/status", response_model=CameraStatusOut, tags=["cameras"])
+def camera_status(camera_id: DbId, uow: Uow, caller: Operator) -> dict[str, Any]:
+    """The camera's status (disabled | starting | ok | degraded | failing), last error, statistics, and its
+    job: the node it runs on, attempts, lease."""
+    camera = uow.cameras.get(camera_id)
+    ensure_visible(camera.camera_group, caller, "camera", camera_id)
+    job = uow.jobs.for_camera(camera_id)
+    return {"camera_id": camera.id, "name": camera.name, "active": camera.active, "status": camera.status,
+            "status_error": camera.status_error, "stats": dict(camera.stats or {}),
+            "job": job_dict(job) if job is not None else None}
+
+
+@router.post("/cameras/{camera_id}/restart", response_model=JobOut, tags=["cameras"])
+async def restart_camera(camera_id: DbId, uow: Uow, _: Admin) -> dict[str, Any]:
+    """Stops the camera's job actor and places a new one now (a new attempt; any back-off is cleared).
+    409 CONFLICT when the camera (or its group) is disabled."""
+    uow.cameras.get(camera_id)  # NOT_FOUND before anything else
+    return await call_manager("restart_camera", camera_id)

@@ -1,0 +1,168 @@
+"""POST /v1/search: find dossiers or events by photo, event id or dossier face id."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import numpy as np
+from fastapi import APIRouter, Request
+from pydantic import Field, field_validator
+from sqlalchemy import select
+
+from facewatch.errors import BadParam
+from models.calibration import resolve_threshold
+from serve_apps.api.deps import Uow, Viewer
+from serve_apps.api.enrolment import analyze_photo, choose, dossier_face_vector
+from serve_apps.api.routes.events import visible_events
+from serve_apps.api.schemas import Input, SearchOut
+from serve_apps.api.services import Services, get_galleries, get_services, read_file_query, read_upload
+from storage import orm
+from storage.dossier_vectors import DOSSIERS_GALLERY, EVENTS_GALLERY
+from storage.event_views import event_to_dict
+from storage.unit_of_work import UnitOfWork
+
+router = APIRouter(tags=["search"])
+FORM_CONTENT = {"type": "object", "properties": {
+    "photo": {"type": "string", "format": "binary"},
+    "event_id": {"type": "string"}, "dossier_face_id": {"type": "integer"},
+    "target": {"type": "string", "enum": ["dossiers", "events"]},
+    "threshold": {"type": "string", "description": "a number in [0, 1] or strict/medium/low/none"},
+    "limit": {"type": "integer", "minimum": 1, "maximum": 1000},
+    "camera_id": {"type": "integer"}, "camera_group_id": {"type": "integer"},
+    "timestamp_gte": {"type": "string", "format": "date-time"},
+    "timestamp_lte": {"type": "string", "format": "date-time"},
+    "sort": {"type": "string", "enum": ["confidence", "time"]}, "partial": {"type": "boolean"},
+    "watch_list_id": {"type": "integer", "description": "dossiers on this (active) watch list only"},
+    "include_inactive": {"type": "boolean", "description": "dossiers: also inactive dossiers and lists"},
+}}
+
+
+class SearchQuery(Input):
+    event_id: str | None = Field(None, max_length=64)
+    dossier_face_id: int | None = None
+    target: Literal["dossiers", "events"] = "dossiers"
+    threshold: str | float | None = None
+    limit: int = Field(20, ge=1, le=1000)
+    camera_id: int | None = None
+    camera_group_id: int | None = None
+    timestamp_gte: datetime | None = None
+    timestamp_lte: datetime | None = None
+    sort: Literal["confidence", "time"] = "confidence"
+    partial: bool = False
+    watch_list_id: int | None = None
+    include_inactive: bool = False
+
+    @field_validator("threshold")
+    @classmethod
+    def _threshold(cls, value: str | float | None) -> float | None:
+        return None if value is None else resolve_threshold(value)
+
+
+async def _query_vector(request: Request, uow: UnitOfWork, services: Services, query: SearchQuery,
+                        photo: Any) -> np.ndarray:
+    given = [photo is not None, query.event_id is not None, query.dossier_face_id is not None]
+    if sum(given) != 1:
+        raise BadParam("give exactly one of photo, event_id and dossier_face_id", param="photo")
+    if photo is not None:
+        limit = request.app.state.config.max_upload_bytes
+        data = await read_upload(photo, limit)
+        _, analyzed = await analyze_photo(services, data, limit)
+        face = choose(analyzed, "biggest", None)[0]
+        return (await services.extract(analyzed.chips[[face.index]]))["embeddings"][0]
+    if query.dossier_face_id is not None:
+        return dossier_face_vector(uow, query.dossier_face_id, services.embedder, "dossier_face_id")
+    row = uow.vectors.find(EVENTS_GALLERY, query.event_id or "", services.embedder)
+    if row is None:
+        raise BadParam(f"event {query.event_id} does not exist (or has no {services.embedder} vector)",
+                       param="event_id")
+    return np.frombuffer(row.vector, dtype=np.float32)
+
+
+def _dossier_filters(query: SearchQuery) -> dict[str, Any] | None:
+    """By default only faces that can match: active dossiers on at least one active watch list."""
+    filters: dict[str, Any] = {}
+    if not query.include_inactive:
+        filters["active"] = True
+    if query.watch_list_id is not None:
+        filters["watch_list_ids"] = [query.watch_list_id]
+    return filters or None
+
+
+def _event_filters(query: SearchQuery) -> dict[str, Any]:
+    filters: dict[str, Any] = {}
+    if query.camera_id is not None:
+        filters["camera_id"] = query.camera_id
+    if query.camera_group_id is not None:
+        filters["camera_group_id"] = query.camera_group_id
+    window = {}
+    if query.timestamp_gte is not None:
+        window["gte"] = query.timestamp_gte.timestamp()
+    if query.timestamp_lte is not None:
+        window["lte"] = query.timestamp_lte.timestamp()
+    if window:
+        filters["timestamp"] = window
+    return filters
+
+
+@router.post("/search", response_model=SearchOut, openapi_extra={"requestBody": {"content": {
+    "multipart/form-data": {"schema": FORM_CONTENT},
+    "application/json": {"schema": FORM_CONTENT},
+}, "required": True}})
+async def search(request: Request, uow: Uow, caller: Viewer) -> dict[str, Any]:
+    query, photo = await read_file_query(request, SearchQuery)
+    services = get_services(request)
+    vector = await _query_vector(request, uow, services, query, photo)
+    threshold = query.threshold if query.threshold is not None else float(uow.settings.get("default_threshold"))
+    min_score = services.calibration.cosine(threshold)
+    galleries = get_galleries(request)
+    if query.target == "dossiers":
+        router_ = await galleries.router_async(DOSSIERS_GALLERY)
+        # Several faces per dossier: fetch more than `limit` hits so grouping still fills the page.
+        result = await router_.search_async(vector, min(query.limit * 5, 5000), min_score=min_score,
+                                            filters=_dossier_filters(query), partial=query.partial)
+        results = _group_dossiers(uow, services, result.hits[0], query.limit)
+    else:
+        router_ = await galleries.router_async(EVENTS_GALLERY)
+        result = await router_.search_async(vector, query.limit, min_score=min_score,
+                                            filters=_event_filters(query) or None, partial=query.partial)
+        results = _events(request, uow, caller, services, result.hits[0], query.sort)
+    body: dict[str, Any] = {"results": results}
+    if result.missing_shards:
+        body["missing_shards"] = result.missing_shards
+    return body
+
+
+def _group_dossiers(uow: UnitOfWork, services: Services, hits: list[Any], limit: int) -> list[dict[str, Any]]:
+    face_ids = [int(h.item_id) for h in hits]
+    rows = uow.session.execute(
+        select(orm.DossierFace.id, orm.Dossier.id, orm.Dossier.name)
+        .join(orm.Dossier, orm.Dossier.id == orm.DossierFace.dossier_id)
+        .where(orm.DossierFace.id.in_(face_ids))
+    ).all()
+    owner = {face_id: (dossier_id, name) for face_id, dossier_id, name in rows}
+    results, seen = [], set()
+    for hit in hits:  # best first, so the first face of a dossier is its best
+        face_id = int(hit.item_id)
+        if face_id not in owner or owner[face_id][0] in seen:
+            continue
+        dossier_id, name = owner[face_id]
+        seen.add(dossier_id)
+        results.append({"confidence": round(float(services.calibration.confidence(hit.score)), 4),
+                        "dossier": {"id": dossier_id, "name": name}, "face_id": face_id})
+        if len(results) >= limit:
+            break
+    return results
+
+
+def _events(request: Request, uow: UnitOfWork, caller: Any, services: Services, hits: list[Any],
+            sort: str) -> list[dict[str, Any]]:
+    ids = [h.item_id for h in hits]
+    events = {e.id: e for e in uow.session.scalars(visible_events(select(orm.Event).where(orm.Event.id.in_(ids)),
+                                                                   uow, caller))}
+    base = str(request.base_url).rstrip("/")
+    results = [{"confidence": round(float(services.calibration.confidence(h.score)), 4),
+                "event": event_to_dict(events[h.item_id], base)} for h in hits if h.item_id in events]
+    if sort == "time":
+        results.sort(key=lambda r: r["event"]["timestamp"], reverse=True)
+    return results

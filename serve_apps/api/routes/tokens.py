@@ -1,0 +1,39 @@
+"""POST /v1/tokens, DELETE /v1/tokens/{id}: API tokens, stored hashed, shown once."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from fastapi import APIRouter, Response
+
+from facewatch.errors import Forbidden, NotFound
+from serve_apps.api.deps import Uow, Viewer
+from serve_apps.api.schemas import DbId, TokenCreated, TokenIn
+from storage.tokens import issue_token
+
+router = APIRouter(prefix="/tokens", tags=["tokens"])
+
+
+@router.post("", status_code=201, response_model=TokenCreated)
+def create_token(body: TokenIn, uow: Uow, caller: Viewer) -> TokenCreated:
+    user_id = body.user_id if body.user_id is not None else caller.user_id
+    if user_id != caller.user_id and caller.role != "admin":
+        raise Forbidden("only admins may create tokens for other users", param="user_id")
+    user = uow.users.get_many([user_id], param="user_id")[0]
+    expires = datetime.now(UTC) + timedelta(seconds=body.expires_in_s) if body.expires_in_s else None
+    row, plain = issue_token(uow, user, name=body.name, expires_at=expires)
+    uow.commit()
+    return TokenCreated(
+        id=row.id, user_id=user.id, name=row.name, prefix=row.prefix, expires_at=row.expires_at,
+        created_at=row.created_at, token=plain,
+    )
+
+
+@router.delete("/{token_id}", status_code=204)
+def delete_token(token_id: DbId, uow: Uow, caller: Viewer) -> Response:
+    row = uow.tokens.get(token_id)
+    if row.user_id != caller.user_id and caller.role != "admin":
+        raise NotFound(f"token {token_id} does not exist", param="id")
+    uow.tokens.delete(row)
+    uow.commit()
+    return Response(status_code=204)

@@ -1,0 +1,72 @@
+"""CRUD /v1/users (admins only); the last active admin cannot be removed or demoted."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+
+from facewatch.errors import Conflict
+from serve_apps.api.deps import Admin, Pages, Uow
+from serve_apps.api.routes._common import apply_patch
+from serve_apps.api.schemas import DbId, Page, Role, UserIn, UserOut, UserPatch
+from storage import orm
+from storage.unit_of_work import UnitOfWork
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+
+def _keep_an_admin(uow: UnitOfWork, user: orm.User) -> None:
+    if user.role == "admin" and user.active and uow.users.count_admins() <= 1:
+        raise Conflict("this is the last active admin; create another admin first", param="id")
+
+
+@router.post("", status_code=201, response_model=UserOut)
+def create_user(body: UserIn, uow: Uow, _: Admin) -> orm.User:
+    user = uow.users.add(orm.User(**body.model_dump(mode="json")))
+    uow.commit()
+    return user
+
+
+@router.get("", response_model=Page[UserOut])
+def list_users(
+    uow: Uow,
+    _: Admin,
+    paging: Pages,
+    role: Role | None = None,
+    active: bool | None = None,
+    username_contains: Annotated[str | None, Query(max_length=150)] = None,
+) -> Page[UserOut]:
+    stmt = uow.users.query()
+    if role is not None:
+        stmt = stmt.where(orm.User.role == role)
+    if active is not None:
+        stmt = stmt.where(orm.User.active.is_(active))
+    if username_contains:
+        stmt = stmt.where(orm.User.username.icontains(username_contains, autoescape=True))
+    page = uow.users.page(stmt, paging.limit, paging.cursor)
+    return Page(results=[UserOut.model_validate(u) for u in page.items], next_cursor=page.next_cursor)
+
+
+@router.get("/{user_id}", response_model=UserOut)
+def get_user(user_id: DbId, uow: Uow, _: Admin) -> orm.User:
+    return uow.users.get(user_id)
+
+
+@router.patch("/{user_id}", response_model=UserOut)
+def update_user(user_id: DbId, body: UserPatch, uow: Uow, _: Admin) -> orm.User:
+    user = uow.users.get(user_id)
+    if (body.role is not None and body.role != "admin") or body.active is False:
+        _keep_an_admin(uow, user)
+    apply_patch(user, body)
+    uow.commit()
+    return user
+
+
+@router.delete("/{user_id}", status_code=204)
+def delete_user(user_id: DbId, uow: Uow, _: Admin) -> Response:
+    user = uow.users.get(user_id)
+    _keep_an_admin(uow, user)
+    uow.users.delete(user)
+    uow.commit()
+    return Response(status_code=204)

@@ -1,0 +1,715 @@
+"""Pydantic schemas of the HTTP API: what clients send (`*In`, `*Patch`) and receive (`*Out`).
+
+Inputs forbid unknown fields, so a typo is a BAD_PARAM instead of being silently ignored.
+References are named `<object>_id` / `<object>_ids`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from annotated_types import Interval
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+T = TypeVar("T")
+
+Threshold = Field(default=None, ge=0.0, le=1.0, description="Confidence threshold override in [0, 1]")
+Role = Literal["admin", "operator", "viewer"]
+ROLES: tuple[str, ...] = ("admin", "operator", "viewer")
+Box = list[float]
+DbId = Annotated[int, Interval(ge=-(2**63), le=2**63 - 1)]
+"""An object id as the API accepts it: within the databases' 64-bit integer range (larger ones would
+make the database driver fail instead of answering NOT_FOUND / BAD_PARAM)."""
+
+
+def _iso_datetime(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise ValueError("expected an ISO 8601 date-time such as 2024-05-01T12:00:00Z") from exc
+    if isinstance(value, datetime):
+        return value
+    raise ValueError("expected an ISO 8601 date-time string")
+
+
+Timestamp = Annotated[datetime, BeforeValidator(_iso_datetime)]
+"""A datetime in an input (body or query): an ISO 8601 string, as documented; not an epoch number."""
+
+
+class Input(BaseModel):
+    """Base of every request body.
+
+    Strict: a wrong JSON type (`"active": 0`, `"threshold": false`, `"name": 5`) is a 422 instead of
+    being coerced; datetime fields must be typed `Timestamp`. Surrounding whitespace is stripped after
+    the documented length and pattern checks (so what the OpenAPI schema says is what is enforced);
+    a text that was only whitespace is refused where the field needs one.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    @model_validator(mode="after")
+    def _strip_texts(self) -> Any:
+        for name, field in type(self).model_fields.items():
+            value = self.__dict__.get(name)
+            if isinstance(value, str) and value != value.strip():
+                if not value.strip() and any(getattr(m, "min_length", 0) for m in field.metadata):
+                    raise ValueError(f"{name} must not be blank")
+                self.__dict__[name] = value.strip()
+        return self
+
+
+class Output(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class Page(BaseModel, Generic[T]):
+    results: list[T]
+    next_cursor: str | None = None
+
+
+def _check_box(value: list[float] | None, name: str) -> list[float] | None:
+    if value is None:
+        return None
+    if len(value) != 4 or value[2] <= value[0] or value[3] <= value[1] or min(value) < 0:
+        raise ValueError(f"{name} must be [x1, y1, x2, y2] with x2 > x1 >= 0 and y2 > y1 >= 0")
+    return value
+
+
+class StreamSettings(Input):
+    """How a camera's stream is decoded, filtered and posted (SPEC §2, §3)."""
+
+    min_quality: float = Field(0.0, ge=0.0, le=1.0)
+    min_face_size: int = Field(30, ge=10, le=4000, description="pixels")
+    max_face_size: int = Field(2000, ge=10, le=8000, description="pixels")
+    roi: Box | None = Field(None, description="[x1, y1, x2, y2]: post only faces whose centre is inside")
+    rot: Box | None = Field(None, description="[x1, y1, x2, y2]: detect and track only inside this region")
+    overall_only: bool = True
+    realtime_interval_s: float = Field(1.0, gt=0.0, le=3600.0)
+    realtime_every_interval: bool = False
+    jpeg_quality: int = Field(95, ge=1, le=100)
+    play_speed: float = Field(-1.0, ge=-1.0, le=100.0, description="-1: as fast as possible for files")
+    use_stream_timestamp: bool = False
+    start_timestamp: Timestamp | None = None
+    ffmpeg_options: dict[str, str] = Field(default_factory=dict)
+    detect_every_n: int = Field(1, ge=1, le=1000)
+    motion_threshold: float = Field(0.0, ge=0.0, le=1.0)
+    miss_interval_s: float = Field(1.0, gt=0.0, le=60.0)
+    disable_drops: bool = False
+
+    @field_validator("roi", "rot")
+    @classmethod
+    def _box(cls, value: list[float] | None, info: Any) -> list[float] | None:
+        return _check_box(value, info.field_name)
+
+    @model_validator(mode="after")
+    def _sizes(self) -> StreamSettings:
+        if self.max_face_size < self.min_face_size:
+            raise ValueError("max_face_size must be >= min_face_size")
+        return self
+
+
+# -- camera groups ---------------------------------------------------------------------------------
+
+
+class CameraGroupIn(Input):
+    name: str = Field(min_length=1, max_length=200)
+    comment: str = Field("", max_length=10_000)
+    labels: dict[str, str] = Field(default_factory=dict)
+    active: bool = True
+    deduplicate: bool = False
+    dedup_interval_s: float = Field(15.0, ge=0.0, le=86_400.0)
+    threshold: float | None = Threshold
+    hidden_from_roles: list[Role] = Field(default_factory=list)
+
+
+class CameraGroupPatch(Input):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    comment: str | None = Field(None, max_length=10_000)
+    labels: dict[str, str] | None = None
+    active: bool | None = None
+    deduplicate: bool | None = None
+    dedup_interval_s: float | None = Field(None, ge=0.0, le=86_400.0)
+    threshold: float | None = Threshold
+    hidden_from_roles: list[Role] | None = None
+
+
+class CameraGroupOut(Output):
+    id: int
+    name: str
+    comment: str
+    labels: dict[str, str]
+    active: bool
+    deduplicate: bool
+    dedup_interval_s: float
+    threshold: float | None
+    hidden_from_roles: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+
+# -- cameras ---------------------------------------------------------------------------------------
+
+URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "file")
+
+
+def _check_stream_url(value: str | None) -> str | None:
+    if value is None or value == "":
+        return value
+    scheme = value.split("://", 1)[0].lower() if "://" in value else ""
+    if scheme not in URL_SCHEMES:
+        raise ValueError(f"url must start with one of {', '.join(s + '://' for s in URL_SCHEMES)}")
+    return value
+
+
+class CameraIn(Input):
+    name: str = Field(min_length=1, max_length=200)
+    camera_group_id: DbId
+    url: str = Field("", max_length=4000)
+    comment: str = Field("", max_length=10_000)
+    active: bool = True
+    threshold: float | None = Threshold
+    stream_settings: StreamSettings = Field(default_factory=StreamSettings)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return _check_stream_url(value)
+
+
+class CameraPatch(Input):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    camera_group_id: DbId | None = None
+    url: str | None = Field(None, max_length=4000)
+    comment: str | None = Field(None, max_length=10_000)
+    active: bool | None = None
+    threshold: float | None = Threshold
+    stream_settings: StreamSettings | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return _check_stream_url(value)
+
+
+class CameraOut(Output):
+    id: int
+    name: str
+    camera_group_id: int
+    url: str
+    comment: str
+    active: bool
+    threshold: float | None
+    stream_settings: dict[str, Any]
+    status: str
+    status_error: str
+    stats: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+# -- watch lists -----------------------------------------------------------------------------------
+
+
+class WatchListIn(Input):
+    name: str = Field(min_length=1, max_length=200)
+    comment: str = Field("", max_length=10_000)
+    color: str = Field("#ff0000", pattern=r"^#[0-9a-fA-F]{6}$")
+    active: bool = True
+    require_ack: bool = False
+    threshold: float | None = Threshold
+    camera_group_ids: list[DbId] = Field(default_factory=list, description="empty: all camera groups")
+    hidden_from_roles: list[Role] = Field(default_factory=list)
+
+
+class WatchListPatch(Input):
+    name: str | None = Field(None, min_length=1, max_length=200)
+    comment: str | None = Field(None, max_length=10_000)
+    color: str | None = Field(None, pattern=r"^#[0-9a-fA-F]{6}$")
+    active: bool | None = None
+    require_ack: bool | None = None
+    threshold: float | None = Threshold
+    camera_group_ids: list[DbId] | None = None
+    hidden_from_roles: list[Role] | None = None
+
+
+class WatchListOut(Output):
+    id: int
+    name: str
+    comment: str
+    color: str
+    active: bool
+    require_ack: bool
+    threshold: float | None
+    camera_group_ids: list[int]
+    builtin: bool
+    hidden_from_roles: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+
+# -- dossiers --------------------------------------------------------------------------------------
+
+
+class DossierIn(Input):
+    name: str = Field(min_length=1, max_length=300)
+    comment: str = Field("", max_length=10_000)
+    external_id: str | None = Field(None, max_length=200)
+    active: bool = True
+    watch_list_ids: list[DbId] = Field(default_factory=list)
+
+
+class DossierPatch(Input):
+    name: str | None = Field(None, min_length=1, max_length=300)
+    comment: str | None = Field(None, max_length=10_000)
+    external_id: str | None = Field(None, max_length=200)
+    active: bool | None = None
+    watch_list_ids: list[DbId] | None = None
+
+
+class DossierOut(Output):
+    id: int
+    name: str
+    comment: str
+    external_id: str | None
+    active: bool
+    watch_list_ids: list[int]
+    face_count: int
+    created_at: datetime
+    updated_at: datetime
+
+
+# -- webhooks --------------------------------------------------------------------------------------
+
+
+class WebhookFilters(Input):
+    """Values inside one filter are OR-ed, filters are AND-ed; absent = any; an empty list = none."""
+
+    camera_group_in: list[int] | None = None
+    camera_in: list[int] | None = None
+    watch_list_in: list[int] | None = None
+    dossier_in: list[int] | None = None
+    matched: bool | None = None
+    confidence_gte: float | None = Field(None, ge=0.0, le=1.0)
+
+
+class WebhookIn(Input):
+    title: str = Field(min_length=1, max_length=200)
+    url: AnyHttpUrl
+    active: bool = True
+    filters: WebhookFilters = Field(default_factory=WebhookFilters)
+    batch_size: int = Field(1, ge=1, le=1000)
+    max_attempts: int = Field(10, ge=1, le=1000)
+    secret: str = Field("", max_length=200)
+
+
+class WebhookPatch(Input):
+    title: str | None = Field(None, min_length=1, max_length=200)
+    url: AnyHttpUrl | None = None
+    active: bool | None = None
+    filters: WebhookFilters | None = None
+    batch_size: int | None = Field(None, ge=1, le=1000)
+    max_attempts: int | None = Field(None, ge=1, le=1000)
+    secret: str | None = Field(None, max_length=200)
+
+
+class WebhookOut(Output):
+    id: int
+    title: str
+    url: str
+    active: bool
+    filters: dict[str, Any]
+    batch_size: int
+    max_attempts: int
+    has_secret: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+# -- users, tokens, settings -----------------------------------------------------------------------
+
+
+class UserIn(Input):
+    username: str = Field(min_length=1, max_length=150, pattern=r"^[A-Za-z0-9_.@-]+$")
+    role: Role
+    active: bool = True
+    comment: str = Field("", max_length=10_000)
+
+
+class UserPatch(Input):
+    role: Role | None = None
+    active: bool | None = None
+    comment: str | None = Field(None, max_length=10_000)
+
+
+class UserOut(Output):
+    id: int
+    username: str
+    role: str
+    active: bool
+    comment: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class TokenIn(Input):
+    name: str = Field("", max_length=200)
+    user_id: DbId | None = Field(None, description="admins may create tokens for other users")
+    expires_in_s: int | None = Field(None, ge=60, le=10 * 365 * 86_400)
+
+
+class TokenOut(Output):
+    id: int
+    user_id: int
+    name: str
+    prefix: str
+    expires_at: datetime | None
+    created_at: datetime
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="the token itself; shown only in this answer")
+
+
+class RuntimeSettings(Output):
+    default_threshold: float
+    episode_threshold: float
+    episode_lookback_s: float
+    episode_idle_timeout_s: float
+    episode_max_duration_s: float
+    ignore_unmatched: bool
+    retention_days_matched: int
+    retention_days_unmatched: int
+    min_dossier_photo_quality: float
+    embedder: str
+
+
+class RuntimeSettingsPatch(Input):
+    default_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    episode_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    episode_lookback_s: float | None = Field(None, ge=0.0, le=86_400.0)
+    episode_idle_timeout_s: float | None = Field(None, gt=0.0, le=86_400.0)
+    episode_max_duration_s: float | None = Field(None, gt=0.0, le=7 * 86_400.0)
+    ignore_unmatched: bool | None = None
+    retention_days_matched: int | None = Field(None, ge=1, le=36_500)
+    retention_days_unmatched: int | None = Field(None, ge=1, le=36_500)
+    min_dossier_photo_quality: float | None = Field(None, ge=0.0, le=1.0)
+
+
+class ErrorOut(BaseModel):
+    code: str
+    reason: str
+    param: str | None = None
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "degraded"]
+    components: dict[str, dict[str, Any]]
+
+
+# -- events, episodes ------------------------------------------------------------------------------
+
+
+class GenderOut(BaseModel):
+    value: Literal["male", "female"]
+    confidence: float
+
+
+class EventMedia(BaseModel):
+    thumbnail: str | None
+    crop: str | None
+    frame: str | None
+
+
+class EventOut(BaseModel):
+    id: str
+    camera_id: int | None
+    camera_group_id: int | None
+    video_id: int | None
+    job_id: int | None
+    track_id: int | None
+    timestamp: datetime
+    video_offset_s: float | None
+    bbox: list[float]
+    detection_score: float
+    quality: float
+    age: float | None
+    gender: GenderOut | None
+    attributes: dict[str, Any]
+    matched: bool
+    dossier_id: int | None
+    watch_list_id: int | None
+    matched_face_id: int | None
+    confidence: float | None
+    episode_id: int | None
+    acknowledged: bool
+    acknowledged_by: str | None
+    acknowledged_at: datetime | None
+    media: EventMedia
+    created_at: datetime | None
+
+
+class EventFilters(BaseModel):
+    """Event filters (query parameters of `GET /v1/events`, the live feed and search)."""
+
+    camera_id: int | None = None
+    camera_group_id: int | None = None
+    watch_list_id: int | None = None
+    dossier_id: int | None = None
+    episode_id: int | None = None
+    video_id: int | None = None
+    matched: bool | None = None
+    acknowledged: bool | None = None
+    timestamp_gte: Timestamp | None = None
+    timestamp_lte: Timestamp | None = None
+    age_gte: float | None = Field(None, ge=0, le=150)
+    age_lte: float | None = Field(None, ge=0, le=150)
+    gender: Literal["male", "female"] | None = None
+    confidence_gte: float | None = Field(None, ge=0, le=1)
+
+
+class EventAckFilter(Input):
+    """Acknowledge every event matching these filters (at least one filter is required)."""
+
+    camera_id: int | None = None
+    camera_group_id: int | None = None
+    watch_list_id: int | None = None
+    dossier_id: int | None = None
+    episode_id: int | None = None
+    matched: bool | None = None
+    timestamp_gte: Timestamp | None = None
+    timestamp_lte: Timestamp | None = None
+
+    @model_validator(mode="after")
+    def _some_filter(self) -> EventAckFilter:
+        if not self.model_dump(exclude_none=True):
+            raise ValueError("give at least one filter; acknowledging every event needs matched=true/false")
+        return self
+
+
+class AckCount(BaseModel):
+    acknowledged: int
+
+
+class EpisodeOut(Output):
+    id: int
+    camera_group_id: int | None
+    camera_id: int | None
+    dossier_id: int | None
+    watch_list_id: int | None
+    matched: bool
+    first_event_id: str | None
+    last_event_id: str | None
+    best_event_id: str | None
+    event_count: int
+    started_at: datetime
+    last_at: datetime
+    closed_at: datetime | None
+    open: bool
+    acknowledged: bool
+    acknowledged_by: str | None
+    acknowledged_at: datetime | None
+
+
+# -- faces: detect, verify, enrol ------------------------------------------------------------------
+
+
+class DetectedFace(BaseModel):
+    bbox: list[float] = Field(description="[x1, y1, x2, y2] in photo pixels")
+    score: float = Field(description="detector confidence")
+    quality: float = Field(description="0..1, higher is better (see docs)")
+    landmarks: list[list[float]] = Field(description="5 points: left eye, right eye, nose, mouth left, mouth right")
+    age: float | None
+    gender: GenderOut | None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    embedding: list[float] | None = None
+    model: str | None = None
+
+
+class DetectOut(BaseModel):
+    faces: list[DetectedFace]
+
+
+class VerifyOut(BaseModel):
+    confidence: float
+    verified: bool
+    threshold: float
+
+
+class DossierFaceOut(BaseModel):
+    id: int
+    dossier_id: int
+    bbox: list[float]
+    quality: float
+    detection_score: float
+    landmarks: list[list[float]]
+    attributes: dict[str, Any]
+    photo: str | None
+    crop: str | None
+    created_at: datetime
+
+
+class EnrolOut(DossierFaceOut):
+    faces: list[DossierFaceOut] = Field(description="every face stored (several with face_select=all)")
+
+
+class BulkEnrolItem(BaseModel):
+    file: str
+    dossier: str
+    dossier_id: int | None
+    status: Literal["ok", "failed"]
+    error: str | None
+    reason: str | None = None
+
+
+class BulkEnrolOut(BaseModel):
+    enrolled: int
+    failed: int
+    results: list[BulkEnrolItem]
+
+
+class DossierRef(BaseModel):
+    id: int
+    name: str
+
+
+class SearchHit(BaseModel):
+    confidence: float
+    dossier: DossierRef | None = None
+    face_id: int | None = None
+    event: EventOut | None = None
+
+
+class SearchOut(BaseModel):
+    results: list[SearchHit]
+    missing_shards: list[int] | None = None
+
+
+# -- galleries (low level) -------------------------------------------------------------------------
+
+
+class GalleryIn(Input):
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    comment: str = Field("", max_length=10_000)
+
+
+class GalleryOut(BaseModel):
+    name: str
+    model: str
+    dim: int
+    builtin: bool
+    comment: str
+    count: int
+
+
+class GalleryFaceOut(BaseModel):
+    id: str
+    gallery: str
+    bbox: list[float] | None = None
+
+
+class GalleryHit(BaseModel):
+    id: str
+    confidence: float
+
+
+class GallerySearchOut(BaseModel):
+    results: list[GalleryHit]
+
+
+# -- jobs, camera status, videos -------------------------------------------------------------------
+
+
+class JobOut(BaseModel):
+    """The JobManager's record of one camera or video job."""
+
+    id: int
+    kind: Literal["camera", "video"]
+    camera_id: int | None
+    video_id: int | None
+    single_pass: bool
+    desired_state: str = Field(description="running | stopped")
+    state: str = Field(description="pending | running | finished | failed | stopped")
+    actor_name: str
+    lease_holder: str | None = Field(description="the job actor attempt holding the lease")
+    lease_node: str | None = Field(description="Ray node id the job runs on")
+    lease_expires_at: datetime | None
+    attempts: int
+    consecutive_failures: int
+    backoff_until: datetime | None
+    last_error: str
+    stats: dict[str, Any] = Field(description="the job's last heartbeat: frames, fps, faces, status")
+    created_at: datetime | None
+    updated_at: datetime | None
+
+
+class CameraStatusOut(BaseModel):
+    camera_id: int
+    name: str
+    active: bool
+    status: str = Field(description="disabled | starting | ok | degraded | failing")
+    status_error: str
+    stats: dict[str, Any]
+    job: JobOut | None
+
+
+class VideoIn(Input):
+    """`POST /v1/videos` as JSON (a URL), or the form fields beside an uploaded `file`."""
+
+    url: str | None = Field(None, max_length=4000)
+    name: str | None = Field(None, min_length=1, max_length=300)
+    camera_group_id: DbId
+    camera_id: DbId | None = None
+    stream_settings: StreamSettings | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return _check_stream_url(value)
+
+
+class VideoProgress(BaseModel):
+    frames_done: int
+    frames_total: int
+    fraction: float | None = Field(description="frames_done / frames_total, when the total is known")
+
+
+class VideoOut(BaseModel):
+    id: int
+    name: str
+    source_url: str
+    media: str | None = Field(description="the uploaded file, under /v1/media")
+    camera_group_id: int
+    camera_id: int | None
+    stream_settings: dict[str, Any]
+    status: str = Field(description="queued | running | done | failed | cancelled")
+    progress: VideoProgress
+    duration_s: float
+    events_count: int
+    matched_count: int
+    unmatched_count: int
+    error: str
+    job: JobOut | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class WebhookDeliveryOut(Output):
+    id: int
+    webhook_id: int
+    event_ids: list[str]
+    attempt: int
+    ok: bool
+    status_code: int | None
+    error: str
+    duration_ms: float
+    created_at: datetime

@@ -1,0 +1,112 @@
+"""The extractor pool: a Ray Serve deployment that embeds face chips and estimates attributes.
+
+Camera jobs (from any node) and the API send chips; `@serve.batch` merges concurrent calls into one
+model batch. One GPU per replica where the cluster has GPUs, CPU otherwise; replicas autoscale
+between FACEWATCH_EXTRACTOR_MIN_REPLICAS and _MAX_REPLICAS on ongoing requests.
+The API's photo analysis (detect, quality, chips) runs here too, so models load only in this pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+import ray
+from ray import serve
+from ray.serve import Application
+from ray.serve.handle import DeploymentHandle
+
+from facewatch import metrics
+from facewatch.settings import Config
+from models.attributes import get_attribute_model
+from models.embedders import embedder_spec, l2_normalize, load_embedder
+from models.face_analysis import PhotoAnalyzer
+
+EXTRACTOR_DEPLOYMENT = "facewatch-extractor"
+EXTRACTOR_APP = "facewatch-extractor"
+DEFAULT_ATTRIBUTES = ("age_gender",)
+
+
+class FaceExtractor:
+    def __init__(self, embedder: str, attribute_models: tuple[str, ...] = DEFAULT_ATTRIBUTES,
+                 max_batch: int = 64) -> None:
+        self.spec = embedder_spec(embedder)
+        self.embedder = load_embedder(embedder)
+        self.attribute_models = [get_attribute_model(name) for name in attribute_models]
+        self.analyzer = PhotoAnalyzer(self.spec.chip_size, self.spec.template, self.spec.padding)
+        self.extract.set_max_batch_size(max_batch)
+        self.batches = 0
+        self.chips = 0
+
+    def info(self) -> dict[str, Any]:
+        return {"embedder": self.spec.name, "dim": self.spec.dim, "chip_size": self.spec.chip_size,
+                "template": self.spec.template, "padding": self.spec.padding,
+                "attributes": [m.name for m in self.attribute_models],
+                "batches": self.batches, "chips": self.chips}
+
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
+    async def extract(self, requests: list[np.ndarray]) -> list[dict[str, Any]]:
+        """Each request: (n, S, S, 3) uint8 chips in the embedder's geometry → embeddings + attributes."""
+        sizes = [len(r) for r in requests]
+        chips = np.concatenate(requests) if requests else np.zeros((0, 1, 1, 3), np.uint8)
+        started = time.perf_counter()
+        embeddings, attributes = await asyncio.to_thread(self._run, chips)
+        metrics.extraction_batch(self.spec.name, len(chips), time.perf_counter() - started)
+        self.batches += 1
+        self.chips += len(chips)
+        out, start = [], 0
+        for n in sizes:
+            out.append({"embeddings": embeddings[start:start + n], "attributes": attributes[start:start + n],
+                        "model": self.spec.name})
+            start += n
+        return out
+
+    def _run(self, chips: np.ndarray) -> tuple[np.ndarray, list[dict[str, Any]]]:
+        if len(chips) == 0:
+            return np.zeros((0, self.spec.dim), np.float32), []
+        embeddings = l2_normalize(self.embedder.embed(chips))
+        attributes: list[dict[str, Any]] = [{} for _ in range(len(chips))]
+        if self.spec.template == "dlib":  # the attribute models read dlib-geometry chips
+            for model in self.attribute_models:
+                for face, values in zip(attributes, model.predict_chips(chips), strict=True):
+                    face.update(values)
+        return embeddings, attributes
+
+    async def analyze(self, image: np.ndarray, with_chips: bool = True) -> dict[str, Any]:
+        """Faces of one photo (biggest first) with quality and, with `with_chips`, their aligned chips."""
+        faces = await asyncio.to_thread(self.analyzer.analyze, image)
+        result: dict[str, Any] = {"faces": [asdict(f) for f in faces]}
+        if with_chips:
+            result["chips"] = await asyncio.to_thread(self.analyzer.chips, image, faces)
+        return result
+
+
+def _uses_gpu() -> bool:
+    try:
+        return ray.cluster_resources().get("GPU", 0) > 0
+    except Exception:  # noqa: BLE001 - no cluster yet: plan for CPU
+        return False
+
+
+def build_extractor_application(config: Config, embedder: str) -> Application:
+    gpu = _uses_gpu()
+    deployment = serve.deployment(
+        FaceExtractor,
+        name=EXTRACTOR_DEPLOYMENT,
+        autoscaling_config={
+            "min_replicas": config.extractor_min_replicas,
+            "max_replicas": max(config.extractor_max_replicas, config.extractor_min_replicas),
+            "target_ongoing_requests": config.extractor_target_ongoing_requests,
+        },
+        max_ongoing_requests=max(64, config.extractor_max_batch * 2),
+        ray_actor_options={"num_gpus": 1, "num_cpus": 1} if gpu else {"num_cpus": 1},
+    )
+    return deployment.bind(embedder, DEFAULT_ATTRIBUTES, config.extractor_max_batch)
+
+
+def extractor_handle() -> DeploymentHandle:
+    """The pool's handle, from any process in the cluster."""
+    return serve.get_deployment_handle(EXTRACTOR_DEPLOYMENT, app_name=EXTRACTOR_APP)

@@ -1,0 +1,427 @@
+"""SQLAlchemy 2 models for the whole domain of SPEC §2.
+
+Conventions: every object has `id`, `created_at`, `updated_at` (UTC). Integer ids everywhere except
+events, whose id is derived from job id + track id so a retried hand-off is idempotent. Vectors are
+stored as float32 bytes with the model that made them (`FaceVector`); every change to a gallery
+is also appended to `GalleryChange`, the log gallery shards replay after loading a snapshot.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+# Named constraints keep Alembic migrations identical on SQLite and PostgreSQL.
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+UNMATCHED_WATCH_LIST_ID = -1
+"""The built-in Unmatched list has this fixed id; it cannot be deleted, only deactivated."""
+
+# BigInteger primary keys still autoincrement on SQLite only as INTEGER; this variant keeps both happy.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite would otherwise hand back naive ones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    @property
+    def python_type(self) -> type[datetime]:
+        return datetime
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Timestamped:
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime, default=utcnow, onupdate=utcnow, nullable=False
+    )
+
+
+watch_list_camera_groups = Table(
+    "watch_list_camera_groups",
+    Base.metadata,
+    Column("watch_list_id", ForeignKey("watch_lists.id", ondelete="CASCADE"), primary_key=True),
+    Column("camera_group_id", ForeignKey("camera_groups.id", ondelete="CASCADE"), primary_key=True),
+)
+
+dossier_watch_lists = Table(
+    "dossier_watch_lists",
+    Base.metadata,
+    Column("dossier_id", ForeignKey("dossiers.id", ondelete="CASCADE"), primary_key=True),
+    Column("watch_list_id", ForeignKey("watch_lists.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class CameraGroup(Timestamped, Base):
+    __tablename__ = "camera_groups"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    deduplicate: Mapped[bool] = mapped_column(Boolean, default=False)
+    dedup_interval_s: Mapped[float] = mapped_column(Float, default=15.0)
+    threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    hidden_from_roles: Mapped[list[Any]] = mapped_column(default=list)
+
+    cameras: Mapped[list[Camera]] = relationship(back_populates="camera_group", passive_deletes=True)
+
+
+class Camera(Timestamped, Base):
+    __tablename__ = "cameras"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    camera_group_id: Mapped[int] = mapped_column(ForeignKey("camera_groups.id", ondelete="RESTRICT"), index=True)
+    url: Mapped[str] = mapped_column(Text, default="")
+    comment: Mapped[str] = mapped_column(Text, default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    stream_settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="disabled")
+    status_error: Mapped[str] = mapped_column(Text, default="")
+    stats: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    camera_group: Mapped[CameraGroup] = relationship(back_populates="cameras")
+
+
+class WatchList(Timestamped, Base):
+    __tablename__ = "watch_lists"
+    # AUTOINCREMENT keeps SQLite ids starting at 1 beside the built-in row -1 (it would pick 0).
+    __table_args__ = {"sqlite_autoincrement": True}
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    color: Mapped[str] = mapped_column(String(20), default="#ff0000")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    require_ack: Mapped[bool] = mapped_column(Boolean, default=False)
+    threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
+    builtin: Mapped[bool] = mapped_column(Boolean, default=False)
+    hidden_from_roles: Mapped[list[Any]] = mapped_column(default=list)
+
+    camera_groups: Mapped[list[CameraGroup]] = relationship(secondary=watch_list_camera_groups)
+
+
+class Dossier(Timestamped, Base):
+    __tablename__ = "dossiers"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(300), index=True)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    external_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    watch_lists: Mapped[list[WatchList]] = relationship(secondary=dossier_watch_lists)
+    faces: Mapped[list[DossierFace]] = relationship(
+        back_populates="dossier", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class DossierFace(Timestamped, Base):
+    __tablename__ = "dossier_faces"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    dossier_id: Mapped[int] = mapped_column(ForeignKey("dossiers.id", ondelete="CASCADE"), index=True)
+    source_key: Mapped[str] = mapped_column(String(200), default="")
+    crop_key: Mapped[str] = mapped_column(String(200), default="")
+    bbox: Mapped[list[Any]] = mapped_column(default=list)
+    landmarks: Mapped[list[Any]] = mapped_column(default=list)
+    detection_score: Mapped[float] = mapped_column(Float, default=0.0)
+    quality: Mapped[float] = mapped_column(Float, default=0.0)
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    dossier: Mapped[Dossier] = relationship(back_populates="faces")
+
+
+class Gallery(Timestamped, Base):
+    """A named vector collection: the built-in `dossiers` and `events` galleries, or a user's own."""
+
+    __tablename__ = "galleries"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    model: Mapped[str] = mapped_column(String(100))
+    dim: Mapped[int] = mapped_column(Integer)
+    builtin: Mapped[bool] = mapped_column(Boolean, default=False)
+    comment: Mapped[str] = mapped_column(Text, default="")
+
+
+class FaceVector(Base):
+    """The source of truth for every vector in every gallery (one row per item and model)."""
+
+    __tablename__ = "face_vectors"
+    __table_args__ = (UniqueConstraint("gallery", "item_id", "model", name="uq_face_vectors_item"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    gallery: Mapped[str] = mapped_column(String(100), index=True)
+    item_id: Mapped[str] = mapped_column(String(100))
+    model: Mapped[str] = mapped_column(String(100))
+    dim: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class GalleryChange(Base):
+    """Append-only log of gallery changes; a shard replays the rows newer than its snapshot."""
+
+    __tablename__ = "gallery_changes"
+    __table_args__ = (Index("ix_gallery_changes_gallery_seq", "gallery", "seq"),)
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True)
+    gallery: Mapped[str] = mapped_column(String(100))
+    item_id: Mapped[str] = mapped_column(String(100))
+    op: Mapped[str] = mapped_column(String(10))  # add | remove | meta
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Episode(Timestamped, Base):
+    __tablename__ = "episodes"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    camera_group_id: Mapped[int | None] = mapped_column(
+        ForeignKey("camera_groups.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    camera_id: Mapped[int | None] = mapped_column(ForeignKey("cameras.id", ondelete="SET NULL"), nullable=True)
+    dossier_id: Mapped[int | None] = mapped_column(
+        ForeignKey("dossiers.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    watch_list_id: Mapped[int | None] = mapped_column(
+        ForeignKey("watch_lists.id", ondelete="SET NULL"), nullable=True
+    )
+    matched: Mapped[bool] = mapped_column(Boolean, default=False)
+    first_event_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    last_event_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    best_event_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    best_quality: Mapped[float] = mapped_column(Float, default=0.0)
+    event_count: Mapped[int] = mapped_column(Integer, default=0)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    open: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
+    acknowledged: Mapped[bool] = mapped_column(Boolean, default=False)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Event(Timestamped, Base):
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_timestamp", "timestamp"),)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    job_id: Mapped[int | None] = mapped_column(BigId, nullable=True, index=True)
+    track_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    camera_id: Mapped[int | None] = mapped_column(
+        ForeignKey("cameras.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    camera_group_id: Mapped[int | None] = mapped_column(
+        ForeignKey("camera_groups.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    video_id: Mapped[int | None] = mapped_column(
+        ForeignKey("videos.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    timestamp: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    video_offset_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    bbox: Mapped[list[Any]] = mapped_column(default=list)
+    detection_score: Mapped[float] = mapped_column(Float, default=0.0)
+    quality: Mapped[float] = mapped_column(Float, default=0.0)
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    age: Mapped[float | None] = mapped_column(Float, nullable=True)
+    gender: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    matched: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    dossier_id: Mapped[int | None] = mapped_column(
+        ForeignKey("dossiers.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    watch_list_id: Mapped[int | None] = mapped_column(
+        ForeignKey("watch_lists.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    matched_face_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
+    confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    episode_id: Mapped[int | None] = mapped_column(
+        ForeignKey("episodes.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    acknowledged: Mapped[bool] = mapped_column(Boolean, default=False)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    thumbnail_key: Mapped[str] = mapped_column(String(200), default="")
+    crop_key: Mapped[str] = mapped_column(String(200), default="")
+    frame_key: Mapped[str] = mapped_column(String(200), default="")
+
+
+class Video(Timestamped, Base):
+    __tablename__ = "videos"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(300))
+    source_url: Mapped[str] = mapped_column(Text, default="")
+    media_key: Mapped[str] = mapped_column(String(200), default="")
+    camera_group_id: Mapped[int] = mapped_column(ForeignKey("camera_groups.id", ondelete="RESTRICT"), index=True)
+    camera_id: Mapped[int | None] = mapped_column(ForeignKey("cameras.id", ondelete="SET NULL"), nullable=True)
+    stream_settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="queued")
+    frames_done: Mapped[int] = mapped_column(Integer, default=0)
+    frames_total: Mapped[int] = mapped_column(Integer, default=0)
+    duration_s: Mapped[float] = mapped_column(Float, default=0.0)
+    events_count: Mapped[int] = mapped_column(Integer, default=0)
+    matched_count: Mapped[int] = mapped_column(Integer, default=0)
+    unmatched_count: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str] = mapped_column(Text, default="")
+
+
+class Job(Timestamped, Base):
+    """The JobManager's record per camera or video: desired state, lease, attempts, statistics."""
+
+    __tablename__ = "jobs"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10))  # camera | video
+    camera_id: Mapped[int | None] = mapped_column(
+        ForeignKey("cameras.id", ondelete="CASCADE"), nullable=True, unique=True
+    )
+    video_id: Mapped[int | None] = mapped_column(
+        ForeignKey("videos.id", ondelete="CASCADE"), nullable=True, unique=True
+    )
+    single_pass: Mapped[bool] = mapped_column(Boolean, default=False)
+    desired_state: Mapped[str] = mapped_column(String(10), default="running")  # running | stopped
+    state: Mapped[str] = mapped_column(String(20), default="pending")  # pending|running|finished|failed|stopped
+    lease_holder: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    lease_node: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    backoff_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    stats: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Webhook(Timestamped, Base):
+    __tablename__ = "webhooks"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    url: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    filters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    batch_size: Mapped[int] = mapped_column(Integer, default=1)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=10)
+    secret: Mapped[str] = mapped_column(String(200), default="")
+
+
+class WebhookOutbox(Base):
+    """One row per (webhook, event) to deliver, written in the event's own transaction."""
+
+    __tablename__ = "webhook_outbox"
+    __table_args__ = (
+        UniqueConstraint("webhook_id", "event_id", name="uq_webhook_outbox_item"),
+        Index("ix_webhook_outbox_pending", "webhook_id", "status", "id"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(12), default="pending")  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class WebhookDelivery(Base):
+    """One delivery attempt (a POST of a batch), kept for `GET /v1/webhooks/{id}/deliveries`."""
+
+    __tablename__ = "webhook_deliveries"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"), index=True)
+    event_ids: Mapped[list[Any]] = mapped_column(default=list)
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    ok: Mapped[bool] = mapped_column(Boolean, default=False)
+    status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error: Mapped[str] = mapped_column(Text, default="")
+    duration_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class User(Timestamped, Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    username: Mapped[str] = mapped_column(String(150), unique=True)
+    role: Mapped[str] = mapped_column(String(20))  # admin | operator | viewer
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    comment: Mapped[str] = mapped_column(Text, default="")
+
+    tokens: Mapped[list[Token]] = relationship(back_populates="user", cascade="all, delete-orphan")
+
+
+class Token(Timestamped, Base):
+    """An API token; only its SHA-256 is stored, the plain token is shown once at creation."""
+
+    __tablename__ = "tokens"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(12))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    user: Mapped[User] = relationship(back_populates="tokens")
+
+
+class RuntimeSetting(Base):
+    """Admin-editable runtime settings (SPEC §2 Settings), one row per key, JSON value."""
+
+    __tablename__ = "runtime_settings"
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class AuditRecord(Base):
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
+    username: Mapped[str] = mapped_column(String(150), default="")
+    method: Mapped[str] = mapped_column(String(10))
+    path: Mapped[str] = mapped_column(Text)
+    status: Mapped[int] = mapped_column(Integer)
+    request_id: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+

@@ -1,0 +1,56 @@
+"""Unit of work: one session, every repository on it, one commit for related rows."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from storage import repositories as r
+from storage.db import session_factory, translate_db_errors
+
+
+class UnitOfWork:
+    """`with UnitOfWork(url) as uow: ...; uow.commit()` — leaving without commit rolls back."""
+
+    def __init__(self, url_or_factory: str | sessionmaker[Session]) -> None:
+        self._factory = session_factory(url_or_factory) if isinstance(url_or_factory, str) else url_or_factory
+
+    def __enter__(self) -> UnitOfWork:
+        self.session = self._factory()
+        s = self.session
+        self.camera_groups = r.CameraGroupRepository(s)
+        self.cameras = r.CameraRepository(s)
+        self.watch_lists = r.WatchListRepository(s)
+        self.dossiers = r.DossierRepository(s)
+        self.dossier_faces = r.DossierFaceRepository(s)
+        self.events = r.EventRepository(s)
+        self.episodes = r.EpisodeRepository(s)
+        self.videos = r.VideoRepository(s)
+        self.jobs = r.JobRepository(s)
+        self.webhooks = r.WebhookRepository(s)
+        self.webhook_deliveries = r.WebhookDeliveryRepository(s)
+        self.users = r.UserRepository(s)
+        self.tokens = r.TokenRepository(s)
+        self.settings = r.SettingsRepository(s)
+        self.audit = r.AuditRepository(s)
+        self.vectors = r.VectorRepository(s)
+        return self
+
+    def flush(self) -> None:
+        with translate_db_errors():
+            self.session.flush()
+
+    def commit(self) -> None:
+        with translate_db_errors():
+            self.session.commit()
+
+    def rollback(self) -> None:
+        self.session.rollback()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        # close() rolls back anything uncommitted without expiring loaded objects, so rows read in
+        # the unit of work stay readable after it (rollback() would expire them).
+        self.session.close()

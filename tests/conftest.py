@@ -1,0 +1,156 @@
+"""Shared fixtures: the real-data folder, temporary installations (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _data_dir() -> Path:
+    configured = os.environ.get("FACEWATCH_TEST_DATA")
+    return Path(configured) if configured else ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The shared real photos and video (../shared/data or FACEWATCH_TEST_DATA); skips when absent."""
+    path = _data_dir()
+    if not (path / "faces").is_dir():
+        pytest.skip(f"real test data not found at {path} (set FACEWATCH_TEST_DATA to the shared data folder)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def faces_dir(data_dir: Path) -> Path:
+    return data_dir / "faces"
+
+
+# -- installations -----------------------------------------------------------------------------------
+
+PG_URL_ENV = "FACEWATCH_TEST_PG_URL"
+
+
+def _create_pg_database(base_url: str) -> tuple[str, str]:
+    """A fresh database on the test server, named by us (so we only ever drop our own)."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"facewatch_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(make_url(base_url).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return str(make_url(base_url).set(drivername="postgresql+psycopg", database=name).render_as_string(False)), name
+
+
+def _drop_pg_database(base_url: str, name: str) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from storage.db import engine_for
+
+    engine_for.cache_clear()
+    admin = create_engine(make_url(base_url).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path):
+    """A migrated, empty database: SQLite always, PostgreSQL when FACEWATCH_TEST_PG_URL is set."""
+    from storage.db import migrate
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'facewatch.db'}"
+        migrate(url)
+        yield url
+        return
+    base = os.environ.get(PG_URL_ENV)
+    if not base:
+        pytest.skip(f"PostgreSQL tests need {PG_URL_ENV} (e.g. postgresql://postgres@127.0.0.1:5432/postgres)")
+    url, name = _create_pg_database(base)
+    try:
+        migrate(url)
+        yield url
+    finally:
+        _drop_pg_database(base, name)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    from storage.db import migrate
+
+    url = f"sqlite:///{tmp_path / 'facewatch.db'}"
+    migrate(url)
+    return url
+
+
+def make_config(tmp_path: Path, db_url: str, **extra: str):
+    from facewatch.settings import load_config
+
+    env = {"FACEWATCH_HOME": str(tmp_path / "home"), "FACEWATCH_DATABASE_URL": db_url, **extra}
+    return load_config(env)
+
+
+class ApiClient:
+    """A TestClient plus the tokens of one admin, one operator and one viewer."""
+
+    def __init__(self, client, tokens: dict[str, str]) -> None:
+        self.client = client
+        self.tokens = tokens
+
+    def as_(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Token {self.tokens[role]}"}
+
+    def request(self, method: str, path: str, role: str = "admin", **kwargs):
+        headers = {**self.as_(role), **kwargs.pop("headers", {})}
+        return self.client.request(method, path, headers=headers, **kwargs)
+
+    def get(self, path: str, role: str = "admin", **kw):
+        return self.request("GET", path, role, **kw)
+
+    def post(self, path: str, role: str = "admin", **kw):
+        return self.request("POST", path, role, **kw)
+
+    def patch(self, path: str, role: str = "admin", **kw):
+        return self.request("PATCH", path, role, **kw)
+
+    def delete(self, path: str, role: str = "admin", **kw):
+        return self.request("DELETE", path, role, **kw)
+
+
+def build_api(tmp_path: Path, db_url: str) -> ApiClient:
+    from fastapi.testclient import TestClient
+
+    from serve_apps.api.app import create_app
+    from storage import orm
+    from storage.tokens import ensure_admin, issue_token
+    from storage.unit_of_work import UnitOfWork
+
+    config = make_config(tmp_path, db_url)
+    with UnitOfWork(db_url) as uow:
+        tokens = {"admin": ensure_admin(uow)}
+        for role in ("operator", "viewer"):
+            user = uow.users.add(orm.User(username=f"{role}1", role=role))
+            tokens[role] = issue_token(uow, user)[1]
+        uow.commit()
+    return ApiClient(TestClient(create_app(config), raise_server_exceptions=False), tokens)
+
+
+@pytest.fixture
+def api(tmp_path: Path, sqlite_url: str) -> ApiClient:
+    """The API app on a fresh SQLite installation (fast; the full matrix runs here)."""
+    return build_api(tmp_path, sqlite_url)
+
+
+@pytest.fixture
+def api_any_db(tmp_path: Path, db_url: str) -> ApiClient:
+    """The API app on SQLite and, when configured, on PostgreSQL."""
+    return build_api(tmp_path, db_url)

@@ -1,0 +1,241 @@
+"""The event pipeline on real gallery actors and a real DB, with synthetic face vectors.
+
+Vectors stand in for faces here so each rule (thresholds, candidates, dedup, episodes, idempotency)
+can be placed exactly; the models and the whole video path are tested on real faces elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+import ray
+from sqlalchemy import func, select
+
+from actors.event_pipeline import EventPipelineCore
+from actors.galleries import Galleries
+from facewatch.sightings import FaceSighting, event_id_for
+from models.calibration import Calibration
+from storage import orm
+from storage.dossier_vectors import DOSSIERS_GALLERY, EVENTS_GALLERY, store_dossier_face_vector
+from storage.unit_of_work import UnitOfWork
+
+DIM = 16
+MODEL = "test_model"
+# cosine 0.70 → 0.65 (low), 0.80 → 0.75 (medium), 0.90 → 0.85 (strict)
+CAL = Calibration(strict_cosine=0.90, medium_cosine=0.80, low_cosine=0.70)
+T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_cluster():
+    ray.init(address="local", num_cpus=4, include_dashboard=False, namespace="test-events")
+    yield
+    ray.shutdown()
+
+
+def unit(seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal(DIM).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def near(base: np.ndarray, cosine: float, seed: int) -> np.ndarray:
+    """A unit vector at exactly `cosine` from `base`."""
+    other = unit(seed)
+    other -= other.dot(base) * base
+    other /= np.linalg.norm(other)
+    return (cosine * base + np.sqrt(1 - cosine**2) * other).astype(np.float32)
+
+
+class World:
+    def __init__(self, url: str, tmp: Path, name: str) -> None:
+        self.url = url
+        self.galleries = Galleries(db_url=url, snapshot_dir=str(tmp / "snap"), model=MODEL, dim=DIM, shards=2,
+                                   replicas=1)
+        self.galleries.model = MODEL
+        self.name = name
+        self.track = 0
+        with UnitOfWork(url) as uow:
+            self.lobby = uow.camera_groups.add(orm.CameraGroup(name="lobby"))
+            self.garage = uow.camera_groups.add(orm.CameraGroup(name="garage"))
+            self.cam = uow.cameras.add(orm.Camera(name="door", camera_group_id=self.lobby.id))
+            self.vip = uow.watch_lists.add(orm.WatchList(name="vip"))
+            self.garage_only = uow.watch_lists.add(orm.WatchList(name="garage-only", camera_groups=[self.garage]))
+            uow.commit()
+
+    def enrol(self, name: str, vector: np.ndarray, lists: list[int]) -> int:
+        with UnitOfWork(self.url) as uow:
+            dossier = uow.dossiers.add(orm.Dossier(name=name, watch_lists=uow.watch_lists.get_many(lists, "x")))
+            face = uow.dossier_faces.add(orm.DossierFace(dossier_id=dossier.id))
+            store_dossier_face_vector(uow, face, dossier, MODEL, vector)
+            uow.commit()
+            dossier_id = dossier.id
+        asyncio.run(self.galleries.sync_async(DOSSIERS_GALLERY))
+        return dossier_id
+
+    def sighting(self, vector: np.ndarray, at_s: float, group: int | None = None, quality: float = 0.5,
+                 camera: int | None = None, track: int | None = None) -> FaceSighting:
+        self.track += 1
+        track_id = track if track is not None else self.track
+        return FaceSighting(
+            event_id=event_id_for(1, 0, track_id, 0), job_id=1, camera_group_id=group or self.lobby.id,
+            camera_id=camera, timestamp=T0 + timedelta(seconds=at_s), bbox=[0, 0, 10, 10], detection_score=0.99,
+            quality=quality, embedding=vector, model=MODEL, track_id=track_id,
+        )
+
+    def post(self, core: EventPipelineCore, *sightings: FaceSighting) -> list[str | None]:
+        return asyncio.run(core.post(list(sightings)))
+
+    def event(self, event_id: str) -> orm.Event:
+        with UnitOfWork(self.url) as uow:
+            return uow.events.get(event_id)
+
+    def close(self) -> None:
+        for router in self.galleries._routers.values():
+            router.kill()
+
+
+@pytest.fixture
+def world(sqlite_url: str, tmp_path: Path, request: pytest.FixtureRequest):
+    w = World(sqlite_url, tmp_path, request.node.name)
+    yield w
+    w.close()
+
+
+def core(world: World) -> EventPipelineCore:
+    return EventPipelineCore(world.url, world.galleries, CAL)
+
+
+def test_match_unmatched_and_atomic_rows(world: World) -> None:
+    bob_vec = unit(1)
+    bob = world.enrol("bob", bob_vec, [world.vip.id])
+    with UnitOfWork(world.url) as uow:
+        uow.webhooks.add(orm.Webhook(title="all", url="http://127.0.0.1:9/x"))
+        uow.commit()
+    pipeline = core(world)
+    matched_id, stranger_id = world.post(pipeline, world.sighting(near(bob_vec, 0.85, 2), 0),
+                                         world.sighting(unit(99), 1))
+    matched = world.event(matched_id)
+    assert (matched.matched, matched.dossier_id, matched.watch_list_id) == (True, bob, world.vip.id)
+    assert matched.confidence == pytest.approx(float(CAL.confidence(0.85)), abs=1e-4)
+    stranger = world.event(stranger_id)
+    assert (stranger.matched, stranger.watch_list_id, stranger.dossier_id) == (False, orm.UNMATCHED_WATCH_LIST_ID,
+                                                                               None)
+    with UnitOfWork(world.url) as uow:
+        assert uow.session.scalar(select(func.count()).select_from(orm.WebhookOutbox)) == 2
+        assert uow.vectors.find(EVENTS_GALLERY, matched_id, MODEL) is not None
+    # the events gallery was synced: the event is searchable at once
+    hits = world.galleries.router(EVENTS_GALLERY).search(near(bob_vec, 0.85, 2), 1).hits[0]
+    assert hits[0].item_id == matched_id
+
+
+def test_threshold_precedence_camera_group_watch_list_default(world: World) -> None:
+    vec = unit(3)
+    world.enrol("ann", vec, [world.vip.id])
+    probe = near(vec, 0.82, 4)  # confidence 0.76: passes the default 0.75
+    pipeline = core(world)
+    assert world.event(world.post(pipeline, world.sighting(probe, 0))[0]).matched
+    with UnitOfWork(world.url) as uow:
+        uow.watch_lists.get(world.vip.id).threshold = 0.8  # watch list override: now too strict
+        uow.commit()
+    assert not world.event(world.post(core(world), world.sighting(probe, 100))[0]).matched
+    with UnitOfWork(world.url) as uow:
+        uow.camera_groups.get(world.lobby.id).threshold = 0.7  # the group beats the watch list
+        uow.commit()
+    assert world.event(world.post(core(world), world.sighting(probe, 200))[0]).matched
+    with UnitOfWork(world.url) as uow:
+        uow.cameras.get(world.cam.id).threshold = 0.9  # the camera beats the group
+        uow.commit()
+    assert not world.event(world.post(core(world), world.sighting(probe, 300, camera=world.cam.id))[0]).matched
+
+
+def test_candidates_respect_camera_groups_and_activity(world: World) -> None:
+    vec = unit(5)
+    world.enrol("carl", vec, [world.garage_only.id])
+    pipeline = core(world)
+    in_lobby = world.event(world.post(pipeline, world.sighting(near(vec, 0.95, 6), 0))[0])
+    in_garage = world.event(world.post(pipeline, world.sighting(near(vec, 0.95, 7), 1, group=world.garage.id))[0])
+    assert not in_lobby.matched and in_garage.matched
+    with UnitOfWork(world.url) as uow:
+        uow.watch_lists.get(world.garage_only.id).active = False
+        uow.commit()
+    later = world.event(world.post(core(world), world.sighting(near(vec, 0.95, 8), 500, group=world.garage.id))[0])
+    assert not later.matched
+
+
+def test_ignore_unmatched_and_inactive_unmatched_list_drop_strangers(world: World) -> None:
+    with UnitOfWork(world.url) as uow:
+        uow.settings.update({"ignore_unmatched": True})
+        uow.commit()
+    assert world.post(core(world), world.sighting(unit(10), 0)) == [None]
+    with UnitOfWork(world.url) as uow:
+        uow.settings.update({"ignore_unmatched": False})
+        uow.watch_lists.unmatched().active = False
+        uow.commit()
+    assert world.post(core(world), world.sighting(unit(11), 1)) == [None]
+
+
+def test_dedup_in_group(world: World) -> None:
+    vec = unit(20)
+    world.enrol("dan", vec, [world.vip.id])
+    with UnitOfWork(world.url) as uow:
+        group = uow.camera_groups.get(world.lobby.id)
+        group.deduplicate, group.dedup_interval_s = True, 10
+        uow.commit()
+    pipeline = core(world)
+    first, again, later = world.post(pipeline, world.sighting(near(vec, 0.9, 21), 0),
+                                     world.sighting(near(vec, 0.9, 22), 5), world.sighting(near(vec, 0.9, 23), 16))
+    assert first and again is None and later
+    stranger = unit(30)
+    a, same_worse, same_better = world.post(
+        pipeline, world.sighting(stranger, 100, quality=0.5),
+        world.sighting(near(stranger, 0.95, 31), 102, quality=0.4),
+        world.sighting(near(stranger, 0.95, 32), 103, quality=0.9))
+    assert a and same_worse is None and same_better
+
+
+def test_episodes_group_by_similarity_and_close_on_idle(world: World) -> None:
+    person, other = unit(40), unit(41)
+    pipeline = core(world)
+    ids = world.post(pipeline, world.sighting(person, 0), world.sighting(near(person, 0.9, 42), 10),
+                     world.sighting(other, 12), world.sighting(near(person, 0.9, 43), 100))
+    episodes = [world.event(i).episode_id for i in ids]
+    assert episodes[0] == episodes[1] != episodes[2]
+    assert episodes[3] not in episodes[:3]  # 90 s idle > 30 s timeout: a new episode
+    with UnitOfWork(world.url) as uow:
+        first = uow.episodes.get(episodes[0])
+        assert (first.open, first.event_count, first.first_event_id, first.last_event_id) == (False, 2, ids[0], ids[1])
+
+
+def test_acknowledged_episode_acknowledges_future_events(world: World) -> None:
+    person = unit(50)
+    pipeline = core(world)
+    first = world.post(pipeline, world.sighting(person, 0))[0]
+    episode_id = world.event(first).episode_id
+    with UnitOfWork(world.url) as uow:
+        episode = uow.episodes.get(episode_id)
+        episode.acknowledged, episode.acknowledged_by, episode.acknowledged_at = True, "op", T0
+        uow.commit()
+    second = world.post(pipeline, world.sighting(near(person, 0.9, 51), 5))[0]
+    event = world.event(second)
+    assert event.episode_id == episode_id and event.acknowledged and event.acknowledged_by == "op"
+
+
+def test_retried_hand_off_is_idempotent_across_restarts(world: World) -> None:
+    sighting = world.sighting(unit(60), 0, track=77)
+    assert world.post(core(world), sighting) == [sighting.event_id]
+    assert world.post(core(world), sighting) == [sighting.event_id]  # a fresh pipeline, same sighting
+    with UnitOfWork(world.url) as uow:
+        assert uow.session.scalar(select(func.count()).select_from(orm.Event)) == 1
+        assert uow.session.scalar(select(func.count()).select_from(orm.FaceVector).where(
+            orm.FaceVector.gallery == EVENTS_GALLERY)) == 1
+
+
+def test_restarted_pipeline_keeps_open_episodes(world: World) -> None:
+    person = unit(70)
+    first = world.post(core(world), world.sighting(person, 0))[0]
+    second = world.post(core(world), world.sighting(near(person, 0.9, 71), 10))[0]  # new core: state from DB
+    assert world.event(first).episode_id == world.event(second).episode_id
