@@ -19,6 +19,7 @@ from typing import Any
 
 import ray
 
+from actors.background_loop import BackgroundLoop
 from actors.galleries import Galleries
 from facewatch import metrics
 from storage.dossier_vectors import EVENTS_GALLERY
@@ -88,25 +89,25 @@ class MaintenanceCore:
                 "last_error": self.last_error, "last_report": self.last_report, "interval_s": self.interval_s}
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=4)
 class Maintenance:
-    """The Ray actor around `MaintenanceCore`; call `start()` once (idempotent)."""
+    """The Ray actor around `MaintenanceCore`. The schedule starts in the constructor, so an actor that Ray
+    restarts (its process or node died) keeps it by itself; `start()` is kept for callers (idempotent)."""
 
     def __init__(self, db_url: str, media_root: str, galleries: Galleries | None,
                  interval_s: float = DEFAULT_INTERVAL_S, first_run_s: float = 60.0, batch: int = DEFAULT_BATCH) -> None:
         self.core = MaintenanceCore(db_url, media_root, galleries, interval_s, first_run_s, batch)
-        self._runner: asyncio.Task[None] | None = None
+        self.loop = BackgroundLoop(self.core.run_forever, name="maintenance")
 
-    async def start(self) -> bool:
-        if self._runner is None or self._runner.done():
-            self._runner = asyncio.get_running_loop().create_task(self.core.run_forever())
+    def start(self) -> bool:
+        self.loop.ensure_running()
         return True
 
-    async def run_now(self, older_than_days: float | None = None) -> dict[str, Any]:
-        return await self.core.run_once(older_than_days)
+    def run_now(self, older_than_days: float | None = None) -> dict[str, Any]:
+        return self.loop.run(self.core.run_once(older_than_days))
 
-    async def stats(self) -> dict[str, Any]:
-        return self.core.stats()
+    def stats(self) -> dict[str, Any]:
+        return self.loop.call(self.core.stats)
 
-    async def stop(self) -> None:
-        self.core.stop()
+    def stop(self) -> None:
+        self.loop.call(self.core.stop)

@@ -21,6 +21,7 @@ import httpx
 import ray
 from sqlalchemy import select
 
+from actors.background_loop import BackgroundLoop
 from facewatch import metrics
 from storage import orm
 from storage.event_views import event_to_dict
@@ -51,7 +52,12 @@ class WebhookDispatcherCore:
     async def run(self) -> None:
         async with httpx.AsyncClient(timeout=self.timeout_s) as client:
             while not self._stop.is_set():
-                for hook_id in await asyncio.to_thread(self._active_webhook_ids):
+                try:
+                    hook_ids = await asyncio.to_thread(self._active_webhook_ids)
+                except Exception:  # noqa: BLE001 - the DB is away (e.g. restarting); the next tick asks again
+                    log.exception("listing the active webhooks failed")
+                    hook_ids = []
+                for hook_id in hook_ids:
                     task = self._tasks.get(hook_id)
                     if task is None or task.done():
                         self._tasks[hook_id] = asyncio.create_task(self._deliver_loop(client, hook_id))
@@ -142,21 +148,21 @@ class WebhookDispatcherCore:
                 "webhooks": sorted(h for h, t in self._tasks.items() if not t.done())}
 
 
-@ray.remote(max_restarts=-1, max_task_retries=-1, num_cpus=0)
+@ray.remote(max_restarts=-1, max_task_retries=-1, num_cpus=0, max_concurrency=4)
 class WebhookDispatcher:
-    """The Ray actor around `WebhookDispatcherCore`; restarted by Ray if it dies."""
+    """The Ray actor around `WebhookDispatcherCore`. Delivery starts in the constructor, so a dispatcher
+    that Ray restarts (its process or node died) resumes by itself."""
 
     def __init__(self, database_url: str, public_url: str, poll_s: float = 0.5, timeout_s: float = 10.0) -> None:
         self.core = WebhookDispatcherCore(database_url, public_url, poll_s, timeout_s)
-        self._runner: asyncio.Task[None] | None = None
+        self.loop = BackgroundLoop(self.core.run, name="webhook-dispatcher")
 
-    async def start(self) -> bool:
-        if self._runner is None or self._runner.done():
-            self._runner = asyncio.get_running_loop().create_task(self.core.run())
+    def start(self) -> bool:
+        self.loop.ensure_running()
         return True
 
-    async def stats(self) -> dict[str, Any]:
-        return self.core.stats()
+    def stats(self) -> dict[str, Any]:
+        return self.loop.call(self.core.stats)
 
-    async def stop(self) -> None:
-        self.core.stop()
+    def stop(self) -> None:
+        self.loop.call(self.core.stop)

@@ -154,3 +154,38 @@ def api(tmp_path: Path, sqlite_url: str) -> ApiClient:
 def api_any_db(tmp_path: Path, db_url: str) -> ApiClient:
     """The API app on SQLite and, when configured, on PostgreSQL."""
     return build_api(tmp_path, db_url)
+
+
+# -- leaving the test process ------------------------------------------------------------------------
+
+_exit_status: int | None = None
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    global _exit_status
+    _exit_status = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Leaves with pytest's exit status without running the interpreter's finalisation.
+
+    The suite starts and stops Ray many times in this one process; background threads that Ray Serve
+    handles and Ray's own client leave behind can touch a core worker that `ray.shutdown()` has freed,
+    and the interpreter's teardown then ends in a segmentation fault after every test has passed (a known
+    Ray limitation, ray-project/ray#31145). By now pytest has printed its summary and written its reports,
+    so nothing is lost by exiting directly; Ray is shut down first so that no local cluster outlives us.
+    """
+    if _exit_status is None or os.environ.get("FACEWATCH_TEST_CLEAN_EXIT") == "1":
+        return
+    import sys
+
+    try:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_exit_status)

@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from actors.webhook_dispatcher import SIGNATURE_HEADER, WebhookDispatcherCore
 from storage import orm
@@ -143,6 +144,40 @@ def test_receiver_that_fails_and_hangs_gets_every_event_in_order_signed(db_url: 
     assert [a.status_code for a in failures[:2]] == [500, 500]
 
 
+class _OutageCore(WebhookDispatcherCore):
+    """The real dispatcher, whose first looks at the webhook table meet a database that is away."""
+
+    outage_calls = 2
+
+    def _active_webhook_ids(self) -> list[int]:
+        if self.outage_calls > 0:
+            self.outage_calls -= 1
+            raise OperationalError("SELECT webhooks.id", {}, Exception("server closed the connection"))
+        return super()._active_webhook_ids()
+
+
+def test_a_database_outage_does_not_end_the_dispatcher(sqlite_url: str) -> None:
+    receiver = Receiver(fail_first=0, hang_on=None)
+    try:
+        ids = _make_events(sqlite_url, {}, receiver.url, count=3, batch_size=2)
+        core = _OutageCore(sqlite_url, "http://facewatch.example", poll_s=0.05, timeout_s=1.0)
+
+        async def drive() -> None:
+            runner = asyncio.create_task(core.run())
+            deadline = time.monotonic() + 30
+            while len(receiver.accepted) < len(ids) and time.monotonic() < deadline and not runner.done():
+                await asyncio.sleep(0.1)
+            assert not runner.done(), "the dispatcher stopped at the outage"
+            core.stop()
+            await runner
+
+        asyncio.run(drive())
+    finally:
+        receiver.close()
+    assert core.outage_calls == 0
+    assert [e["id"] for e in receiver.accepted] == ids
+
+
 def test_filters_decide_which_events_enter_the_outbox(db_url: str) -> None:
     _make_events(db_url, {"matched": True}, "http://127.0.0.1:9/none", count=6)
     with UnitOfWork(db_url) as uow:
@@ -194,3 +229,39 @@ def test_deliveries_are_listed_newest_first_for_admins(api) -> None:
     assert {d["error"] for d in failed} == {"HTTP 500"} and failed[0]["event_ids"] == ["e1", "e2"]
     assert api.get(f"/v1/webhooks/{hook_id}/deliveries", role="operator").status_code == 403
     assert api.get("/v1/webhooks/999/deliveries").status_code == 404
+
+
+def test_a_dispatcher_that_ray_restarts_resumes_delivery_by_itself(sqlite_url: str) -> None:
+    import ray
+
+    from actors.webhook_dispatcher import WebhookDispatcher
+
+    receiver = Receiver(fail_first=0, hang_on=None)
+    ray.init(address="local", num_cpus=1, include_dashboard=False, namespace="test-dispatcher", log_to_driver=False)
+    try:
+        first = _make_events(sqlite_url, {}, receiver.url, count=1, batch_size=1)
+        dispatcher = WebhookDispatcher.remote(sqlite_url, "http://facewatch.example", 0.05, 1.0)
+        assert ray.get(dispatcher.start.remote())
+
+        def delivered(n: int) -> None:
+            deadline = time.monotonic() + 60
+            while len(receiver.accepted) < n:
+                assert time.monotonic() < deadline, receiver.accepted
+                time.sleep(0.1)
+
+        delivered(1)
+        ray.kill(dispatcher, no_restart=False)  # Ray builds it again from its constructor; nobody calls start()
+        with UnitOfWork(sqlite_url) as uow:
+            hook = uow.session.scalar(select(orm.Webhook).where(orm.Webhook.active.is_(True)))
+            event = _event(id="after-restart", timestamp=datetime.now(UTC))
+            uow.session.add(event)
+            enqueue_event(uow, event)
+            uow.commit()
+            assert hook is not None
+        delivered(2)
+        assert [e["id"] for e in receiver.accepted] == [*first, "after-restart"]
+        assert ray.get(dispatcher.stats.remote())["delivered"] == 1  # the new instance delivered it
+        ray.get(dispatcher.stop.remote())
+    finally:
+        receiver.close()
+        ray.shutdown()
