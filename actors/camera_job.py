@@ -45,7 +45,8 @@ Decisions:
 Statistics in every heartbeat: node_id, frames_decoded / processed / dropped / motion_skipped,
 fps (frames handled per second since the last heartbeat) and detect_fps, faces_detected /
 filtered (by reason) / posted / failed, events, tracks, source_opens, and for videos frames_done /
-frames_total.
+frames_total. The JobManager turns these counters (and the final ones of `finished`) into the cluster's
+camera metrics: a job actor is killed as soon as it finishes, before its own metrics would be exported.
 
 Settings come from `job_spec["stream_settings"]` (SPEC §2; defaults as in the API's
 StreamSettings) and, for tuning, from top-level job_spec keys the manager's `spec_defaults` set:
@@ -84,7 +85,6 @@ from actors.video_source import (
     VideoSource,
     reopen_delays,
 )
-from facewatch import metrics
 from facewatch.sightings import FaceSighting, event_id_for
 from models.alignment import align_faces
 from models.detector import FaceDetector
@@ -270,7 +270,6 @@ class CameraJob:
         self._track_base = 0
         self._local_max_track = 0
         self._max_quality: dict[int, float] = {}
-        self._metrics_sent: dict[str, int] = {}
 
     # -- contract --------------------------------------------------------------------------------------
 
@@ -751,23 +750,8 @@ class CameraJob:
                     self._lease_lost = True
                     self._stop.set()
                     return
-            self._record_metrics()
             self._check_camera_change()
             self._done.wait(self.heartbeat_s)
-        self._record_metrics()
-
-    def _record_metrics(self) -> None:
-        """Adds what the counters grew by since the last call to the cluster's metrics (facewatch.metrics)."""
-        c = self.counters
-        current = {"frames_decoded": self._decoded(), "frames_processed": c.frames_processed,
-                   "frames_dropped": self._dropped(), "frames_motion_skipped": c.frames_motion_skipped,
-                   "faces_detected": c.faces_detected, "faces_posted": c.faces_posted, "faces_failed": c.faces_failed}
-        camera_id = self.spec.get("camera_id")
-        for name, value in current.items():
-            delta = value - self._metrics_sent.get(name, 0)
-            if delta > 0:
-                getattr(metrics, name)(camera_id, delta)
-                self._metrics_sent[name] = value
 
     def _summary(self, source: VideoSource) -> dict[str, Any]:
         c = self.counters
@@ -779,6 +763,8 @@ class CameraJob:
         return {
             "frames_done": c.frames_handled, "frames_total": frames_total, "duration_s": round(float(duration), 3),
             "frames": c.frames_handled, "seconds": round(float(duration), 3), "processing_s": round(processing_s, 3),
+            "frames_decoded": self._decoded(), "frames_dropped": self._dropped(),
+            "frames_motion_skipped": c.frames_motion_skipped,
             "frames_processed": c.frames_processed, "faces_detected": c.faces_detected,
             "faces_posted": c.faces_posted, "faces_failed": c.faces_failed, "tracks": c.tracks,
             "sightings_dropped": c.sightings_dropped, **counts,

@@ -320,6 +320,7 @@ class JobManager:
         self.spec_defaults = dict(spec_defaults or {})
         self._lock = threading.RLock()
         self._live: dict[int, _Live] = {}
+        self._camera_metrics: dict[str, metrics.CameraMetrics] = {}  # per lease holder (one job attempt)
         self._job_class: ActorClass | None = None
         self._booted = False
         threading.Thread(target=self._supervise_forever, name="job-supervisor", daemon=True).start()
@@ -440,6 +441,7 @@ class JobManager:
             self._renew(job, now, stats, status, error)
             self._publish_heartbeat(uow, job, now, stats, status, error)
             uow.commit()
+            self._count_camera_metrics(job, holder, stats)
             return True
 
     def finished(self, job_id: int, holder: str, summary: dict[str, Any]) -> bool:
@@ -456,6 +458,8 @@ class JobManager:
                 self._reset(job, "finished")
                 self._publish_finished(uow, job, summary)
             uow.commit()
+            self._count_camera_metrics(job, holder, summary)
+            self._camera_metrics.pop(holder, None)
             return True
 
     def failed(self, job_id: int, holder: str, error: str) -> bool:
@@ -688,6 +692,14 @@ class JobManager:
         if state != "finished":
             job.last_error = ""
 
+    def _count_camera_metrics(self, job: orm.Job, holder: str, counters: Mapping[str, Any]) -> None:
+        """Adds what a job attempt's counters grew by to the camera metrics. Recorded here, in the long-lived
+        manager, because a job actor is killed as soon as it finishes, before its own metrics are exported."""
+        reporter = self._camera_metrics.get(holder)
+        if reporter is None:
+            reporter = self._camera_metrics[holder] = metrics.CameraMetrics(job.camera_id)
+        reporter.report(counters)
+
     def _retire(self, job_id: int) -> None:
         live = self._live.get(job_id)
         if live is not None:
@@ -700,6 +712,8 @@ class JobManager:
     def _kill_job_actor(self, job_id: int) -> None:
         """Kills the job's actor now, whether this manager placed it or an earlier one did."""
         live = self._live.pop(job_id, None)
+        if live is not None:
+            self._camera_metrics.pop(live.holder, None)
         handle = live.handle if live is not None else _find_actor(job_actor_name(job_id), self.namespace)
         if handle is not None:
             _kill(handle)

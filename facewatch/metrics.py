@@ -8,13 +8,13 @@ API relays the `ray_facewatch_*` series of every node.
 
 | metric (as exported) | kind | tags | recorded by |
 |---|---|---|---|
-| `ray_facewatch_frames_decoded_total` | counter | camera_id | camera job |
-| `ray_facewatch_frames_processed_total` | counter | camera_id | camera job (the detector ran) |
-| `ray_facewatch_frames_dropped_total` | counter | camera_id | camera job (live source too slow) |
-| `ray_facewatch_frames_motion_skipped_total` | counter | camera_id | camera job |
-| `ray_facewatch_faces_detected_total` | counter | camera_id | camera job |
-| `ray_facewatch_faces_posted_total` | counter | camera_id | camera job (handed to the pipeline) |
-| `ray_facewatch_faces_failed_total` | counter | camera_id | camera job (could not be posted) |
+| `ray_facewatch_frames_decoded_total` | counter | camera_id | job heartbeats via JobManager |
+| `ray_facewatch_frames_processed_total` | counter | camera_id | job heartbeats via JobManager: the detector ran |
+| `ray_facewatch_frames_dropped_total` | counter | camera_id | job heartbeats via JobManager: live source too slow |
+| `ray_facewatch_frames_motion_skipped_total` | counter | camera_id | job heartbeats via JobManager |
+| `ray_facewatch_faces_detected_total` | counter | camera_id | job heartbeats via JobManager |
+| `ray_facewatch_faces_posted_total` | counter | camera_id | job heartbeats via JobManager: handed to the pipeline |
+| `ray_facewatch_faces_failed_total` | counter | camera_id | job heartbeats via JobManager: could not be posted |
 | `ray_facewatch_extraction_batch_size` | histogram | model | extractor pool (chips per model batch) |
 | `ray_facewatch_extraction_latency_seconds` | histogram | model | extractor pool (one model batch) |
 | `ray_facewatch_gallery_search_latency_seconds` | histogram | gallery, shard | gallery shard |

@@ -105,7 +105,7 @@ def _camera_job_like_activity(camera_id: int) -> None:
     metrics.job_restarted("camera")
 
 
-def _sample_total(text: str, name: str, **labels: str) -> float:
+def sample_total(text: str, name: str, **labels: str) -> float:
     total = 0.0
     for line in text.splitlines():
         if line.startswith(name + "{") or line.startswith(name + " "):
@@ -181,15 +181,15 @@ def test_metrics_endpoint_shows_activity(sqlite_url: str, tmp_path: Path) -> Non
             response = api.get("/metrics", "operator")
             assert response.status_code == 200
             text = response.text
-            missing = [n for n, labels in wanted.items() if _sample_total(text, n, **labels) <= 0]
+            missing = [n for n, labels in wanted.items() if sample_total(text, n, **labels) <= 0]
             if not missing:
                 break
             assert time.monotonic() < deadline, f"still missing {missing}:\n{text[:3000]}"
             time.sleep(0.5)
         assert response.headers["content-type"].startswith("text/plain")
-        assert _sample_total(text, "ray_facewatch_frames_decoded_total", camera_id=str(camera_id)) == 150
-        assert _sample_total(text, "ray_facewatch_events_created_total") == 2
-        assert _sample_total(text, "ray_facewatch_gallery_size", gallery="dossiers") == 1
+        assert sample_total(text, "ray_facewatch_frames_decoded_total", camera_id=str(camera_id)) == 150
+        assert sample_total(text, "ray_facewatch_events_created_total") == 2
+        assert sample_total(text, "ray_facewatch_gallery_size", gallery="dossiers") == 1
         assert all(line.startswith(("# HELP ray_facewatch_", "# TYPE ray_facewatch_", "ray_facewatch_"))
                    for line in text.splitlines())  # only facewatch's families
         assert api.get("/metrics").status_code == 200  # admins too

@@ -285,6 +285,30 @@ def test_the_clip_yields_lin_manuel_miranda_only_with_episodes_and_a_live_feed(
     assert feed.error is None and len(feed.events) == 1
     assert feed.events[0]["id"] in {e["id"] for e in events}
 
+    # GET /metrics: the named metrics of SPEC §10 count what this video went through.
+    from tests.test_metrics import sample_total
+
+    summary = job["stats"]["summary"]
+    wanted = {
+        "ray_facewatch_frames_decoded_total": summary["frames_decoded"],
+        "ray_facewatch_frames_processed_total": summary["frames_processed"],
+        "ray_facewatch_faces_detected_total": summary["faces_detected"],
+        "ray_facewatch_faces_posted_total": summary["faces_posted"],
+        "ray_facewatch_events_created_total": len(events),
+        "ray_facewatch_extraction_batch_size_count": 1,
+        "ray_facewatch_gallery_search_latency_seconds_count": 1,
+        "ray_facewatch_gallery_size": 2,
+    }
+    assert all(summary[k] > 0 for k in ("frames_decoded", "frames_processed", "faces_detected", "faces_posted"))
+
+    def exported() -> str | None:
+        text = client.get("/metrics").text
+        return text if all(sample_total(text, name) >= least for name, least in wanted.items()) else None
+
+    text = wait_for(exported, 90, "the video's metrics at /metrics", every_s=2.0)
+    assert sample_total(text, "ray_facewatch_frames_decoded_total", camera_id="none") == summary["frames_decoded"]
+    assert sample_total(text, "ray_facewatch_events_created_total", matched="true") == len(matched)
+
 
 def test_process_command_json_shape(service: dict[str, Any], cast: dict[str, Any], data_dir: Path,
                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
