@@ -156,6 +156,23 @@ def api_any_db(tmp_path: Path, db_url: str) -> ApiClient:
     return build_api(tmp_path, db_url)
 
 
+# -- multi-node Ray on this machine ----------------------------------------------------------------
+
+
+def local_cluster(head_cpus: int):
+    """A real multi-node Ray cluster on this machine (ray.cluster_utils.Cluster), head only; tests add nodes.
+    A generator for fixtures: yields the cluster, then disconnects and shuts every node down."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": head_cpus})
+    try:
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
 # -- leaving the test process ------------------------------------------------------------------------
 
 _exit_status: int | None = None

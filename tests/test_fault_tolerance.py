@@ -36,7 +36,7 @@ from sqlalchemy import select
 
 from storage import orm
 from storage.unit_of_work import UnitOfWork
-from tests.conftest import make_config
+from tests.conftest import local_cluster, make_config
 from tests.private_postgres import PrivatePostgres
 
 pytestmark = [pytest.mark.slow, pytest.mark.multinode, pytest.mark.timeout(1200)]
@@ -150,12 +150,7 @@ def postgres() -> Iterator[PrivatePostgres]:
 def cluster() -> Iterator[Cluster]:
     # Logical CPUs on the head only: the Serve replicas and the service actors stay there, the worker nodes
     # carry nothing but camera slots (so removing one takes exactly the camera job with it).
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 4})
-    try:
-        yield c
-    finally:
-        ray.shutdown()
-        c.shutdown()
+    yield from local_cluster(head_cpus=4)
 
 
 @pytest.fixture(scope="module")

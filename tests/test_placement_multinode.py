@@ -22,6 +22,7 @@ from actors.job_manager import start_job_manager
 from storage import orm
 from storage.db import migrate
 from storage.unit_of_work import UnitOfWork
+from tests.conftest import local_cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.multinode, pytest.mark.timeout(300)]
 
@@ -40,12 +41,7 @@ T = TypeVar("T")
 @pytest.fixture
 def cluster() -> Iterator[Cluster]:
     # Two cores for five nodes: one CPU each is plenty, the probe jobs need none.
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    try:
-        yield c
-    finally:
-        ray.shutdown()
-        c.shutdown()
+    yield from local_cluster(head_cpus=1)
 
 
 def wait_for(probe: Callable[[], T], timeout: float, what: str) -> T:

@@ -113,21 +113,28 @@ def _make_events(db_url: str, hook_filters: dict, url: str, count: int, batch_si
     return ids
 
 
+def run_until_delivered(core: WebhookDispatcherCore, receiver: Receiver, count: int, timeout_s: float) -> None:
+    """Runs the dispatcher's main loop until the receiver has `count` events (or time is up); the loop
+    must still be running then."""
+
+    async def drive() -> None:
+        runner = asyncio.create_task(core.run())
+        deadline = time.monotonic() + timeout_s
+        while len(receiver.accepted) < count and time.monotonic() < deadline and not runner.done():
+            await asyncio.sleep(0.1)
+        assert not runner.done(), "the dispatcher's main loop ended"
+        core.stop()
+        await runner
+
+    asyncio.run(drive())
+
+
 def test_receiver_that_fails_and_hangs_gets_every_event_in_order_signed(db_url: str) -> None:
     receiver = Receiver(fail_first=2, hang_on=3, hang_s=2.0)
     try:
         ids = _make_events(db_url, {}, receiver.url, count=7, batch_size=2)
         core = WebhookDispatcherCore(db_url, "http://facewatch.example", poll_s=0.1, timeout_s=1.0)
-
-        async def drive() -> None:
-            runner = asyncio.create_task(core.run())
-            deadline = time.monotonic() + 60
-            while len(receiver.accepted) < len(ids) and time.monotonic() < deadline:
-                await asyncio.sleep(0.2)
-            core.stop()
-            await runner
-
-        asyncio.run(drive())
+        run_until_delivered(core, receiver, len(ids), timeout_s=60)
     finally:
         receiver.close()
     assert [e["id"] for e in receiver.accepted] == ids  # every event, once, in order
@@ -161,17 +168,7 @@ def test_a_database_outage_does_not_end_the_dispatcher(sqlite_url: str) -> None:
     try:
         ids = _make_events(sqlite_url, {}, receiver.url, count=3, batch_size=2)
         core = _OutageCore(sqlite_url, "http://facewatch.example", poll_s=0.05, timeout_s=1.0)
-
-        async def drive() -> None:
-            runner = asyncio.create_task(core.run())
-            deadline = time.monotonic() + 30
-            while len(receiver.accepted) < len(ids) and time.monotonic() < deadline and not runner.done():
-                await asyncio.sleep(0.1)
-            assert not runner.done(), "the dispatcher stopped at the outage"
-            core.stop()
-            await runner
-
-        asyncio.run(drive())
+        run_until_delivered(core, receiver, len(ids), timeout_s=30)
     finally:
         receiver.close()
     assert core.outage_calls == 0
