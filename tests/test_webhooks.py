@@ -8,6 +8,7 @@ import hmac
 import json
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -240,24 +241,25 @@ def test_a_dispatcher_that_ray_restarts_resumes_delivery_by_itself(sqlite_url: s
         dispatcher = WebhookDispatcher.remote(sqlite_url, "http://facewatch.example", 0.05, 1.0)
         assert ray.get(dispatcher.start.remote())
 
-        def delivered(n: int) -> None:
+        def until(done: Callable[[], bool], what: str) -> None:
             deadline = time.monotonic() + 60
-            while len(receiver.accepted) < n:
-                assert time.monotonic() < deadline, receiver.accepted
+            while not done():
+                assert time.monotonic() < deadline, f"timed out waiting for {what}"
                 time.sleep(0.1)
 
-        delivered(1)
+        def counted() -> int:  # what this dispatcher instance has delivered (it counts once it recorded it)
+            return ray.get(dispatcher.stats.remote())["delivered"]
+
+        until(lambda: counted() == 1 and len(receiver.accepted) == 1, "the first delivery")
         ray.kill(dispatcher, no_restart=False)  # Ray builds it again from its constructor; nobody calls start()
+        until(lambda: counted() == 0, "the restarted dispatcher")  # the kill is asynchronous
         with UnitOfWork(sqlite_url) as uow:
-            hook = uow.session.scalar(select(orm.Webhook).where(orm.Webhook.active.is_(True)))
             event = _event(id="after-restart", timestamp=datetime.now(UTC))
             uow.session.add(event)
             enqueue_event(uow, event)
             uow.commit()
-            assert hook is not None
-        delivered(2)
+        until(lambda: counted() == 1 and len(receiver.accepted) == 2, "the delivery after the restart")
         assert [e["id"] for e in receiver.accepted] == [*first, "after-restart"]
-        assert ray.get(dispatcher.stats.remote())["delivered"] == 1  # the new instance delivered it
         ray.get(dispatcher.stop.remote())
     finally:
         receiver.close()
