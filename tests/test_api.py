@@ -717,6 +717,10 @@ def test_oversize_body_is_413(shared: ApiClient, chunked: bool) -> None:
         response = shared.post("/v1/dossiers", content=payload, headers={"Content-Type": "application/json"})
     assert_error(response, 413, "TOO_LARGE")
     assert snapshot(shared) == before
+    # Refused before authentication, so no user; still traced and audited like every mutating call.
+    request_id = response.headers["X-Request-ID"]
+    audited = [r for r in audit_rows(shared) if r.request_id == request_id]
+    assert [(r.method, r.path, r.status, r.user_id) for r in audited] == [("POST", "/v1/dossiers", 413, None)]
 
 
 def test_viewer_write_is_403_and_writes_nothing(api: ApiClient) -> None:
