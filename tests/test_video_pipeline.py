@@ -404,6 +404,39 @@ def test_deleting_a_running_video_cancels_its_job(service: dict[str, Any], cast:
              "the job actor to go")
 
 
+def test_enroll_command_uses_the_running_service(service: dict[str, Any], faces_dir: Path, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    client: httpx.Client = service["client"]
+    folder = tmp_path / "people"
+    (folder / "obama").mkdir(parents=True)
+    (folder / "obama" / "one.jpg").write_bytes((faces_dir / "obama.jpg").read_bytes())
+    (folder / "obama" / "two.jpg").write_bytes((faces_dir / "obama2.jpg").read_bytes())
+    env = {**os.environ, "FACEWATCH_HOME": str(tmp_path / "cli-home"), "FACEWATCH_URL": service["url"],
+           "FACEWATCH_ADMIN_TOKEN": service["config"].admin_token}
+    done = subprocess.run([sys.executable, "-m", "cluster.cli", "enroll", str(folder), "--watch-list", "presidents",
+                           "--json"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "starting one" not in done.stderr  # it found the service instead of starting its own
+    out = json.loads(done.stdout)
+    assert (out["enrolled"], out["failed"]) == (2, 0)
+    dossier_id = out["results"][0]["dossier_id"]
+    # The running service has the dossier, on the new watch list, and finds it by photo at once.
+    dossier = client.get(f"/v1/dossiers/{dossier_id}").json()
+    lists = client.get("/v1/watch-lists", params={"limit": 1000}).json()["results"]
+    assert dossier["name"] == "obama" and {w["name"] for w in lists if w["id"] in dossier["watch_list_ids"]} == {
+        "presidents"}
+    assert len(client.get(f"/v1/dossiers/{dossier_id}/faces").json()["results"]) == 2
+    found = client.post("/v1/search", data={"target": "dossiers", "limit": "1"},
+                        files={"photo": ("q.jpg", (faces_dir / "obama.jpg").read_bytes(), "image/jpeg")})
+    assert found.status_code == 200, found.text
+    assert found.json()["results"][0]["dossier"]["id"] == dossier_id
+
+
 def test_stop_service_leaves_nothing_running(service: dict[str, Any]) -> None:
     import ray
 
