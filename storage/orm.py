@@ -248,7 +248,8 @@ class Episode(Timestamped, Base):
 
 class Event(Timestamped, Base):
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_timestamp", "timestamp"),)
+    # (created_at, id): the live feed's read order and retention's age.
+    __table_args__ = (Index("ix_events_timestamp", "timestamp"), Index("ix_events_created_at_id", "created_at", "id"))
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     job_id: Mapped[int | None] = mapped_column(BigId, nullable=True, index=True)
     track_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
