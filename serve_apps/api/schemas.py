@@ -46,6 +46,18 @@ Timestamp = Annotated[datetime, BeforeValidator(_iso_datetime)]
 """A datetime in an input (body or query): an ISO 8601 string, as documented; not an epoch number."""
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple | set):
+        return any(_has_nul(v) for v in value)
+    if isinstance(value, BaseModel):
+        return any(_has_nul(v) for v in value.__dict__.values())
+    return False
+
+
 class Input(BaseModel):
     """Base of every request body.
 
@@ -61,6 +73,9 @@ class Input(BaseModel):
     def _strip_texts(self) -> Any:
         for name, field in type(self).model_fields.items():
             value = self.__dict__.get(name)
+            if _has_nul(value):
+                # PostgreSQL cannot store NUL in text or JSON; refused here, every database answers alike.
+                raise ValueError(f"{name} must not contain NUL characters")
             if isinstance(value, str) and value != value.strip():
                 if not value.strip() and any(getattr(m, "min_length", 0) for m in field.metadata):
                     raise ValueError(f"{name} must not be blank")
