@@ -19,7 +19,8 @@ T = TypeVar("T")
 
 
 class BackgroundLoop:
-    """Runs `main()` at once on a private event loop in a daemon thread, and again if it ever ends early."""
+    """Runs `main()` at once on a private event loop in a daemon thread; `ensure_running()` starts it again
+    if it has ended (the actors' `start()`)."""
 
     def __init__(self, main: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
         self._main = main
