@@ -192,6 +192,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     and the interpreter's teardown then ends in a segmentation fault after every test has passed (a known
     Ray limitation, ray-project/ray#31145). By now pytest has printed its summary and written its reports,
     so nothing is lost by exiting directly; Ray is shut down first so that no local cluster outlives us.
+    FACEWATCH_TEST_CLEAN_EXIT=1 keeps the normal interpreter exit (to look at the crash itself).
     """
     if _exit_status is None or os.environ.get("FACEWATCH_TEST_CLEAN_EXIT") == "1":
         return

@@ -5,8 +5,11 @@ A path listed in `server.cut_at` breaks its connection at that byte offset, as a
 
 from __future__ import annotations
 
+import abc
 import http.server
 import re
+import socket
+import threading
 
 
 class RangeHandler(http.server.BaseHTTPRequestHandler):
@@ -36,3 +39,33 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:  # keep test output quiet
         return
+
+
+class SwitchableServer(abc.ABC):
+    """A local HTTP server that can be switched off (its port then refuses connections) and on again on the
+    same port; subclasses say which handler serves it, and `server_attributes` are set on every new server."""
+
+    def __init__(self) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.server: http.server.ThreadingHTTPServer | None = None
+        self.server_attributes: dict[str, object] = {}
+
+    @abc.abstractmethod
+    def handler(self) -> type[http.server.BaseHTTPRequestHandler]:
+        """The request handler class this server runs."""
+
+    def start(self) -> None:
+        http.server.ThreadingHTTPServer.allow_reuse_address = True
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), self.handler())
+        self.server.daemon_threads = True
+        for name, value in self.server_attributes.items():
+            setattr(self.server, name, value)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+            self.server = None

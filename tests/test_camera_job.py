@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import http.server
 import re
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from fractions import Fraction
@@ -34,7 +32,7 @@ from storage import orm
 from storage.db import migrate
 from storage.media import LocalMediaStore
 from storage.unit_of_work import UnitOfWork
-from tests.http_range_server import RangeHandler
+from tests.http_range_server import RangeHandler, SwitchableServer
 
 EMBEDDER = "dlib_resnet_v1"
 NAMESPACE = "test-camera-job"
@@ -259,32 +257,19 @@ def test_video_job_whose_posts_keep_failing_counts_them_and_fails(world: World) 
     ray.kill(job)
 
 
-class ClipServer:
+class ClipServer(SwitchableServer):
     """A local HTTP "camera" that can be switched off and on again on the same port."""
 
     def __init__(self, data: bytes) -> None:
-        self.data = data
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.server: http.server.ThreadingHTTPServer | None = None
+        super().__init__()
+        self.server_attributes = {"files": {"/live.mp4": data}}
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/live.mp4"
 
-    def start(self) -> None:
-        http.server.ThreadingHTTPServer.allow_reuse_address = True
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), RangeHandler)
-        self.server.files = {"/live.mp4": self.data}
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
-            self.server = None
+    def handler(self) -> type[http.server.BaseHTTPRequestHandler]:
+        return RangeHandler
 
 
 def test_live_source_that_goes_down_shows_failing_and_resumes_by_itself(world: World) -> None:

@@ -24,7 +24,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from sqlalchemy import select
 from storage import orm
 from storage.unit_of_work import UnitOfWork
 from tests.conftest import local_cluster, make_config
+from tests.http_range_server import SwitchableServer
 from tests.private_postgres import PrivatePostgres
 
 pytestmark = [pytest.mark.slow, pytest.mark.multinode, pytest.mark.timeout(1200)]
@@ -63,19 +64,18 @@ def wait_for(probe: Callable[[], Any], timeout_s: float, what: str, every_s: flo
         time.sleep(every_s)
 
 
-class Receiver:
+class Receiver(SwitchableServer):
     """A real webhook receiver that can go away (its port refuses connections) and come back on the same port."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        super().__init__()
         self.url = f"http://127.0.0.1:{self.port}/hook"
         self.events: list[dict[str, Any]] = []
         self.bad_signatures = 0
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
         self.start()
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
+    def handler(self) -> type[BaseHTTPRequestHandler]:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -93,16 +93,6 @@ class Receiver:
                 self.end_headers()
 
         return Handler
-
-    def start(self) -> None:
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
 
     def ids(self) -> list[str]:
         with self._lock:
