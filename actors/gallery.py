@@ -11,11 +11,13 @@ and in other actors:
   the change log and returns once they have, so the next search sees the change (no polling).
   `add/remove/update_meta` write straight into every replica of the owning shard, for galleries
   without a DB (benchmarks);
-- a search fans out to one replica of every shard in parallel (rotating the starting replica), fails
-  over to the next replica of a shard on a dead, restarting or timed-out one (and tries that one
-  last for a few seconds), and merges the per-shard top-k by score, ties by item id, so results do
-  not depend on N. A shard with no live replica makes the search fail with SERVICE_UNAVAILABLE, or,
-  with `partial=True`, leaves it out and names it in `missing_shards`.
+- a search fans out to one replica of every shard in parallel (rotating the starting replica) over
+  the replicas' search channels (TCP, `actors/search_channel.py`: a Ray task per search costs more
+  than the search itself), fails over to the next replica of a shard on a dead, restarting or
+  timed-out one (and tries that one last for a few seconds), and merges the per-shard top-k by
+  score, ties by item id, so results do not depend on N. A shard with no live replica makes the
+  search fail with SERVICE_UNAVAILABLE, or, with `partial=True`, leaves it out and names it in
+  `missing_shards`.
 Every method has an `*_async` form for event loops (the API) and a blocking form for scripts.
 """
 
@@ -42,13 +44,15 @@ from actors.gallery_shard import (
     ShardConfig,
     shard_of,
 )
+from actors.search_channel import ChannelBroken, SearchChannel
 from facewatch.errors import BadParam, FacewatchError, NotFound, ServiceUnavailable
 
 NAMESPACE = "facewatch"
 # RayActorError covers ActorDiedError and ActorUnavailableError (a replica that is restarting).
 FAILOVER_ERRORS = (RayActorError, GetTimeoutError, TimeoutError)
-INLINE_QUERY_BYTES = 64 * 1024  # bigger query batches go to the object store once, not once per shard
+INLINE_QUERY_BYTES = 64 * 1024  # bigger query batches sent through Ray go via the object store
 DOWN_COOLDOWN_S = 5.0
+CHANNEL_RETRY_S = 30.0
 
 T = TypeVar("T")
 
@@ -157,6 +161,8 @@ class GalleryRouter:
         self.timeout_s = timeout_s
         self._turn = 0
         self._down_until: dict[tuple[int, int], float] = {}
+        self._channels: dict[tuple[int, int], SearchChannel] = {}
+        self._bypass_until: dict[tuple[int, int], float] = {}  # replicas whose port cannot be reached
 
     @property
     def shards(self) -> int:
@@ -180,10 +186,9 @@ class GalleryRouter:
         if not isinstance(k, int | np.integer) or isinstance(k, bool) or k < 1:
             raise BadParam("k must be a positive integer", param="k")
         k = int(k)
-        payload = ray.put(matrix) if matrix.nbytes > INLINE_QUERY_BYTES else matrix
         self._turn += 1
         answers = await asyncio.gather(
-            *(self._search_shard(s, payload, k, min_score, filters) for s in range(self.shards))
+            *(self._search_shard(s, matrix, k, min_score, filters) for s in range(self.shards))
         )
         missing = [s for s, answer in enumerate(answers) if answer is None]
         if missing and not partial:
@@ -193,7 +198,7 @@ class GalleryRouter:
         return SearchResult(merge_hits([a for a in answers if a is not None], len(matrix), k), missing)
 
     def search(self, queries: Any, k: int = 10, **kwargs: Any) -> SearchResult:
-        return _blocking(self.search_async(queries, k, **kwargs))
+        return _blocking(self._search_closing_channels(queries, k, **kwargs))
 
     def _queries(self, queries: Any) -> np.ndarray:
         try:
@@ -210,13 +215,53 @@ class GalleryRouter:
     async def _search_shard(self, shard: int, *args: Any) -> list[list[Match]] | None:
         for replica in self._replica_order(shard):
             try:
-                answer = await self._call(self.handles[shard][replica], "search", *args)
+                answer = await self._search_replica(shard, replica, *args)
             except FAILOVER_ERRORS:
                 self._down_until[(shard, replica)] = time.monotonic() + DOWN_COOLDOWN_S
                 continue
             self._down_until.pop((shard, replica), None)
             return answer
         return None
+
+    async def _search_replica(
+        self, shard: int, replica: int, matrix: np.ndarray, k: int, min_score: float | None,
+        filters: Mapping[str, Any] | None,
+    ) -> list[list[Match]]:
+        """Over the replica's search channel. When the channel breaks, Ray tells a dead replica
+        (RayActorError: fail over) from a restarted one (a new endpoint: search there) from one whose
+        port cannot be reached (the same endpoint: search through Ray for CHANNEL_RETRY_S)."""
+        key, handle = (shard, replica), self.handles[shard][replica]
+        limit = None if math.isinf(self.timeout_s) else self.timeout_s
+        if self._bypass_until.get(key, 0.0) <= time.monotonic():
+            channel = self._channels.get(key)
+            if channel is None:
+                channel = self._channels[key] = SearchChannel(await self._call(handle, "search_endpoint"))
+            for _ in range(2):
+                try:
+                    return await channel.search(matrix, k, min_score, filters, limit)
+                except ChannelBroken:
+                    self._channels.pop(key, None)
+                    channel.close()
+                fresh = await self._call(handle, "search_endpoint")
+                if fresh == channel.endpoint:
+                    break
+                channel = self._channels[key] = SearchChannel(fresh)
+            self._bypass_until[key] = time.monotonic() + CHANNEL_RETRY_S
+        payload = ray.put(matrix) if matrix.nbytes > INLINE_QUERY_BYTES else matrix
+        return await self._call(handle, "search", payload, k, min_score, filters)
+
+    async def _search_closing_channels(self, queries: Any, k: int, **kwargs: Any) -> SearchResult:
+        """A search, then the connections it opened closed: they belong to a loop about to end."""
+        try:
+            return await self.search_async(queries, k, **kwargs)
+        finally:
+            for channel in self._channels.values():
+                channel.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Open connections stay in this process; a copy (perhaps on another node) asks the replicas
+        # for their endpoints again.
+        return {**self.__dict__, "_channels": {}, "_bypass_until": {}}
 
     def _replica_order(self, shard: int) -> list[int]:
         """Rotate the first replica per call (spreads load); replicas that just failed go last."""

@@ -26,6 +26,20 @@ class FacewatchError(Exception):
         body.update(self.extra)
         return body
 
+    @classmethod
+    def from_dict(cls, body: dict[str, Any]) -> FacewatchError:
+        """The error `to_dict` described, as its own type (errors that crossed a process boundary)."""
+        fields = dict(body)
+        code = fields.pop("code", cls.code)
+        reason = str(fields.pop("reason", "unknown error"))
+        param = fields.pop("param", None)
+        kind = _by_code(FacewatchError).get(code)
+        if kind is None:
+            error = FacewatchError(reason, param, **fields)
+            error.code = str(code)
+            return error
+        return kind(reason, param, **fields)
+
 
 class AuthFailed(FacewatchError):
     code, status = "AUTH_FAILED", 401
@@ -69,3 +83,11 @@ class LowQuality(FacewatchError):
 
 class ServiceUnavailable(FacewatchError):
     code, status = "SERVICE_UNAVAILABLE", 503
+
+
+def _by_code(root: type[FacewatchError]) -> dict[str, type[FacewatchError]]:
+    kinds = {root.code: root}
+    for sub in root.__subclasses__():
+        # A subclass that keeps its parent's code does not take the code over.
+        kinds.update({code: kind for code, kind in _by_code(sub).items() if "code" in kind.__dict__})
+    return kinds

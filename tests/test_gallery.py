@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -13,7 +15,8 @@ import pytest
 import ray
 
 from actors.gallery import GalleryRouter, create_gallery, merge_hits
-from actors.gallery_shard import IdTable, ShardConfig, ShardIndex, noisy_copies, normalise, shard_of
+from actors.gallery_shard import GalleryShard, IdTable, ShardConfig, ShardIndex, noisy_copies, normalise, shard_of
+from actors.search_channel import SearchChannel, SearchEndpoint
 from facewatch.errors import BadParam, ServiceUnavailable
 from storage import orm
 from storage.db import migrate
@@ -204,13 +207,13 @@ def matches(meta: dict[str, Any], filters: dict[str, Any]) -> bool:
     return True
 
 
-@pytest.mark.parametrize("approximate", [False, True], ids=["flat", "ivf_sq8"])
+@pytest.mark.parametrize("approximate", [False, True], ids=["flat", "ivf_pq_sq8"])
 def test_filters_run_inside_the_index_and_find_rows_ranked_below_many_excluded(approximate: bool) -> None:
     query, ids, vectors, metas = filter_fixture()
     # IVF probes 1/12 of its lists, and more the more selective the filter is.
     config = ShardConfig("f", MODEL, DIM, approximate_threshold=1000 if approximate else 10**6)
     index = ShardIndex.build(config, ids, vectors, metas)
-    assert index.kind == ("ivf_sq8" if approximate else "flat")
+    assert index.kind == ("ivf_pq_sq8" if approximate else "flat")
     for filters, best in FILTER_CASES:
         hits = index.search(query, 5, filters=filters)[0]
         assert hits[0][0] == best, filters
@@ -233,9 +236,30 @@ def test_updates_and_snapshot_round_trip_of_an_ivf_index() -> None:
     index.update_meta(["t1"], [{"camera_id": 2}])
     assert index.search(query, 1, filters={"camera_id": 2})[0][0][0] == "t1"
     copy = ShardIndex.from_arrays(config, index.to_arrays())
-    assert copy.kind == "ivf_sq8" and len(copy) == len(index)
+    assert copy.kind == "ivf_pq_sq8" and len(copy) == len(index)
     for filters, _ in [*FILTER_CASES, ({}, "")]:
         assert copy.search(query, 10, filters=filters) == index.search(query, 10, filters=filters)
+
+
+def test_an_ivf_shard_finds_true_neighbours_and_ranks_replaced_vectors_by_their_new_codes() -> None:
+    vectors = random_unit(6000, 21)
+    ids = [f"r{i}" for i in range(6000)]
+    index = ShardIndex.build(ShardConfig("refine", MODEL, DIM, approximate_threshold=1000), ids, vectors, [None] * 6000)
+    assert index.kind == "ivf_pq_sq8"
+    queries = noisy_copies(vectors[:300], 0.9, np.random.default_rng(22))
+    exact = np.argmax(queries @ vectors.T, axis=1)
+    found = [hits[0][0] for hits in index.search(queries, 10)]
+    assert np.mean([f == ids[e] for f, e in zip(found, exact, strict=True)]) >= 0.95
+    # The 4-bit codes only pick candidates: the scores are the re-ranking codes' (SQ8, within 0.02).
+    best = index.search(vectors[:50], 1)
+    np.testing.assert_allclose([hits[0][1] for hits in best], 1.0, atol=0.02)
+
+    replacement = random_unit(1, 23)[0]
+    index.add(["r7"], replacement[None])  # same id, new vector: new PQ code and new re-ranking code
+    assert index.search(replacement, 1)[0][0][0] == "r7"
+    assert index.search(replacement, 1)[0][0][1] == pytest.approx(1.0, abs=0.02)
+    old = [dict(hits).get("r7") for hits in index.search(vectors[7], 10)]
+    assert old[0] is None or old[0] == pytest.approx(float(vectors[7] @ replacement), abs=0.03)
 
 
 # ---- through Ray -------------------------------------------------------------------------------
@@ -336,6 +360,69 @@ def test_killing_one_replica_fails_no_search_and_it_comes_back(
     assert_same_results(direct, other)
 
 
+def test_a_stale_search_endpoint_costs_no_search(db_url: str, galleries: Callable[..., GalleryRouter]) -> None:
+    """After a replica restarts its old endpoint is gone: the router answers that search through Ray
+    (one replica only, so a fail-over could not have saved it) and asks for the new endpoint."""
+    ids = [f"e{i}" for i in range(500)]
+    vectors = random_unit(500, 24)
+    write(db_url, "stale", ids, vectors)
+    router = galleries("stale", db_url=db_url)
+    queries = vectors[:5]
+    expected = as_pairs(router, queries, 3)
+    live = ray.get(router.handles[0][0].search_endpoint.remote())
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind((live.host, 0))
+        gone = SearchEndpoint(live.host, probe.getsockname()[1], live.token)
+    router._channels[(0, 0)] = SearchChannel(gone)
+    assert as_pairs(router, queries, 3) == expected
+    assert router._down_until == {} and router._bypass_until == {}
+    assert router._channels[(0, 0)].endpoint == live
+
+
+@ray.remote(max_restarts=0)
+class UnreachableShard(GalleryShard):
+    """A replica whose search port a firewall blocks: its endpoint never answers."""
+
+    def search_endpoint(self) -> SearchEndpoint:
+        self.endpoint_requests = getattr(self, "endpoint_requests", 0) + 1
+        return SearchEndpoint("127.0.0.1", self._closed_port(), "token")
+
+    def _closed_port(self) -> int:
+        if not hasattr(self, "port"):
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                self.port = probe.getsockname()[1]
+        return self.port
+
+    def requests(self) -> int:
+        return self.endpoint_requests
+
+
+def test_a_replica_whose_port_cannot_be_reached_is_searched_through_ray(ray_session: None) -> None:
+    shard = UnreachableShard.remote(ShardConfig("walled", MODEL, DIM))
+    try:
+        router = GalleryRouter("walled", MODEL, DIM, [[shard]])
+        vectors = random_unit(50, 26)
+        router.add([f"w{i}" for i in range(50)], vectors)
+        for _ in range(3):
+            assert [hits[0].item_id for hits in router.search(vectors[:3], 1).hits] == ["w0", "w1", "w2"]
+        assert ray.get(shard.requests.remote()) == 2  # asked once, asked again to tell "moved" from "walled"
+        assert router._bypass_until.keys() == {(0, 0)}
+    finally:
+        ray.kill(shard)
+
+
+def test_a_copied_router_opens_its_own_connections(db_url: str, galleries: Callable[..., GalleryRouter]) -> None:
+    vectors = random_unit(300, 25)
+    write(db_url, "copy", [f"p{i}" for i in range(300)], vectors)
+    router = galleries("copy", shards=2, db_url=db_url)
+    expected = as_pairs(router, vectors[:4], 2)
+    copy = pickle.loads(pickle.dumps(router))
+    assert copy._channels == {}
+    assert as_pairs(copy, vectors[:4], 2) == expected == [[(f"p{i}", pytest.approx(1.0, abs=1e-5))] + [
+        hits[1]] for i, hits in enumerate(expected)]
+
+
 def test_a_shard_with_no_live_replica(galleries: Callable[..., GalleryRouter]) -> None:
     router = galleries("dead", shards=2, replicas=2)
     ids = [f"z{i}" for i in range(400)]
@@ -391,7 +478,7 @@ def test_a_grown_shard_switches_to_ivf_on_rebuild(db_url: str, galleries: Callab
     router.sync()
     assert router.stats()[0][0]["index_type"] == "flat"  # never switched in place
     after = router.rebuild()[0][0]
-    assert after["index_type"] == "ivf_sq8" and after["count"] == 3000
+    assert after["index_type"] == "ivf_pq_sq8" and after["count"] == 3000
     hits = router.search(vectors[::100], 1).hits
     assert [h[0].item_id for h in hits] == [f"g{i}" for i in range(0, 3000, 100)]
 
