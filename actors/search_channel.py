@@ -144,22 +144,24 @@ class _Listener(socketserver.ThreadingTCPServer):
             request = decode(body)
             if not hmac.compare_digest(str(request.get("token", "")).encode(), self.token.encode()):
                 raise AuthFailed("wrong search token")
-            rows, dim = int(request["rows"]), int(request["dim"])
+            rows, dim, k = int(request["rows"]), int(request["dim"]), int(request["k"])
             queries = np.frombuffer(request["queries"], dtype=np.float32)
             if rows < 1 or dim < 1 or len(queries) != rows * dim:
                 raise BadParam(f"queries hold {len(queries)} floats, not {rows}×{dim}", param="queries")
-            matches = self.search(queries.reshape(rows, dim), int(request["k"]), request.get("min_score"),
-                                  request.get("filters"))
-            return {"ok": True, "matches": matches}, True
         except AuthFailed as exc:
             return {"ok": False, "error": exc.to_dict()}, False
         except FacewatchError as exc:
             return {"ok": False, "error": exc.to_dict()}, True
         except (KeyError, TypeError, ValueError, msgpack.UnpackException) as exc:
             return {"ok": False, "error": BadParam(f"malformed search request: {exc!r}", param="frame").to_dict()}, True
+        try:
+            matches = self.search(queries.reshape(rows, dim), k, request.get("min_score"), request.get("filters"))
+        except FacewatchError as exc:
+            return {"ok": False, "error": exc.to_dict()}, True
         except Exception as exc:  # the search itself failed: report it, keep serving
             log.exception("search over the channel failed")
             return {"ok": False, "error": FacewatchError(f"search failed: {exc!r}").to_dict()}, True
+        return {"ok": True, "matches": matches}, True
 
 
 class SearchServer:

@@ -193,3 +193,29 @@ def test_every_error_type_survives_the_trip_as_a_dict(kind: type[FacewatchError]
 def test_an_unknown_error_code_keeps_its_code() -> None:
     copy = FacewatchError.from_dict({"code": "SOMETHING_NEW", "reason": "?"})
     assert type(copy) is FacewatchError and copy.code == "SOMETHING_NEW" and copy.to_dict()["code"] == "SOMETHING_NEW"
+
+
+def test_a_failing_search_is_reported_as_internal_and_the_server_keeps_serving() -> None:
+    calls: list[int] = []
+
+    def flaky(q: np.ndarray, k: int, min_score: float | None, filters: Any) -> list[list[tuple[str, float]]]:
+        calls.append(k)
+        if len(calls) == 1:
+            raise ValueError("index corrupted")  # a bug, not a bad request
+        return [[("ok", 0.5)]]
+
+    server = SearchServer("127.0.0.1", flaky)
+    channel = SearchChannel(server.endpoint)
+
+    async def go() -> None:
+        with pytest.raises(FacewatchError) as failed:
+            await channel.search(queries(1), 1, None, None, 10)
+        assert type(failed.value) is FacewatchError and failed.value.code == "INTERNAL"
+        assert "index corrupted" in failed.value.reason
+        assert channel.idle_connections() == 1  # the connection stays usable
+        assert await channel.search(queries(1), 1, None, None, 10) == [[("ok", 0.5)]]
+
+    try:
+        asyncio.run(go())
+    finally:
+        server.close()
