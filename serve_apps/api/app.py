@@ -6,7 +6,7 @@ import logging
 import uuid
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError
@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from facewatch import __version__
 from facewatch.errors import FacewatchError
 from facewatch.settings import Config
+from serve_apps.api.deps import refuse_nul_in_url
 from serve_apps.api.routes import (
     audit,
     camera_groups,
@@ -199,6 +200,7 @@ def create_app(config: Config, services: Services | None = None) -> FastAPI:
         version=__version__,
         description="Video face recognition on Ray: cameras, watch lists, events, search.",
         responses=ERROR_RESPONSES,
+        dependencies=[Depends(refuse_nul_in_url)],
     )
     app.state.config = config
     app.state.media = LocalMediaStore(config.media_root)

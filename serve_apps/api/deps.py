@@ -8,11 +8,25 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
 
 from facewatch.errors import AuthFailed, Forbidden
 from facewatch.settings import Config
 from storage.media import LocalMediaStore
 from storage.unit_of_work import UnitOfWork
+
+
+def refuse_nul_in_url(request: Request) -> None:
+    """PostgreSQL cannot compare text holding NUL (it would answer 400 there and match nothing on
+    SQLite): a NUL in a path or query parameter is a 422, like one in a body, on every database."""
+    errors = [
+        {"type": "value_error", "loc": (where, name), "msg": "must not contain NUL characters", "input": value}
+        for where, items in (("path", request.path_params.items()), ("query", request.query_params.multi_items()))
+        for name, value in items
+        if "\x00" in str(value) or "\x00" in name
+    ]
+    if errors:
+        raise RequestValidationError(errors)
 
 
 def get_config(request: Request) -> Config:
