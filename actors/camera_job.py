@@ -85,6 +85,7 @@ from actors.video_source import (
     VideoSource,
     reopen_delays,
 )
+from actors.vms_cameras import resolve_source_url
 from facewatch.sightings import FaceSighting, event_id_for
 from models.alignment import align_faces
 from models.detector import FaceDetector
@@ -469,7 +470,8 @@ class CameraJob:
         url = str(self.spec.get("url") or "")
         if not url:
             raise SourceOpenError("the job has neither a URL nor an uploaded file", param="url")
-        return url
+        # A VMS camera's stream URL is asked of its plug-in at every open (such URLs expire).
+        return resolve_source_url(url, self.tuning.db_url)
 
     def _consume(self, source: VideoSource) -> None:
         """Reads the source to its end (or until stopped), detecting and tracking in batches."""

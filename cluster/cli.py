@@ -120,6 +120,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_vms_plugin(args: argparse.Namespace) -> int:
+    import os
+    from pathlib import Path
+
+    from cluster.vms_plugin import run_plugin
+
+    token = args.token or os.environ.get("FACEWATCH_VMS_PLUGIN_TOKEN", "")
+    if len(token) < 8:
+        print("give the plug-in's secret with --token or FACEWATCH_VMS_PLUGIN_TOKEN (8 characters or more)",
+              file=sys.stderr)
+        return 2
+    run_plugin(Path(args.config), token, args.host, args.port, args.facewatch_url or "", args.vms_id)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="facewatch", description="Video face recognition on Ray.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -136,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
         "backup": (cmd_backup, "back up database, media and gallery snapshots into a new folder"),
         "restore": (cmd_restore, "restore a backup folder into an empty installation"),
         "migrate-model": (cmd_migrate_model, "re-embed every stored face with another model, then switch"),
+        "vms-plugin": (cmd_vms_plugin, "run the reference VMS plug-in for a generic VMS declared in a file"),
     }
     parsers = {}
     for name, (func, help_text) in commands.items():
@@ -175,6 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
     process.add_argument("--parallelism", type=int, default=2, help="videos processed at once")
     process.add_argument("--watch-list", action="append", help="report matches on this list only (repeatable)")
     process.add_argument("--json", action="store_true", help='print {"videos": [...]} as JSON')
+    plugin = parsers["vms-plugin"]
+    plugin.add_argument("--config", required=True, help="the generic VMS's declaration (JSON, see docs/vms.md)")
+    plugin.add_argument("--token", help="the shared secret (default FACEWATCH_VMS_PLUGIN_TOKEN)")
+    plugin.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    plugin.add_argument("--port", type=int, default=18333, help="port to listen on")
+    plugin.add_argument("--facewatch-url", help="pass the VMS's own events on to this facewatch")
+    plugin.add_argument("--vms-id", type=int, help="this plug-in's id in facewatch's /v1/vms")
     return parser
 
 

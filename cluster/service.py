@@ -16,6 +16,7 @@ from ray.actor import ActorHandle
 from actors.event_pipeline import EventPipeline
 from actors.galleries import Galleries
 from actors.job_manager import MANAGER_NAME, NAMESPACE, start_job_manager
+from actors.vms_agent import VMS_AGENT, VmsAgent
 from actors.webhook_dispatcher import WebhookDispatcher
 from cluster.maintenance import start_maintenance
 from facewatch.settings import Config
@@ -109,11 +110,20 @@ def start_webhook_dispatcher(config: Config) -> ActorHandle:
     return handle
 
 
+def start_vms_agent(config: Config) -> ActorHandle:
+    """The installation's VMS agent (detached, named): camera imports and the VMS event sender."""
+    handle = VmsAgent.options(name=VMS_AGENT, namespace=NAMESPACE, get_if_exists=True,
+                              lifetime="detached").remote(config.database_url, config.public_url)
+    ray.get(handle.start.remote(), timeout=120)
+    return handle
+
+
 def start_job_services(config: Config, embedder: str, **manager_settings: object) -> ActorHandle:
     """The event pipeline, the webhook dispatcher, scheduled retention, then the JobManager (which
     starts placing camera and video jobs at once)."""
     start_event_pipeline(config, embedder)
     start_webhook_dispatcher(config)
+    start_vms_agent(config)
     start_maintenance(config, embedder)  # every FACEWATCH_CLEANUP_INTERVAL_S (default 3600 s; 0 = off)
     return start_job_manager(config.database_url, namespace=NAMESPACE, spec_defaults=job_spec_defaults(config),
                              **manager_settings)

@@ -9,13 +9,15 @@ sync), and the very next search sees it.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import select
 
 from storage import orm
-from storage.unit_of_work import UnitOfWork
+
+if TYPE_CHECKING:  # the unit of work's repositories import this module
+    from storage.unit_of_work import UnitOfWork
 
 DOSSIERS_GALLERY = "dossiers"
 EVENTS_GALLERY = "events"

@@ -426,3 +426,117 @@ class AuditRecord(Base):
     request_id: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
 
+
+
+# -- VMS plug-ins and linked installations ---------------------------------------------------------
+
+
+class VmsPlugin(Timestamped, Base):
+    """A video management system reached through its plug-in service (docs/vms.md).
+
+    The token is the shared secret of the `VmsPluginToken` scheme: facewatch sends it to the plug-in and the
+    plug-in sends it back when it posts VMS events to facewatch, so it is kept (like a webhook secret), never
+    shown again. The sender settings are those of the video security suite's event sender.
+    """
+
+    __tablename__ = "vms_plugins"
+    __table_args__ = {"sqlite_autoincrement": True}
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    url: Mapped[str] = mapped_column(Text)
+    token: Mapped[str] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    camera_group_id: Mapped[int | None] = mapped_column(
+        ForeignKey("camera_groups.id", ondelete="SET NULL"), nullable=True
+    )
+    sync_interval_s: Mapped[float] = mapped_column(Float, default=300.0)
+    sender_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    allowed_types: Mapped[list[Any]] = mapped_column(default=list)
+    sender_tasks: Mapped[int] = mapped_column(Integer, default=1)
+    max_send_attempts: Mapped[int] = mapped_column(Integer, default=1)
+    min_send_timeout_s: Mapped[float] = mapped_column(Float, default=0.1)
+    max_send_timeout_s: Mapped[float] = mapped_column(Float, default=100.0)
+    response_timeout_s: Mapped[float] = mapped_column(Float, default=10.0)
+    forward_watch_list_ids: Mapped[list[Any]] = mapped_column(default=list)
+    sent_retention_days: Mapped[int] = mapped_column(Integer, default=0)
+    received_retention_days: Mapped[int] = mapped_column(Integer, default=0)
+    # The newest event (created_at ISO | id) the sender has already considered: it resumes after it.
+    event_cursor: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    last_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_sync_error: Mapped[str] = mapped_column(Text, default="")
+    last_sync_report: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class VmsCamera(Base):
+    """A facewatch camera imported from a VMS: which VMS camera it is and whether its events go back."""
+
+    __tablename__ = "vms_cameras"
+    __table_args__ = (UniqueConstraint("vms_id", "vms_camera_id", name="uq_vms_cameras_item"),
+                      {"sqlite_autoincrement": True})
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    vms_id: Mapped[int] = mapped_column(ForeignKey("vms_plugins.id", ondelete="CASCADE"), index=True)
+    vms_camera_id: Mapped[str] = mapped_column(String(200))
+    camera_id: Mapped[int] = mapped_column(ForeignKey("cameras.id", ondelete="CASCADE"), unique=True)
+    forward_events: Mapped[bool] = mapped_column(Boolean, default=False)
+    present: Mapped[bool] = mapped_column(Boolean, default=True)
+    vms_status: Mapped[str] = mapped_column(String(50), default="")
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class VmsMessage(Base):
+    """An event sent to a VMS (direction `sent`) or received from one (`received`), with its delivery state."""
+
+    __tablename__ = "vms_messages"
+    __table_args__ = (
+        UniqueConstraint("vms_id", "direction", "event_id", name="uq_vms_messages_event"),
+        Index("ix_vms_messages_pending", "vms_id", "status", "next_attempt_at"),
+        {"sqlite_autoincrement": True},
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    vms_id: Mapped[int] = mapped_column(ForeignKey("vms_plugins.id", ondelete="CASCADE"))
+    direction: Mapped[str] = mapped_column(String(10))  # sent | received
+    event_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    vms_camera_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    kind: Mapped[str] = mapped_column(String(50), default="face")
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(12), default="pending")  # pending | sent | failed | received
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class WatchListLink(Timestamped, Base):
+    """A slave installation's watch list that follows a master installation's list (read-only here)."""
+
+    __tablename__ = "watch_list_links"
+    __table_args__ = {"sqlite_autoincrement": True}
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    watch_list_id: Mapped[int] = mapped_column(ForeignKey("watch_lists.id", ondelete="CASCADE"), unique=True)
+    master_url: Mapped[str] = mapped_column(Text)
+    master_token: Mapped[str] = mapped_column(String(200))
+    master_watch_list_id: Mapped[int] = mapped_column(BigInteger)
+    sync_hour: Mapped[int] = mapped_column(Integer, default=3)
+    sync_minute: Mapped[int] = mapped_column(Integer, default=0)
+    next_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    syncing_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_sync_status: Mapped[str] = mapped_column(String(20), default="never")  # never | ok | failed | partial
+    last_sync_error: Mapped[str] = mapped_column(Text, default="")
+    last_sync_report: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class LinkedDossier(Base):
+    """Which local dossier copies which master dossier, and which master faces it holds (resumable sync)."""
+
+    __tablename__ = "linked_dossiers"
+    __table_args__ = (UniqueConstraint("link_id", "master_dossier_id", name="uq_linked_dossiers_item"),
+                      {"sqlite_autoincrement": True})
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    link_id: Mapped[int] = mapped_column(ForeignKey("watch_list_links.id", ondelete="CASCADE"), index=True)
+    master_dossier_id: Mapped[int] = mapped_column(BigInteger)
+    dossier_id: Mapped[int] = mapped_column(ForeignKey("dossiers.id", ondelete="CASCADE"), unique=True)
+    master_updated_at: Mapped[str] = mapped_column(String(64), default="")
+    # master face id (as text) -> local dossier face id
+    faces: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -17,6 +17,7 @@ from facewatch import __version__
 from facewatch.errors import FacewatchError
 from facewatch.settings import Config
 from serve_apps.api.deps import refuse_nul_in_url
+from serve_apps.api.linked_lists import start_link_scheduler
 from serve_apps.api.routes import (
     audit,
     camera_groups,
@@ -29,6 +30,7 @@ from serve_apps.api.routes import (
     galleries,
     health,
     jobs,
+    links,
     media,
     metrics,
     search,
@@ -36,6 +38,7 @@ from serve_apps.api.routes import (
     tokens,
     users,
     videos,
+    vms,
     watch_lists,
     webhooks,
 )
@@ -205,6 +208,7 @@ def create_app(config: Config, services: Services | None = None) -> FastAPI:
     app.state.config = config
     app.state.media = LocalMediaStore(config.media_root)
     app.state.services = services
+    app.router.on_startup.append(lambda: start_link_scheduler(app))
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limits={"/v1/videos": 4 * 1024**3}, default=max(config.max_upload_bytes + 65536,
                                                                                   JSON_BODY_LIMIT))
@@ -214,6 +218,6 @@ def create_app(config: Config, services: Services | None = None) -> FastAPI:
     app.include_router(metrics.router)
     # event_stream before events: /events/stream must not be taken for an event id.
     for module in (camera_groups, cameras, watch_lists, dossiers, faces, search, galleries, event_stream, events,
-                   episodes, media, webhooks, users, tokens, settings, audit, jobs, videos):
+                   episodes, media, webhooks, users, tokens, settings, audit, jobs, videos, vms, links):
         app.include_router(module.router, prefix="/v1")
     return app

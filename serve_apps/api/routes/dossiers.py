@@ -32,6 +32,7 @@ def _watch_lists(uow: UnitOfWork, ids: list[int]) -> list[orm.WatchList]:
 @router.post("", status_code=201, response_model=DossierOut)
 def create_dossier(body: DossierIn, uow: Uow, _: Operator) -> DossierOut:
     lists = _watch_lists(uow, body.watch_list_ids)
+    uow.links.refuse_edit(body.watch_list_ids, "cannot create the dossier")
     row = orm.Dossier(**body.model_dump(mode="json", exclude={"watch_list_ids"}), watch_lists=lists)
     uow.dossiers.add(row)
     uow.commit()
@@ -69,6 +70,7 @@ def get_dossier(dossier_id: DbId, uow: Uow, _: Viewer) -> DossierOut:
 @router.patch("/{dossier_id}", response_model=DossierOut)
 def update_dossier(dossier_id: DbId, body: DossierPatch, uow: Uow, _: Operator, request: Request) -> DossierOut:
     row = uow.dossiers.get(dossier_id)
+    uow.links.refuse_edit([w.id for w in row.watch_lists] + (body.watch_list_ids or []), "cannot change the dossier")
     if body.watch_list_ids is not None:
         row.watch_lists = _watch_lists(uow, body.watch_list_ids)
     changes = apply_patch(row, body, skip=("watch_list_ids",))
@@ -85,6 +87,7 @@ def update_dossier(dossier_id: DbId, body: DossierPatch, uow: Uow, _: Operator, 
 @router.delete("/{dossier_id}", status_code=204)
 def delete_dossier(dossier_id: DbId, uow: Uow, _: Operator, request: Request) -> Response:
     row = uow.dossiers.get(dossier_id)
+    uow.links.refuse_edit([w.id for w in row.watch_lists], "cannot delete the dossier")
     remove_dossier_face_vectors(uow, [face.id for face in row.faces])
     uow.dossiers.delete(row)
     uow.commit()

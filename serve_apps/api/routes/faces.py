@@ -138,6 +138,7 @@ async def enrol_dossier_face(
     bbox: Annotated[str | None, Form(description="[x1, y1, x2, y2]; wins over face_select")] = None,
 ) -> EnrolOut:
     dossier = _visible_dossier(uow, dossier_id)
+    uow.links.refuse_edit([w.id for w in dossier.watch_lists], "cannot add the photo")
     data = await read_upload(photo, _limit(request))
     rows = await enrol_photo(uow, media, services, dossier, data, limit=_limit(request),
                              face_select=face_select, bbox=_bbox(bbox), extension=photo_extension(photo.filename))
@@ -169,6 +170,7 @@ def get_dossier_face(dossier_id: int, face_id: int, request: Request, uow: Uow, 
 @router.delete("/dossiers/{dossier_id}/faces/{face_id}", status_code=204)
 async def delete_dossier_face(dossier_id: int, face_id: int, request: Request, uow: Uow, _: Operator) -> Response:
     row = _face_of(uow, dossier_id, face_id)
+    uow.links.refuse_edit([w.id for w in row.dossier.watch_lists], "cannot delete the photo")
     remove_dossier_face_vectors(uow, [row.id])
     uow.dossier_faces.delete(row)
     uow.commit()
@@ -223,6 +225,7 @@ async def bulk_enrol(
     lists = uow.watch_lists.get_many(list_ids, param="watch_list_ids")
     if any(w.builtin for w in lists):
         raise BadParam("a dossier cannot be put on the Unmatched list", param="watch_list_ids")
+    uow.links.refuse_edit(list_ids, "cannot enrol into the list")
     if len(files) > MAX_BULK_FILES:
         raise TooLarge(f"at most {MAX_BULK_FILES} files per request", param="files")
     datas = [await read_upload(f, MAX_ZIP_BYTES if (f.filename or "").lower().endswith(".zip")

@@ -62,6 +62,7 @@ def update_watch_list(
     watch_list_id: DbId, body: WatchListPatch, uow: Uow, caller: Operator, request: Request
 ) -> WatchListOut:
     row = ensure_visible(uow.watch_lists.get(watch_list_id), caller, "watch list", watch_list_id)
+    uow.links.refuse_edit([row.id], "cannot change the watch list")
     if row.builtin and body.name is not None and body.name != row.name:
         raise BadParam("the built-in Unmatched list cannot be renamed", param="name")
     if body.camera_group_ids is not None:
@@ -81,6 +82,7 @@ def delete_watch_list(watch_list_id: DbId, uow: Uow, caller: Operator, request: 
     row = ensure_visible(uow.watch_lists.get(watch_list_id), caller, "watch list", watch_list_id)
     if row.builtin:
         raise Conflict("the built-in Unmatched list cannot be deleted; deactivate it instead", param="id")
+    uow.links.refuse_edit([row.id], "cannot delete the watch list")
     members = dossiers_on_watch_list(uow, row.id)
     uow.watch_lists.delete(row)
     refresh_dossier_meta(uow, members)
