@@ -12,13 +12,11 @@ from dataclasses import dataclass, field
 
 from actors.gallery import GalleryRouter, create_gallery
 from facewatch.errors import FacewatchError
-from storage.dossier_vectors import DOSSIERS_GALLERY, EVENTS_GALLERY
+from facewatch.gallery_schema import DOSSIER_COLUMNS, EVENT_COLUMNS, SYSTEM_GALLERY_COLUMNS
 
 log = logging.getLogger("facewatch.galleries")
 
-DOSSIER_COLUMNS = {"dossier_id": "scalar", "watch_list_ids": "list", "active": "scalar"}
-EVENT_COLUMNS = {"camera_id": "scalar", "camera_group_id": "scalar", "timestamp": "scalar"}
-SYSTEM_GALLERY_COLUMNS = {DOSSIERS_GALLERY: DOSSIER_COLUMNS, EVENTS_GALLERY: EVENT_COLUMNS}
+__all__ = ["DOSSIER_COLUMNS", "EVENT_COLUMNS", "SYSTEM_GALLERY_COLUMNS", "Galleries"]  # columns: re-exported
 
 
 @dataclass

@@ -14,27 +14,24 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from sqlalchemy import select
 
+from facewatch.gallery_schema import DOSSIERS_GALLERY, EVENTS_GALLERY, dossier_meta, encode_vector
 from storage import orm
 
 if TYPE_CHECKING:  # the unit of work's repositories import this module
     from storage.unit_of_work import UnitOfWork
 
-DOSSIERS_GALLERY = "dossiers"
-EVENTS_GALLERY = "events"
+__all__ = ["DOSSIERS_GALLERY", "EVENTS_GALLERY", "dossier_face_meta", "dossiers_on_watch_list", "refresh_dossier_meta",
+           "remove_dossier_face_vectors", "store_dossier_face_vector"]  # the gallery names: re-exported
 
 
 def dossier_face_meta(dossier: orm.Dossier) -> dict[str, Any]:
-    return {
-        "dossier_id": dossier.id,
-        "watch_list_ids": sorted(w.id for w in dossier.watch_lists if w.active),
-        "active": bool(dossier.active),
-    }
+    return dossier_meta(dossier.id, [w.id for w in dossier.watch_lists if w.active], dossier.active)
 
 
 def store_dossier_face_vector(uow: UnitOfWork, face: orm.DossierFace, dossier: orm.Dossier, model: str,
                               vector: np.ndarray) -> None:
-    array = np.ascontiguousarray(vector, dtype=np.float32).ravel()
-    uow.vectors.upsert(DOSSIERS_GALLERY, str(face.id), model, array.tobytes(), int(array.size),
+    raw = encode_vector(vector)
+    uow.vectors.upsert(DOSSIERS_GALLERY, str(face.id), model, raw, len(raw) // 4,
                        dossier_face_meta(dossier))
 
 
