@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy import and_
 
 from facewatch.errors import BadParam
 from serve_apps.api.deps import Operator, Pages, Scope, Uow, Viewer
@@ -61,8 +62,8 @@ def list_dossiers(
     external_id: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Page[DossierOut]:
     stmt = uow.dossiers.query().where(scope.dossiers())
-    if watch_list_id is not None:
-        stmt = stmt.where(orm.Dossier.watch_lists.any(orm.WatchList.id == watch_list_id))
+    if watch_list_id is not None:  # a hidden list has no members the caller may learn of
+        stmt = stmt.where(orm.Dossier.watch_lists.any(and_(orm.WatchList.id == watch_list_id, scope.watch_lists())))
     if active is not None:
         stmt = stmt.where(orm.Dossier.active.is_(active))
     if name_contains:
