@@ -168,8 +168,9 @@ class DossierFace(Timestamped, Base):
     __tablename__ = "dossier_faces"
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     dossier_id: Mapped[int] = mapped_column(ForeignKey("dossiers.id", ondelete="CASCADE"), index=True)
-    source_key: Mapped[str] = mapped_column(String(200), default="")
-    crop_key: Mapped[str] = mapped_column(String(200), default="")
+    # Media keys are indexed: media visibility and the media sweep look rows up by key.
+    source_key: Mapped[str] = mapped_column(String(200), default="", index=True)
+    crop_key: Mapped[str] = mapped_column(String(200), default="", index=True)
     bbox: Mapped[list[Any]] = mapped_column(default=list)
     landmarks: Mapped[list[Any]] = mapped_column(default=list)
     detection_score: Mapped[float] = mapped_column(Float, default=0.0)
@@ -249,7 +250,9 @@ class Episode(Timestamped, Base):
 class Event(Timestamped, Base):
     __tablename__ = "events"
     # (created_at, id): the live feed's read order and retention's age.
-    __table_args__ = (Index("ix_events_timestamp", "timestamp"), Index("ix_events_created_at_id", "created_at", "id"))
+    # (watch_list_id, acknowledged): the unacknowledged events per watch list.
+    __table_args__ = (Index("ix_events_timestamp", "timestamp"), Index("ix_events_created_at_id", "created_at", "id"),
+                      Index("ix_events_watch_list_unack", "watch_list_id", "acknowledged"))
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     job_id: Mapped[int | None] = mapped_column(BigId, nullable=True, index=True)
     track_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -285,9 +288,9 @@ class Event(Timestamped, Base):
     acknowledged: Mapped[bool] = mapped_column(Boolean, default=False)
     acknowledged_by: Mapped[str | None] = mapped_column(String(200), nullable=True)
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    thumbnail_key: Mapped[str] = mapped_column(String(200), default="")
-    crop_key: Mapped[str] = mapped_column(String(200), default="")
-    frame_key: Mapped[str] = mapped_column(String(200), default="")
+    thumbnail_key: Mapped[str] = mapped_column(String(200), default="", index=True)
+    crop_key: Mapped[str] = mapped_column(String(200), default="", index=True)
+    frame_key: Mapped[str] = mapped_column(String(200), default="", index=True)
 
 
 class Video(Timestamped, Base):
@@ -295,7 +298,7 @@ class Video(Timestamped, Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(300))
     source_url: Mapped[str] = mapped_column(Text, default="")
-    media_key: Mapped[str] = mapped_column(String(200), default="")
+    media_key: Mapped[str] = mapped_column(String(200), default="", index=True)
     camera_group_id: Mapped[int] = mapped_column(ForeignKey("camera_groups.id", ondelete="RESTRICT"), index=True)
     camera_id: Mapped[int | None] = mapped_column(ForeignKey("cameras.id", ondelete="SET NULL"), nullable=True)
     stream_settings: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -14,6 +14,7 @@ from facewatch.errors import AuthFailed, Forbidden
 from facewatch.settings import Config
 from storage.media import LocalMediaStore
 from storage.unit_of_work import UnitOfWork
+from storage.visibility import VisibilityScope
 
 
 def refuse_nul_in_url(request: Request) -> None:
@@ -88,6 +89,19 @@ Operator = Annotated[Caller, Depends(require("admin", "operator"))]
 Viewer = Annotated[Caller, Depends(require(*ANY_ROLE))]
 Uow = Annotated[UnitOfWork, Depends(get_uow)]
 Media = Annotated[LocalMediaStore, Depends(get_media)]
+
+
+def scope_of(uow: UnitOfWork, caller: Caller) -> VisibilityScope:
+    """What the caller's role may see (storage/visibility.py decides it, for every read path)."""
+    return VisibilityScope.for_role(uow.session, caller.role)
+
+
+def get_scope(uow: Annotated[UnitOfWork, Depends(get_uow)],
+              caller: Annotated[Caller, Depends(get_caller)]) -> VisibilityScope:
+    return scope_of(uow, caller)
+
+
+Scope = Annotated[VisibilityScope, Depends(get_scope)]
 
 
 @dataclass(frozen=True)

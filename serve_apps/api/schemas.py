@@ -268,6 +268,8 @@ class WatchListOut(Output):
     camera_group_ids: list[int]
     builtin: bool
     hidden_from_roles: list[str]
+    unacknowledged_events: int = Field(0, description="events of this list still to be acknowledged "
+                                                       "(among those the caller sees)")
     created_at: datetime
     updated_at: datetime
 

@@ -1,14 +1,14 @@
-"""Helpers the resource routers share: patching rows, visibility by role, list pages."""
+"""Helpers the resource routers share: patching rows, the not-visible-is-not-found rule."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import String, cast, true
 
 from facewatch.errors import NotFound
-from serve_apps.api.deps import Caller
+
+T = TypeVar("T")
 
 
 def apply_patch(row: Any, patch: BaseModel, skip: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -20,23 +20,8 @@ def apply_patch(row: Any, patch: BaseModel, skip: tuple[str, ...] = ()) -> dict[
     return changes
 
 
-def visible(row: Any, caller: Caller) -> bool:
-    """Per-object rights: an object may be hidden from a role (never from admins)."""
-    return caller.role == "admin" or caller.role not in (getattr(row, "hidden_from_roles", None) or [])
-
-
-def ensure_visible(row: Any, caller: Caller, label: str, id_: Any) -> Any:
-    if not visible(row, caller):
+def ensure_visible(row: T, seen: bool, label: str, id_: Any) -> T:
+    """`row`, or NOT_FOUND when the caller's visibility scope does not see it (hidden looks absent)."""
+    if not seen:
         raise NotFound(f"{label} {id_} does not exist", param="id")
     return row
-
-
-def not_hidden_clause(column: Any, caller: Caller) -> Any:
-    """SQL filter twin of `visible`: the JSON list of hidden roles does not name the caller's role.
-
-    Role names are fixed words, so matching the quoted name in the JSON text is exact and portable
-    across SQLite and PostgreSQL.
-    """
-    if caller.role == "admin":
-        return true()
-    return ~cast(column, String).contains(f'"{caller.role}"')

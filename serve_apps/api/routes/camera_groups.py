@@ -7,9 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 
 from facewatch.errors import Conflict
-from serve_apps.api.deps import Admin, Operator, Pages, Uow
+from serve_apps.api.deps import Admin, Operator, Pages, Scope, Uow
 from serve_apps.api.jobs_client import notify_cameras_changed
-from serve_apps.api.routes._common import apply_patch, ensure_visible, not_hidden_clause
+from serve_apps.api.routes._common import apply_patch, ensure_visible
 from serve_apps.api.schemas import CameraGroupIn, CameraGroupOut, CameraGroupPatch, DbId, Page
 from storage import orm
 
@@ -26,7 +26,8 @@ def create_camera_group(body: CameraGroupIn, uow: Uow, _: Admin) -> orm.CameraGr
 @router.get("", response_model=Page[CameraGroupOut])
 def list_camera_groups(
     uow: Uow,
-    caller: Operator,
+    _: Operator,
+    scope: Scope,
     paging: Pages,
     active: bool | None = None,
     name_contains: Annotated[str | None, Query(max_length=200)] = None,
@@ -36,14 +37,14 @@ def list_camera_groups(
         stmt = stmt.where(orm.CameraGroup.active.is_(active))
     if name_contains:
         stmt = stmt.where(orm.CameraGroup.name.icontains(name_contains, autoescape=True))
-    stmt = stmt.where(not_hidden_clause(orm.CameraGroup.hidden_from_roles, caller))
+    stmt = stmt.where(scope.camera_groups())
     page = uow.camera_groups.page(stmt, paging.limit, paging.cursor)
     return Page(results=[CameraGroupOut.model_validate(g) for g in page.items], next_cursor=page.next_cursor)
 
 
 @router.get("/{group_id}", response_model=CameraGroupOut)
-def get_camera_group(group_id: DbId, uow: Uow, caller: Operator) -> orm.CameraGroup:
-    return ensure_visible(uow.camera_groups.get(group_id), caller, "camera group", group_id)
+def get_camera_group(group_id: DbId, uow: Uow, _: Operator, scope: Scope) -> orm.CameraGroup:
+    return ensure_visible(uow.camera_groups.get(group_id), scope.sees_group(group_id), "camera group", group_id)
 
 
 @router.patch("/{group_id}", response_model=CameraGroupOut)

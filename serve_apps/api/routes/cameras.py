@@ -6,12 +6,13 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
 
-from serve_apps.api.deps import Admin, Caller, Operator, Pages, Uow
+from serve_apps.api.deps import Admin, Operator, Pages, Scope, Uow
 from serve_apps.api.jobs_client import notify_camera_changed
-from serve_apps.api.routes._common import apply_patch, ensure_visible, not_hidden_clause
+from serve_apps.api.routes._common import apply_patch, ensure_visible
 from serve_apps.api.schemas import CameraIn, CameraOut, CameraPatch, DbId, Page
 from storage import orm
 from storage.unit_of_work import UnitOfWork
+from storage.visibility import VisibilityScope
 
 router = APIRouter(prefix="/cameras", tags=["cameras"])
 CameraStatus = Literal["disabled", "starting", "ok", "degraded", "failing"]
@@ -21,10 +22,9 @@ def _group_for(uow: UnitOfWork, group_id: int) -> orm.CameraGroup:
     return uow.camera_groups.get_many([group_id], param="camera_group_id")[0]
 
 
-def _visible_camera(uow: UnitOfWork, camera_id: int, caller: Caller) -> orm.Camera:
+def _visible_camera(uow: UnitOfWork, camera_id: int, scope: VisibilityScope) -> orm.Camera:
     camera = uow.cameras.get(camera_id)
-    ensure_visible(camera.camera_group, caller, "camera", camera_id)
-    return camera
+    return ensure_visible(camera, scope.sees_group(camera.camera_group_id), "camera", camera_id)
 
 
 @router.post("", status_code=201, response_model=CameraOut)
@@ -40,15 +40,15 @@ def create_camera(body: CameraIn, uow: Uow, _: Admin) -> orm.Camera:
 @router.get("", response_model=Page[CameraOut])
 def list_cameras(
     uow: Uow,
-    caller: Operator,
+    _: Operator,
+    scope: Scope,
     paging: Pages,
     camera_group_id: DbId | None = None,
     active: bool | None = None,
     status: CameraStatus | None = None,
     name_contains: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Page[CameraOut]:
-    stmt = uow.cameras.query().join(orm.Camera.camera_group)
-    stmt = stmt.where(not_hidden_clause(orm.CameraGroup.hidden_from_roles, caller))
+    stmt = uow.cameras.query().where(scope.cameras())
     if camera_group_id is not None:
         stmt = stmt.where(orm.Camera.camera_group_id == camera_group_id)
     if active is not None:
@@ -62,8 +62,8 @@ def list_cameras(
 
 
 @router.get("/{camera_id}", response_model=CameraOut)
-def get_camera(camera_id: DbId, uow: Uow, caller: Operator) -> orm.Camera:
-    return _visible_camera(uow, camera_id, caller)
+def get_camera(camera_id: DbId, uow: Uow, _: Operator, scope: Scope) -> orm.Camera:
+    return _visible_camera(uow, camera_id, scope)
 
 
 @router.patch("/{camera_id}", response_model=CameraOut)

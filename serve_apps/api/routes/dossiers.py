@@ -5,53 +5,66 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
+from sqlalchemy import and_
 
 from facewatch.errors import BadParam
-from serve_apps.api.deps import Operator, Pages, Uow, Viewer
+from serve_apps.api.deps import Operator, Pages, Scope, Uow, Viewer
 from serve_apps.api.gallery_sync import sync_dossier_gallery
-from serve_apps.api.routes._common import apply_patch
+from serve_apps.api.routes._common import apply_patch, ensure_visible
 from serve_apps.api.schemas import DbId, DossierIn, DossierOut, DossierPatch, Page
 from storage import orm
 from storage.dossier_vectors import refresh_dossier_meta, remove_dossier_face_vectors
 from storage.unit_of_work import UnitOfWork
+from storage.visibility import VisibilityScope
 
 router = APIRouter(prefix="/dossiers", tags=["dossiers"])
 
 
-def dossier_out(row: orm.Dossier) -> DossierOut:
+def dossier_out(row: orm.Dossier, scope: VisibilityScope) -> DossierOut:
+    """The dossier as the caller sees it: watch lists hidden from the caller's role are left out."""
     data = {c: getattr(row, c) for c in DossierOut.model_fields if c not in ("watch_list_ids", "face_count")}
-    return DossierOut(**data, watch_list_ids=sorted(w.id for w in row.watch_lists), face_count=len(row.faces))
+    return DossierOut(**data, watch_list_ids=scope.visible_list_ids(w.id for w in row.watch_lists),
+                      face_count=len(row.faces))
 
 
-def _watch_lists(uow: UnitOfWork, ids: list[int]) -> list[orm.WatchList]:
+def _watch_lists(uow: UnitOfWork, ids: list[int], scope: VisibilityScope) -> list[orm.WatchList]:
     if orm.UNMATCHED_WATCH_LIST_ID in ids:
         raise BadParam("a dossier cannot be put on the Unmatched list", param="watch_list_ids")
+    hidden = [i for i in ids if not scope.sees_list(i)]
+    if hidden:  # a list the caller cannot see does not exist for them
+        raise BadParam(f"watch lists {hidden} do not exist", param="watch_list_ids")
     return uow.watch_lists.get_many(ids, param="watch_list_ids")
 
 
+def _visible_dossier(uow: UnitOfWork, dossier_id: int, scope: VisibilityScope) -> orm.Dossier:
+    row = uow.dossiers.get(dossier_id)
+    return ensure_visible(row, scope.sees_dossier(row), "dossier", dossier_id)
+
+
 @router.post("", status_code=201, response_model=DossierOut)
-def create_dossier(body: DossierIn, uow: Uow, _: Operator) -> DossierOut:
-    lists = _watch_lists(uow, body.watch_list_ids)
+def create_dossier(body: DossierIn, uow: Uow, _: Operator, scope: Scope) -> DossierOut:
+    lists = _watch_lists(uow, body.watch_list_ids, scope)
     uow.links.refuse_edit(body.watch_list_ids, "cannot create the dossier")
     row = orm.Dossier(**body.model_dump(mode="json", exclude={"watch_list_ids"}), watch_lists=lists)
     uow.dossiers.add(row)
     uow.commit()
-    return dossier_out(row)
+    return dossier_out(row, scope)
 
 
 @router.get("", response_model=Page[DossierOut])
 def list_dossiers(
     uow: Uow,
     _: Viewer,
+    scope: Scope,
     paging: Pages,
     watch_list_id: DbId | None = None,
     active: bool | None = None,
     name_contains: Annotated[str | None, Query(max_length=300)] = None,
     external_id: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Page[DossierOut]:
-    stmt = uow.dossiers.query()
-    if watch_list_id is not None:
-        stmt = stmt.where(orm.Dossier.watch_lists.any(orm.WatchList.id == watch_list_id))
+    stmt = uow.dossiers.query().where(scope.dossiers())
+    if watch_list_id is not None:  # a hidden list has no members the caller may learn of
+        stmt = stmt.where(orm.Dossier.watch_lists.any(and_(orm.WatchList.id == watch_list_id, scope.watch_lists())))
     if active is not None:
         stmt = stmt.where(orm.Dossier.active.is_(active))
     if name_contains:
@@ -59,20 +72,23 @@ def list_dossiers(
     if external_id is not None:
         stmt = stmt.where(orm.Dossier.external_id == external_id)
     page = uow.dossiers.page(stmt, paging.limit, paging.cursor)
-    return Page(results=[dossier_out(d) for d in page.items], next_cursor=page.next_cursor)
+    return Page(results=[dossier_out(d, scope) for d in page.items], next_cursor=page.next_cursor)
 
 
 @router.get("/{dossier_id}", response_model=DossierOut)
-def get_dossier(dossier_id: DbId, uow: Uow, _: Viewer) -> DossierOut:
-    return dossier_out(uow.dossiers.get(dossier_id))
+def get_dossier(dossier_id: DbId, uow: Uow, _: Viewer, scope: Scope) -> DossierOut:
+    return dossier_out(_visible_dossier(uow, dossier_id, scope), scope)
 
 
 @router.patch("/{dossier_id}", response_model=DossierOut)
-def update_dossier(dossier_id: DbId, body: DossierPatch, uow: Uow, _: Operator, request: Request) -> DossierOut:
-    row = uow.dossiers.get(dossier_id)
+def update_dossier(dossier_id: DbId, body: DossierPatch, uow: Uow, _: Operator, scope: Scope,
+                   request: Request) -> DossierOut:
+    row = _visible_dossier(uow, dossier_id, scope)
     uow.links.refuse_edit([w.id for w in row.watch_lists] + (body.watch_list_ids or []), "cannot change the dossier")
     if body.watch_list_ids is not None:
-        row.watch_lists = _watch_lists(uow, body.watch_list_ids)
+        # Memberships of lists hidden from the caller stay: the caller can neither see nor change them.
+        kept = [w for w in row.watch_lists if not scope.sees_list(w.id)]
+        row.watch_lists = kept + _watch_lists(uow, body.watch_list_ids, scope)
     changes = apply_patch(row, body, skip=("watch_list_ids",))
     matching_changed = "active" in changes or body.watch_list_ids is not None
     if matching_changed:
@@ -81,12 +97,12 @@ def update_dossier(dossier_id: DbId, body: DossierPatch, uow: Uow, _: Operator, 
     uow.commit()
     if matching_changed:
         sync_dossier_gallery(request)
-    return dossier_out(row)
+    return dossier_out(row, scope)
 
 
 @router.delete("/{dossier_id}", status_code=204)
-def delete_dossier(dossier_id: DbId, uow: Uow, _: Operator, request: Request) -> Response:
-    row = uow.dossiers.get(dossier_id)
+def delete_dossier(dossier_id: DbId, uow: Uow, _: Operator, scope: Scope, request: Request) -> Response:
+    row = _visible_dossier(uow, dossier_id, scope)
     uow.links.refuse_edit([w.id for w in row.watch_lists], "cannot delete the dossier")
     remove_dossier_face_vectors(uow, [face.id for face in row.faces])
     uow.dossiers.delete(row)

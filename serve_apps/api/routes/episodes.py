@@ -7,9 +7,13 @@ from datetime import UTC, datetime
 from fastapi import APIRouter
 from sqlalchemy import update
 
-from serve_apps.api.deps import Operator, Pages, Uow, Viewer
+from facewatch.errors import NotFound
+from serve_apps.api.deps import Operator, Pages, Scope, Uow, Viewer
 from serve_apps.api.schemas import EpisodeOut, Page
 from storage import orm
+from storage.acknowledgement import acknowledge_finished_episodes
+from storage.unit_of_work import UnitOfWork
+from storage.visibility import VisibilityScope
 
 router = APIRouter(prefix="/episodes", tags=["episodes"])
 
@@ -18,6 +22,7 @@ router = APIRouter(prefix="/episodes", tags=["episodes"])
 def list_episodes(
     uow: Uow,
     _: Viewer,
+    scope: Scope,
     paging: Pages,
     camera_group_id: int | None = None,
     camera_id: int | None = None,
@@ -27,7 +32,7 @@ def list_episodes(
     open: bool | None = None,  # noqa: A002 - the API's filter name
     acknowledged: bool | None = None,
 ) -> Page[EpisodeOut]:
-    stmt = uow.episodes.query()
+    stmt = uow.episodes.query().where(scope.episodes())
     for name, value in (("camera_group_id", camera_group_id), ("camera_id", camera_id),
                         ("dossier_id", dossier_id), ("watch_list_id", watch_list_id)):
         if value is not None:
@@ -40,19 +45,30 @@ def list_episodes(
 
 
 @router.get("/{episode_id}", response_model=EpisodeOut)
-def get_episode(episode_id: int, uow: Uow, _: Viewer) -> orm.Episode:
-    return uow.episodes.get(episode_id)
+def get_episode(episode_id: int, uow: Uow, _: Viewer, scope: Scope) -> orm.Episode:
+    return _visible_episode(uow, episode_id, scope)
+
+
+def _visible_episode(uow: UnitOfWork, episode_id: int, scope: VisibilityScope) -> orm.Episode:
+    episode = uow.session.scalar(uow.episodes.query().where(orm.Episode.id == episode_id, scope.episodes()))
+    if episode is None:
+        raise NotFound(f"episode {episode_id} does not exist", param="id")
+    return episode
 
 
 @router.post("/{episode_id}/ack", response_model=EpisodeOut)
-def acknowledge_episode(episode_id: int, uow: Uow, caller: Operator) -> orm.Episode:
-    episode = uow.episodes.get(episode_id)
+def acknowledge_episode(episode_id: int, uow: Uow, caller: Operator, scope: Scope) -> orm.Episode:
+    """Acknowledges the episode's events the caller sees (never those of groups or lists hidden from
+    the caller's role). The episode itself counts as acknowledged once all its events are; only then do
+    its future events arrive acknowledged."""
+    episode = _visible_episode(uow, episode_id, scope)
     now = datetime.now(UTC)
-    episode.acknowledged, episode.acknowledged_by, episode.acknowledged_at = True, caller.username, now
     uow.session.execute(
         update(orm.Event)
-        .where(orm.Event.episode_id == episode_id, orm.Event.acknowledged.is_(False))
+        .where(orm.Event.episode_id == episode_id, orm.Event.acknowledged.is_(False), scope.events())
         .values(acknowledged=True, acknowledged_by=caller.username, acknowledged_at=now)
     )
+    acknowledge_finished_episodes(uow, [episode_id], caller.username, now)
     uow.commit()
+    uow.session.refresh(episode)
     return episode

@@ -31,8 +31,8 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import and_, or_
 from starlette.concurrency import run_in_threadpool
 
-from serve_apps.api.deps import Caller, Viewer
-from serve_apps.api.routes.events import base_url, event_filters, visible_events
+from serve_apps.api.deps import Caller, Viewer, scope_of
+from serve_apps.api.routes.events import base_url, event_filters
 from serve_apps.api.schemas import EventFilters, Timestamp
 from storage import orm
 from storage.event_views import event_to_dict
@@ -64,7 +64,8 @@ def _start(db_url: str, since: datetime | None, last_event_id: str | None) -> _C
 def _next_events(db_url: str, caller: Caller, filters: dict[str, Any], cursor: _Cursor,
                  base: str) -> list[dict[str, Any]]:
     with UnitOfWork(db_url) as uow:
-        stmt = event_filters(visible_events(uow.events.query(), uow, caller), filters)
+        # The scope is read at every poll, so hiding a group or list takes effect on open feeds too.
+        stmt = event_filters(uow.events.query().where(scope_of(uow, caller).events()), filters)
         after = or_(orm.Event.created_at > cursor.created_at,
                     and_(orm.Event.created_at == cursor.created_at, orm.Event.id > cursor.event_id))
         stmt = stmt.where(after).order_by(orm.Event.created_at, orm.Event.id).limit(BATCH)

@@ -6,35 +6,18 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from sqlalchemy import Select, or_, select, update
+from sqlalchemy import Select, select, update
 
 from facewatch.errors import NotFound
-from serve_apps.api.deps import Caller, Operator, Pages, Uow, Viewer
-from serve_apps.api.routes._common import visible
+from serve_apps.api.deps import Operator, Pages, Scope, Uow, Viewer
 from serve_apps.api.schemas import AckCount, EventAckFilter, EventFilters, EventOut, Page
 from storage import orm
+from storage.acknowledgement import acknowledge_finished_episodes
 from storage.event_views import event_to_dict
 from storage.unit_of_work import UnitOfWork
+from storage.visibility import VisibilityScope
 
 router = APIRouter(prefix="/events", tags=["events"])
-
-
-def hidden_ids(uow: UnitOfWork, caller: Caller) -> tuple[list[int], list[int]]:
-    """Watch lists and camera groups hidden from the caller's role (their events are hidden too)."""
-    if caller.role == "admin":
-        return [], []
-    lists = [w.id for w in uow.session.scalars(select(orm.WatchList)) if not visible(w, caller)]
-    groups = [g.id for g in uow.session.scalars(select(orm.CameraGroup)) if not visible(g, caller)]
-    return lists, groups
-
-
-def visible_events(stmt: Select[Any], uow: UnitOfWork, caller: Caller) -> Select[Any]:
-    lists, groups = hidden_ids(uow, caller)
-    if lists:
-        stmt = stmt.where(or_(orm.Event.watch_list_id.is_(None), orm.Event.watch_list_id.not_in(lists)))
-    if groups:
-        stmt = stmt.where(or_(orm.Event.camera_group_id.is_(None), orm.Event.camera_group_id.not_in(groups)))
-    return stmt
 
 
 def event_filters(stmt: Select[Any], f: dict[str, Any]) -> Select[Any]:
@@ -60,16 +43,16 @@ def base_url(request: Request) -> str:
 
 @router.get("", response_model=Page[EventOut])
 def list_events(
-    request: Request, uow: Uow, caller: Viewer, paging: Pages, filters: Annotated[EventFilters, Query()]
+    request: Request, uow: Uow, _: Viewer, scope: Scope, paging: Pages, filters: Annotated[EventFilters, Query()]
 ) -> dict[str, Any]:
-    stmt = event_filters(visible_events(uow.events.query(), uow, caller), filters.model_dump(exclude_none=True))
+    stmt = event_filters(uow.events.query().where(scope.events()), filters.model_dump(exclude_none=True))
     page = uow.events.page(stmt, paging.limit, paging.cursor, keys=uow.events.newest_first)
     url = base_url(request)
     return {"results": [event_to_dict(e, url) for e in page.items], "next_cursor": page.next_cursor}
 
 
-def _visible_event(uow: UnitOfWork, event_id: str, caller: Caller) -> orm.Event:
-    stmt = visible_events(uow.events.query().where(orm.Event.id == event_id), uow, caller)
+def _visible_event(uow: UnitOfWork, event_id: str, scope: VisibilityScope) -> orm.Event:
+    stmt = uow.events.query().where(orm.Event.id == event_id, scope.events())
     event = uow.session.scalar(stmt)
     if event is None:
         raise NotFound(f"event {event_id} does not exist", param="id")
@@ -77,28 +60,33 @@ def _visible_event(uow: UnitOfWork, event_id: str, caller: Caller) -> orm.Event:
 
 
 @router.get("/{event_id}", response_model=EventOut)
-def get_event(event_id: str, request: Request, uow: Uow, caller: Viewer) -> dict[str, Any]:
-    return event_to_dict(_visible_event(uow, event_id, caller), base_url(request))
+def get_event(event_id: str, request: Request, uow: Uow, _: Viewer, scope: Scope) -> dict[str, Any]:
+    return event_to_dict(_visible_event(uow, event_id, scope), base_url(request))
 
 
 @router.post("/ack", response_model=AckCount)
-def acknowledge_events(body: EventAckFilter, uow: Uow, caller: Operator) -> AckCount:
-    stmt = event_filters(visible_events(select(orm.Event.id), uow, caller), body.model_dump(exclude_none=True))
+def acknowledge_events(body: EventAckFilter, uow: Uow, caller: Operator, scope: Scope) -> AckCount:
+    stmt = event_filters(select(orm.Event.id, orm.Event.episode_id).where(scope.events()),
+                         body.model_dump(exclude_none=True))
     stmt = stmt.where(orm.Event.acknowledged.is_(False))
-    ids = list(uow.session.scalars(stmt))
+    rows = uow.session.execute(stmt).all()
+    ids = [event_id for event_id, _ in rows]
     now = datetime.now(UTC)
     for start in range(0, len(ids), 500):
         uow.session.execute(update(orm.Event).where(orm.Event.id.in_(ids[start:start + 500])).values(
             acknowledged=True, acknowledged_by=caller.username, acknowledged_at=now))
+    acknowledge_finished_episodes(uow, (episode_id for _, episode_id in rows), caller.username, now)
     uow.commit()
     return AckCount(acknowledged=len(ids))
 
 
 @router.post("/{event_id}/ack", response_model=EventOut)
-def acknowledge_event(event_id: str, request: Request, uow: Uow, caller: Operator) -> dict[str, Any]:
-    event = _visible_event(uow, event_id, caller)
+def acknowledge_event(event_id: str, request: Request, uow: Uow, caller: Operator, scope: Scope) -> dict[str, Any]:
+    event = _visible_event(uow, event_id, scope)
     if not event.acknowledged:
         event.acknowledged, event.acknowledged_by = True, caller.username
         event.acknowledged_at = datetime.now(UTC)
+        uow.flush()
+        acknowledge_finished_episodes(uow, [event.episode_id], caller.username, event.acknowledged_at)
         uow.commit()
     return event_to_dict(event, base_url(request))

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFil
 
 from facewatch.errors import BadParam, Forbidden, NotFound, TooLarge
 from models.calibration import resolve_threshold
-from serve_apps.api.deps import Media, Operator, Uow, Viewer
+from serve_apps.api.deps import Media, Operator, Scope, Uow, Viewer
 from serve_apps.api.enrolment import (
     PHOTO_EXTENSIONS,
     analyze_photo,
@@ -25,6 +25,7 @@ from serve_apps.api.enrolment import (
     photo_extension,
     sync_dossiers,
 )
+from serve_apps.api.routes._common import ensure_visible
 from serve_apps.api.schemas import (
     BulkEnrolOut,
     DetectOut,
@@ -37,6 +38,7 @@ from serve_apps.api.services import Services, get_services, read_upload
 from storage import orm
 from storage.dossier_vectors import remove_dossier_face_vectors
 from storage.unit_of_work import UnitOfWork
+from storage.visibility import VisibilityScope
 
 router = APIRouter(tags=["faces"])
 Svc = Annotated[Services, Depends(get_services)]
@@ -93,7 +95,7 @@ async def _vector_of_photo(services: Services, upload: UploadFile, limit: int, p
 
 @router.post("/verify", response_model=VerifyOut)
 async def verify(
-    request: Request, services: Svc, uow: Uow, _: Viewer,
+    request: Request, services: Svc, uow: Uow, _: Viewer, scope: Scope,
     photo1: Annotated[UploadFile | None, File()] = None, photo2: Annotated[UploadFile | None, File()] = None,
     face1: Annotated[int | None, Form()] = None, face2: Annotated[int | None, Form()] = None,
     threshold: Annotated[str | None, Form(description="a number in [0, 1] or strict/medium/low/none")] = None,
@@ -105,6 +107,8 @@ async def verify(
         if upload is not None:
             vectors.append(await _vector_of_photo(services, upload, _limit(request), f"photo{n}"))
         else:
+            if not scope.keep_dossier_faces(uow.session, [face_id]):  # hidden looks absent
+                raise BadParam(f"dossier face {face_id} does not exist", param=f"face{n}")
             vectors.append(dossier_face_vector(uow, face_id, services.embedder, f"face{n}"))
     try:
         cut = resolve_threshold(threshold, float(uow.settings.get("default_threshold")))
@@ -114,8 +118,9 @@ async def verify(
     return VerifyOut(confidence=round(confidence, 4), verified=confidence >= cut, threshold=cut)
 
 
-def _visible_dossier(uow: UnitOfWork, dossier_id: int) -> orm.Dossier:
-    return uow.dossiers.get(dossier_id)
+def _visible_dossier(uow: UnitOfWork, dossier_id: int, scope: VisibilityScope) -> orm.Dossier:
+    dossier = uow.dossiers.get(dossier_id)
+    return ensure_visible(dossier, scope.sees_dossier(dossier), "dossier", dossier_id)
 
 
 def face_out(row: orm.DossierFace, base_url: str) -> DossierFaceOut:
@@ -133,11 +138,11 @@ def _base(request: Request) -> str:
 
 @router.post("/dossiers/{dossier_id}/faces", status_code=201, response_model=EnrolOut)
 async def enrol_dossier_face(
-    dossier_id: int, request: Request, services: Svc, uow: Uow, media: Media, _: Operator,
+    dossier_id: int, request: Request, services: Svc, uow: Uow, media: Media, _: Operator, scope: Scope,
     photo: Annotated[UploadFile, File()], face_select: FaceSelectForm = "biggest",
     bbox: Annotated[str | None, Form(description="[x1, y1, x2, y2]; wins over face_select")] = None,
 ) -> EnrolOut:
-    dossier = _visible_dossier(uow, dossier_id)
+    dossier = _visible_dossier(uow, dossier_id, scope)
     uow.links.refuse_edit([w.id for w in dossier.watch_lists], "cannot add the photo")
     data = await read_upload(photo, _limit(request))
     rows = await enrol_photo(uow, media, services, dossier, data, limit=_limit(request),
@@ -149,13 +154,15 @@ async def enrol_dossier_face(
 
 
 @router.get("/dossiers/{dossier_id}/faces", response_model=Page[DossierFaceOut])
-def list_dossier_faces(dossier_id: int, request: Request, uow: Uow, _: Viewer) -> Page[DossierFaceOut]:
-    _visible_dossier(uow, dossier_id)
+def list_dossier_faces(dossier_id: int, request: Request, uow: Uow, _: Viewer,
+                       scope: Scope) -> Page[DossierFaceOut]:
+    _visible_dossier(uow, dossier_id, scope)
     rows = uow.dossier_faces.for_dossier(dossier_id)
     return Page(results=[face_out(r, _base(request)) for r in rows], next_cursor=None)
 
 
-def _face_of(uow: UnitOfWork, dossier_id: int, face_id: int) -> orm.DossierFace:
+def _face_of(uow: UnitOfWork, dossier_id: int, face_id: int, scope: VisibilityScope) -> orm.DossierFace:
+    _visible_dossier(uow, dossier_id, scope)
     row = uow.dossier_faces.find(face_id)
     if row is None or row.dossier_id != dossier_id:
         raise NotFound(f"dossier face {face_id} does not exist", param="face_id")
@@ -163,13 +170,15 @@ def _face_of(uow: UnitOfWork, dossier_id: int, face_id: int) -> orm.DossierFace:
 
 
 @router.get("/dossiers/{dossier_id}/faces/{face_id}", response_model=DossierFaceOut)
-def get_dossier_face(dossier_id: int, face_id: int, request: Request, uow: Uow, _: Viewer) -> DossierFaceOut:
-    return face_out(_face_of(uow, dossier_id, face_id), _base(request))
+def get_dossier_face(dossier_id: int, face_id: int, request: Request, uow: Uow, _: Viewer,
+                     scope: Scope) -> DossierFaceOut:
+    return face_out(_face_of(uow, dossier_id, face_id, scope), _base(request))
 
 
 @router.delete("/dossiers/{dossier_id}/faces/{face_id}", status_code=204)
-async def delete_dossier_face(dossier_id: int, face_id: int, request: Request, uow: Uow, _: Operator) -> Response:
-    row = _face_of(uow, dossier_id, face_id)
+async def delete_dossier_face(dossier_id: int, face_id: int, request: Request, uow: Uow, _: Operator,
+                              scope: Scope) -> Response:
+    row = _face_of(uow, dossier_id, face_id, scope)
     uow.links.refuse_edit([w.id for w in row.dossier.watch_lists], "cannot delete the photo")
     remove_dossier_face_vectors(uow, [row.id])
     uow.dossier_faces.delete(row)

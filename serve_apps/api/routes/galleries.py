@@ -5,6 +5,7 @@ they change only through dossiers and events."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -12,15 +13,18 @@ from fastapi import APIRouter, Request, Response
 from pydantic import Field
 from sqlalchemy import func, select
 
+from actors.gallery import Hit
 from facewatch.errors import BadParam, Conflict, NotFound
 from models.calibration import resolve_threshold
-from serve_apps.api.deps import Operator, Uow, Viewer
+from serve_apps.api.deps import Operator, Scope, Uow, Viewer
 from serve_apps.api.enrolment import analyze_photo, choose
 from serve_apps.api.schemas import GalleryFaceOut, GalleryIn, GalleryOut, GallerySearchOut, Input
 from serve_apps.api.services import Services, get_galleries, get_services, read_file_query, read_upload
+from serve_apps.api.visible_search import fill_page, keep_hits
 from storage import orm
 from storage.dossier_vectors import DOSSIERS_GALLERY, EVENTS_GALLERY
 from storage.unit_of_work import UnitOfWork
+from storage.visibility import VisibilityScope
 
 router = APIRouter(prefix="/galleries", tags=["galleries"])
 BUILTIN = (DOSSIERS_GALLERY, EVENTS_GALLERY)
@@ -140,7 +144,9 @@ async def delete_face(name: str, item_id: str, request: Request, uow: Uow, _: Op
 
 
 @router.post("/{name}/search", response_model=GallerySearchOut, openapi_extra=BODY)
-async def search_gallery(name: str, request: Request, uow: Uow, _: Viewer) -> GallerySearchOut:
+async def search_gallery(name: str, request: Request, uow: Uow, _: Viewer, scope: Scope) -> GallerySearchOut:
+    """In the built-in galleries only the events and dossier faces the caller sees are found
+    (storage/visibility.py), and hidden ones never shorten the page."""
     services = get_services(request)
     row = _gallery(uow, name)
     dim = row.dim if row is not None else services.spec.dim
@@ -152,8 +158,19 @@ async def search_gallery(name: str, request: Request, uow: Uow, _: Viewer) -> Ga
         raise BadParam(str(exc), param="threshold") from None
     galleries = get_galleries(request)
     router_ = await galleries.router_async(name)
-    result = await router_.search_async(vector, body.limit, min_score=services.calibration.cosine(threshold),
-                                        filters=body.filters)
+    min_score = services.calibration.cosine(threshold)
+    filters = scope.event_shard_filters(body.filters) if name == EVENTS_GALLERY else body.filters
+    _, hits = await fill_page(
+        lambda k: router_.search_async(vector, k, min_score=min_score, filters=filters), body.limit,
+        lambda found: _visible_hits(uow, scope, name, found))
     return GallerySearchOut(results=[
         {"id": h.item_id, "confidence": round(float(services.calibration.confidence(h.score)), 4)}
-        for h in result.hits[0]])
+        for h in hits])
+
+
+def _visible_hits(uow: UnitOfWork, scope: VisibilityScope, name: str, hits: Sequence[Hit]) -> list[Hit]:
+    if name == EVENTS_GALLERY:
+        return keep_hits(hits, scope.keep_events(uow.session, [h.item_id for h in hits]))
+    if name == DOSSIERS_GALLERY:
+        return keep_hits(hits, scope.keep_dossier_faces(uow.session, [int(h.item_id) for h in hits]), int)
+    return list(hits)  # a user gallery holds no rows that could be hidden

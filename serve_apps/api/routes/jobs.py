@@ -15,37 +15,31 @@ from sqlalchemy import or_, select
 
 from actors.job_manager import job_dict
 from facewatch.errors import NotFound
-from serve_apps.api.deps import Admin, Caller, Operator, Pages, Uow
+from serve_apps.api.deps import Admin, Operator, Pages, Scope, Uow
 from serve_apps.api.jobs_client import call_manager
-from serve_apps.api.routes._common import ensure_visible, visible
+from serve_apps.api.routes._common import ensure_visible
 from serve_apps.api.schemas import CameraStatusOut, DbId, JobOut, Page
 from storage import orm
 from storage.unit_of_work import UnitOfWork
+from storage.visibility import VisibilityScope
 
 router = APIRouter(tags=["jobs"])
 JobKind = Literal["camera", "video"]
 JobState = Literal["pending", "running", "finished", "failed", "stopped"]
 
 
-def _job_visible(uow: UnitOfWork, job: orm.Job, caller: Caller) -> bool:
+def _job_visible(uow: UnitOfWork, job: orm.Job, scope: VisibilityScope) -> bool:
     """A job is hidden with the camera group of its camera or video."""
-    if caller.role == "admin":
+    if scope.sees_everything:
         return True
     source = uow.cameras.find(job.camera_id) if job.camera_id is not None else (
         uow.videos.find(job.video_id) if job.video_id is not None else None)
-    group = uow.camera_groups.find(source.camera_group_id) if source is not None else None
-    return group is None or visible(group, caller)
-
-
-def _hidden_group_ids(uow: UnitOfWork, caller: Caller) -> list[int]:
-    if caller.role == "admin":
-        return []
-    return [g.id for g in uow.session.scalars(select(orm.CameraGroup)) if not visible(g, caller)]
+    return source is None or scope.sees_group(source.camera_group_id)
 
 
 @router.get("/jobs", response_model=Page[JobOut])
 def list_jobs(
-    uow: Uow, caller: Operator, paging: Pages, kind: JobKind | None = None, state: JobState | None = None,
+    uow: Uow, _: Operator, scope: Scope, paging: Pages, kind: JobKind | None = None, state: JobState | None = None,
     camera_id: DbId | None = None, video_id: DbId | None = None,
 ) -> dict[str, Any]:
     stmt = uow.jobs.query()
@@ -57,10 +51,9 @@ def list_jobs(
         stmt = stmt.where(orm.Job.camera_id == camera_id)
     if video_id is not None:
         stmt = stmt.where(orm.Job.video_id == video_id)
-    hidden = _hidden_group_ids(uow, caller)
-    if hidden:
-        hidden_cameras = select(orm.Camera.id).where(orm.Camera.camera_group_id.in_(hidden))
-        hidden_videos = select(orm.Video.id).where(orm.Video.camera_group_id.in_(hidden))
+    if not scope.sees_everything:
+        hidden_cameras = select(orm.Camera.id).where(~scope.cameras())
+        hidden_videos = select(orm.Video.id).where(~scope.videos())
         stmt = stmt.where(or_(orm.Job.camera_id.is_(None), orm.Job.camera_id.not_in(hidden_cameras)))
         stmt = stmt.where(or_(orm.Job.video_id.is_(None), orm.Job.video_id.not_in(hidden_videos)))
     page = uow.jobs.page(stmt, paging.limit, paging.cursor)
@@ -68,19 +61,19 @@ def list_jobs(
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut)
-def get_job(job_id: DbId, uow: Uow, caller: Operator) -> dict[str, Any]:
+def get_job(job_id: DbId, uow: Uow, _: Operator, scope: Scope) -> dict[str, Any]:
     job = uow.jobs.find(job_id)
-    if job is None or not _job_visible(uow, job, caller):
+    if job is None or not _job_visible(uow, job, scope):
         raise NotFound(f"job {job_id} does not exist", param="job_id")
     return job_dict(job)
 
 
 @router.get("/cameras/{camera_id}/status", response_model=CameraStatusOut, tags=["cameras"])
-def camera_status(camera_id: DbId, uow: Uow, caller: Operator) -> dict[str, Any]:
+def camera_status(camera_id: DbId, uow: Uow, _: Operator, scope: Scope) -> dict[str, Any]:
     """The camera's status (disabled | starting | ok | degraded | failing), last error, statistics, and its
     job: the node it runs on, attempts, lease."""
     camera = uow.cameras.get(camera_id)
-    ensure_visible(camera.camera_group, caller, "camera", camera_id)
+    ensure_visible(camera, scope.sees_group(camera.camera_group_id), "camera", camera_id)
     job = uow.jobs.for_camera(camera_id)
     return {"camera_id": camera.id, "name": camera.name, "active": camera.active, "status": camera.status,
             "status_error": camera.status_error, "stats": dict(camera.stats or {}),

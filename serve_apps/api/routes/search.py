@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -10,17 +11,19 @@ from fastapi import APIRouter, Request
 from pydantic import Field, field_validator
 from sqlalchemy import select
 
+from actors.gallery import Hit
 from facewatch.errors import BadParam
 from models.calibration import resolve_threshold
-from serve_apps.api.deps import Uow, Viewer
+from serve_apps.api.deps import Uow, Viewer, scope_of
 from serve_apps.api.enrolment import analyze_photo, choose, dossier_face_vector
-from serve_apps.api.routes.events import visible_events
 from serve_apps.api.schemas import Input, SearchOut
 from serve_apps.api.services import Services, get_galleries, get_services, read_file_query, read_upload
+from serve_apps.api.visible_search import fill_page, keep_hits
 from storage import orm
 from storage.dossier_vectors import DOSSIERS_GALLERY, EVENTS_GALLERY
 from storage.event_views import event_to_dict
 from storage.unit_of_work import UnitOfWork
+from storage.visibility import VisibilityScope
 
 router = APIRouter(tags=["search"])
 FORM_CONTENT = {"type": "object", "properties": {
@@ -60,7 +63,7 @@ class SearchQuery(Input):
 
 
 async def _query_vector(request: Request, uow: UnitOfWork, services: Services, query: SearchQuery,
-                        photo: Any) -> np.ndarray:
+                        photo: Any, scope: VisibilityScope) -> np.ndarray:
     given = [photo is not None, query.event_id is not None, query.dossier_face_id is not None]
     if sum(given) != 1:
         raise BadParam("give exactly one of photo, event_id and dossier_face_id", param="photo")
@@ -71,9 +74,11 @@ async def _query_vector(request: Request, uow: UnitOfWork, services: Services, q
         face = choose(analyzed, "biggest", None)[0]
         return (await services.extract(analyzed.chips[[face.index]]))["embeddings"][0]
     if query.dossier_face_id is not None:
+        if not scope.keep_dossier_faces(uow.session, [query.dossier_face_id]):
+            raise BadParam(f"dossier face {query.dossier_face_id} does not exist", param="dossier_face_id")
         return dossier_face_vector(uow, query.dossier_face_id, services.embedder, "dossier_face_id")
     row = uow.vectors.find(EVENTS_GALLERY, query.event_id or "", services.embedder)
-    if row is None:
+    if row is None or not scope.keep_events(uow.session, [query.event_id or ""]):
         raise BadParam(f"event {query.event_id} does not exist (or has no {services.embedder} vector)",
                        param="event_id")
     return np.frombuffer(row.vector, dtype=np.float32)
@@ -110,23 +115,37 @@ def _event_filters(query: SearchQuery) -> dict[str, Any]:
     "application/json": {"schema": FORM_CONTENT},
 }, "required": True}})
 async def search(request: Request, uow: Uow, caller: Viewer) -> dict[str, Any]:
+    """Only what the caller sees is searched (storage/visibility.py); hidden hits never shorten a page."""
     query, photo = await read_file_query(request, SearchQuery)
     services = get_services(request)
-    vector = await _query_vector(request, uow, services, query, photo)
+    scope = scope_of(uow, caller)
+    vector = await _query_vector(request, uow, services, query, photo, scope)
     threshold = query.threshold if query.threshold is not None else float(uow.settings.get("default_threshold"))
     min_score = services.calibration.cosine(threshold)
     galleries = get_galleries(request)
     if query.target == "dossiers":
         router_ = await galleries.router_async(DOSSIERS_GALLERY)
+        filters = _dossier_filters(query)
+
+        def dossiers(hits: Sequence[Hit]) -> list[dict[str, Any]]:
+            visible = scope.keep_dossier_faces(uow.session, [int(h.item_id) for h in hits])
+            return _group_dossiers(uow, services, keep_hits(hits, visible, int), query.limit)
+
         # Several faces per dossier: fetch more than `limit` hits so grouping still fills the page.
-        result = await router_.search_async(vector, min(query.limit * 5, 5000), min_score=min_score,
-                                            filters=_dossier_filters(query), partial=query.partial)
-        results = _group_dossiers(uow, services, result.hits[0], query.limit)
+        result, results = await fill_page(
+            lambda k: router_.search_async(vector, k, min_score=min_score, filters=filters, partial=query.partial),
+            query.limit, dossiers, first_k=min(query.limit * 5, 5000))
     else:
         router_ = await galleries.router_async(EVENTS_GALLERY)
-        result = await router_.search_async(vector, query.limit, min_score=min_score,
-                                            filters=_event_filters(query) or None, partial=query.partial)
-        results = _events(request, uow, caller, services, result.hits[0], query.sort)
+        filters = scope.event_shard_filters(_event_filters(query))
+
+        def events(hits: Sequence[Hit]) -> list[tuple[Hit, orm.Event]]:
+            return _visible_events(uow, scope, hits)
+
+        result, found = await fill_page(
+            lambda k: router_.search_async(vector, k, min_score=min_score, filters=filters, partial=query.partial),
+            query.limit, events)
+        results = _event_results(request, services, found, query.sort)
     body: dict[str, Any] = {"results": results}
     if result.missing_shards:
         body["missing_shards"] = result.missing_shards
@@ -155,14 +174,21 @@ def _group_dossiers(uow: UnitOfWork, services: Services, hits: list[Any], limit:
     return results
 
 
-def _events(request: Request, uow: UnitOfWork, caller: Any, services: Services, hits: list[Any],
-            sort: str) -> list[dict[str, Any]]:
-    ids = [h.item_id for h in hits]
-    events = {e.id: e for e in uow.session.scalars(visible_events(select(orm.Event).where(orm.Event.id.in_(ids)),
-                                                                   uow, caller))}
+def _visible_events(uow: UnitOfWork, scope: VisibilityScope, hits: Sequence[Hit]) -> list[tuple[Hit, orm.Event]]:
+    """The hits whose event the caller sees (and that still exists), best first, with their rows."""
+    ids = list(scope.keep_events(uow.session, [h.item_id for h in hits]))
+    rows: dict[str, orm.Event] = {}
+    for start in range(0, len(ids), 500):
+        rows.update((e.id, e) for e in uow.session.scalars(select(orm.Event).where(orm.Event.id.in_(
+            ids[start:start + 500]))))
+    return [(h, rows[h.item_id]) for h in hits if h.item_id in rows]
+
+
+def _event_results(request: Request, services: Services, found: list[tuple[Hit, orm.Event]],
+                   sort: str) -> list[dict[str, Any]]:
     base = str(request.base_url).rstrip("/")
     results = [{"confidence": round(float(services.calibration.confidence(h.score)), 4),
-                "event": event_to_dict(events[h.item_id], base)} for h in hits if h.item_id in events]
+                "event": event_to_dict(event, base)} for h, event in found]
     if sort == "time":
         results.sort(key=lambda r: r["event"]["timestamp"], reverse=True)
     return results

@@ -26,9 +26,9 @@ from starlette.concurrency import run_in_threadpool
 from actors.job_manager import DONE_STATES, job_dict
 from actors.video_source import SourceError, VideoSource
 from facewatch.errors import BadParam, FacewatchError, Forbidden, NotFound
-from serve_apps.api.deps import Caller, Operator, Pages, Uow
+from serve_apps.api.deps import Caller, Operator, Pages, Scope, Uow, scope_of
 from serve_apps.api.jobs_client import call_manager, require_job_manager
-from serve_apps.api.routes._common import ensure_visible, not_hidden_clause
+from serve_apps.api.routes._common import ensure_visible
 from serve_apps.api.schemas import DbId, Page, StreamSettings, VideoIn, VideoOut
 from serve_apps.api.services import read_file_query
 from storage import orm
@@ -73,10 +73,7 @@ def _base_url(request: Request) -> str:
 
 def _visible_video(uow: UnitOfWork, video_id: int, caller: Caller) -> orm.Video:
     video = uow.videos.get(video_id)
-    group = uow.camera_groups.find(video.camera_group_id)
-    if group is not None:
-        ensure_visible(group, caller, "video", video_id)
-    return video
+    return ensure_visible(video, scope_of(uow, caller).sees_group(video.camera_group_id), "video", video_id)
 
 
 def _extension(filename: str | None) -> str:
@@ -148,7 +145,7 @@ async def create_video(request: Request, caller: Operator) -> dict[str, Any]:
     settings = body.stream_settings or StreamSettings()
     with UnitOfWork(request.app.state.config.database_url) as uow:
         group = uow.camera_groups.get_many([body.camera_group_id], param="camera_group_id")[0]
-        ensure_visible(group, caller, "camera group", body.camera_group_id)
+        ensure_visible(group, scope_of(uow, caller).sees_group(group.id), "camera group", body.camera_group_id)
         if body.camera_id is not None:
             uow.cameras.get_many([body.camera_id], param="camera_id")
     key, frames, duration = "", 0, 0.0
@@ -173,10 +170,9 @@ async def create_video(request: Request, caller: Operator) -> dict[str, Any]:
 
 
 @router.get("", response_model=Page[VideoOut])
-def list_videos(request: Request, uow: Uow, caller: Operator, paging: Pages, status: VideoStatus | None = None,
-                camera_group_id: DbId | None = None) -> dict[str, Any]:
-    stmt = uow.videos.query().join(orm.CameraGroup, orm.CameraGroup.id == orm.Video.camera_group_id)
-    stmt = stmt.where(not_hidden_clause(orm.CameraGroup.hidden_from_roles, caller))
+def list_videos(request: Request, uow: Uow, _: Operator, scope: Scope, paging: Pages,
+                status: VideoStatus | None = None, camera_group_id: DbId | None = None) -> dict[str, Any]:
+    stmt = uow.videos.query().where(scope.videos())
     if status is not None:
         stmt = stmt.where(orm.Video.status == status)
     if camera_group_id is not None:

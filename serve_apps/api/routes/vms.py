@@ -13,7 +13,7 @@ from actors.vms_cameras import plugin_address, sync_cameras
 from actors.vms_client import AUTH_SCHEME, PluginClient, PluginError
 from facewatch.errors import AuthFailed, BadParam, NotFound, ServiceUnavailable
 from facewatch.settings import Config
-from serve_apps.api.deps import Admin, Pages, Uow, Viewer, get_config
+from serve_apps.api.deps import Admin, Pages, Scope, Uow, Viewer, get_config
 from serve_apps.api.routes.events import _visible_event
 from serve_apps.api.schemas import DbId, Page
 from serve_apps.api.vms_schemas import (
@@ -155,9 +155,9 @@ def receive_vms_events(
 
 
 @router.get("/events/{event_id}/archive-link", response_model=ArchiveLinkOut, tags=["events"])
-async def event_archive_link(event_id: str, uow: Uow, caller: Viewer) -> ArchiveLinkOut:
+async def event_archive_link(event_id: str, uow: Uow, _: Viewer, scope: Scope) -> ArchiveLinkOut:
     """Where the VMS's archive plays this event's camera at the event's moment (VMS cameras only)."""
-    event = _visible_event(uow, event_id, caller)
+    event = _visible_event(uow, event_id, scope)
     link = uow.vms.camera_link(event.camera_id) if event.camera_id is not None else None
     if link is None:
         raise NotFound(f"event {event_id} was not seen by a VMS camera", param="event_id")

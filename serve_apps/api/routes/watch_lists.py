@@ -7,19 +7,34 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from facewatch.errors import BadParam, Conflict
-from serve_apps.api.deps import Operator, Pages, Uow, Viewer
+from serve_apps.api.deps import Operator, Pages, Scope, Uow, Viewer
 from serve_apps.api.gallery_sync import sync_dossier_gallery
-from serve_apps.api.routes._common import apply_patch, ensure_visible, not_hidden_clause
+from serve_apps.api.routes._common import apply_patch, ensure_visible
 from serve_apps.api.schemas import DbId, Page, WatchListIn, WatchListOut, WatchListPatch
 from storage import orm
+from storage.acknowledgement import unacknowledged_counts
 from storage.dossier_vectors import dossiers_on_watch_list, refresh_dossier_meta
+from storage.unit_of_work import UnitOfWork
+from storage.visibility import VisibilityScope
 
 router = APIRouter(prefix="/watch-lists", tags=["watch lists"])
 
 
-def watch_list_out(row: orm.WatchList) -> WatchListOut:
-    data = {c: getattr(row, c) for c in WatchListOut.model_fields if c != "camera_group_ids"}
-    return WatchListOut(**data, camera_group_ids=sorted(g.id for g in row.camera_groups))
+def watch_list_out(row: orm.WatchList, unacknowledged: int = 0) -> WatchListOut:
+    data = {c: getattr(row, c) for c in WatchListOut.model_fields if c not in ("camera_group_ids",
+                                                                               "unacknowledged_events")}
+    return WatchListOut(**data, camera_group_ids=sorted(g.id for g in row.camera_groups),
+                        unacknowledged_events=unacknowledged)
+
+
+def watch_lists_out(uow: UnitOfWork, rows: list[orm.WatchList], scope: VisibilityScope) -> list[WatchListOut]:
+    counts = unacknowledged_counts(uow, [w.id for w in rows], scope.events())
+    return [watch_list_out(w, counts.get(w.id, 0)) for w in rows]
+
+
+def _visible_list(uow: UnitOfWork, scope: VisibilityScope, watch_list_id: int) -> orm.WatchList:
+    return ensure_visible(uow.watch_lists.get(watch_list_id), scope.sees_list(watch_list_id), "watch list",
+                          watch_list_id)
 
 
 @router.post("", status_code=201, response_model=WatchListOut)
@@ -34,13 +49,14 @@ def create_watch_list(body: WatchListIn, uow: Uow, _: Operator) -> WatchListOut:
 @router.get("", response_model=Page[WatchListOut])
 def list_watch_lists(
     uow: Uow,
-    caller: Viewer,
+    _: Viewer,
+    scope: Scope,
     paging: Pages,
     active: bool | None = None,
     camera_group_id: DbId | None = None,
     name_contains: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Page[WatchListOut]:
-    stmt = uow.watch_lists.query().where(not_hidden_clause(orm.WatchList.hidden_from_roles, caller))
+    stmt = uow.watch_lists.query().where(scope.watch_lists())
     if active is not None:
         stmt = stmt.where(orm.WatchList.active.is_(active))
     if camera_group_id is not None:
@@ -48,20 +64,19 @@ def list_watch_lists(
     if name_contains:
         stmt = stmt.where(orm.WatchList.name.icontains(name_contains, autoescape=True))
     page = uow.watch_lists.page(stmt, paging.limit, paging.cursor)
-    return Page(results=[watch_list_out(w) for w in page.items], next_cursor=page.next_cursor)
+    return Page(results=watch_lists_out(uow, page.items, scope), next_cursor=page.next_cursor)
 
 
 @router.get("/{watch_list_id}", response_model=WatchListOut)
-def get_watch_list(watch_list_id: DbId, uow: Uow, caller: Viewer) -> WatchListOut:
-    row = ensure_visible(uow.watch_lists.get(watch_list_id), caller, "watch list", watch_list_id)
-    return watch_list_out(row)
+def get_watch_list(watch_list_id: DbId, uow: Uow, _: Viewer, scope: Scope) -> WatchListOut:
+    return watch_lists_out(uow, [_visible_list(uow, scope, watch_list_id)], scope)[0]
 
 
 @router.patch("/{watch_list_id}", response_model=WatchListOut)
 def update_watch_list(
-    watch_list_id: DbId, body: WatchListPatch, uow: Uow, caller: Operator, request: Request
+    watch_list_id: DbId, body: WatchListPatch, uow: Uow, _: Operator, scope: Scope, request: Request
 ) -> WatchListOut:
-    row = ensure_visible(uow.watch_lists.get(watch_list_id), caller, "watch list", watch_list_id)
+    row = _visible_list(uow, scope, watch_list_id)
     uow.links.refuse_edit([row.id], "cannot change the watch list")
     if row.builtin and body.name is not None and body.name != row.name:
         raise BadParam("the built-in Unmatched list cannot be renamed", param="name")
@@ -78,8 +93,8 @@ def update_watch_list(
 
 
 @router.delete("/{watch_list_id}", status_code=204)
-def delete_watch_list(watch_list_id: DbId, uow: Uow, caller: Operator, request: Request) -> Response:
-    row = ensure_visible(uow.watch_lists.get(watch_list_id), caller, "watch list", watch_list_id)
+def delete_watch_list(watch_list_id: DbId, uow: Uow, _: Operator, scope: Scope, request: Request) -> Response:
+    row = _visible_list(uow, scope, watch_list_id)
     if row.builtin:
         raise Conflict("the built-in Unmatched list cannot be deleted; deactivate it instead", param="id")
     uow.links.refuse_edit([row.id], "cannot delete the watch list")

@@ -1,7 +1,7 @@
 """vms plug-ins and linked installations
 
 Revision ID: 0009
-Revises: 0002
+Revises: 0004
 VMS plug-ins (their cameras and the events sent to and received from them) and watch lists linked to a
 master installation (issue: external VMS integration and linked installations).
 """
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 revision = '0009'
-down_revision = '0002'
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
