@@ -7,7 +7,7 @@ References are named `<object>_id` / `<object>_ids`.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 from annotated_types import Interval
 from pydantic import (
@@ -83,6 +83,39 @@ class Input(BaseModel):
         return self
 
 
+def _non_null_schema(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """OpenAPI of a `Patch`: a field that cannot be null is optional but not nullable."""
+    nullable = getattr(model, "NULLABLE", frozenset())
+    for name, prop in schema.get("properties", {}).items():
+        if name in nullable or "anyOf" not in prop:
+            continue
+        kept = [s for s in prop.pop("anyOf") if s.get("type") != "null"]
+        if len(kept) == 1:
+            prop.update(kept[0])
+        else:
+            prop["anyOf"] = kept
+        prop.pop("default", None)
+
+
+class Patch(Input):
+    """Base of every PATCH body: a field left out keeps its stored value; only fields named in
+    `NULLABLE` (stored as nullable, e.g. a threshold override) may be sent as null to clear them.
+
+    A null for any other field is a 422: storing it would leave the object unreadable (its output
+    schema requires a value), as `{"labels": null}` once did.
+    """
+
+    NULLABLE: ClassVar[frozenset[str]] = frozenset()
+    model_config = ConfigDict(json_schema_extra=_non_null_schema)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any, info: Any) -> Any:
+        if value is None and info.field_name not in cls.NULLABLE:
+            raise ValueError("must not be null: leave the field out to keep its value")
+        return value
+
+
 class Output(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -147,7 +180,8 @@ class CameraGroupIn(Input):
     hidden_from_roles: list[Role] = Field(default_factory=list)
 
 
-class CameraGroupPatch(Input):
+class CameraGroupPatch(Patch):
+    NULLABLE = frozenset({"threshold"})
     name: str | None = Field(None, min_length=1, max_length=200)
     comment: str | None = Field(None, max_length=10_000)
     labels: dict[str, str] | None = None
@@ -201,7 +235,8 @@ class CameraIn(Input):
         return _check_stream_url(value)
 
 
-class CameraPatch(Input):
+class CameraPatch(Patch):
+    NULLABLE = frozenset({"threshold"})
     name: str | None = Field(None, min_length=1, max_length=200)
     camera_group_id: DbId | None = None
     url: str | None = Field(None, max_length=4000)
@@ -246,7 +281,8 @@ class WatchListIn(Input):
     hidden_from_roles: list[Role] = Field(default_factory=list)
 
 
-class WatchListPatch(Input):
+class WatchListPatch(Patch):
+    NULLABLE = frozenset({"threshold"})
     name: str | None = Field(None, min_length=1, max_length=200)
     comment: str | None = Field(None, max_length=10_000)
     color: str | None = Field(None, pattern=r"^#[0-9a-fA-F]{6}$")
@@ -285,7 +321,8 @@ class DossierIn(Input):
     watch_list_ids: list[DbId] = Field(default_factory=list)
 
 
-class DossierPatch(Input):
+class DossierPatch(Patch):
+    NULLABLE = frozenset({"external_id"})
     name: str | None = Field(None, min_length=1, max_length=300)
     comment: str | None = Field(None, max_length=10_000)
     external_id: str | None = Field(None, max_length=200)
@@ -329,7 +366,7 @@ class WebhookIn(Input):
     secret: str = Field("", max_length=200)
 
 
-class WebhookPatch(Input):
+class WebhookPatch(Patch):
     title: str | None = Field(None, min_length=1, max_length=200)
     url: AnyHttpUrl | None = None
     active: bool | None = None
@@ -362,7 +399,7 @@ class UserIn(Input):
     comment: str = Field("", max_length=10_000)
 
 
-class UserPatch(Input):
+class UserPatch(Patch):
     role: Role | None = None
     active: bool | None = None
     comment: str | None = Field(None, max_length=10_000)
@@ -410,7 +447,7 @@ class RuntimeSettings(Output):
     embedder: str
 
 
-class RuntimeSettingsPatch(Input):
+class RuntimeSettingsPatch(Patch):
     default_threshold: float | None = Field(None, ge=0.0, le=1.0)
     episode_threshold: float | None = Field(None, ge=0.0, le=1.0)
     episode_lookback_s: float | None = Field(None, ge=0.0, le=86_400.0)
