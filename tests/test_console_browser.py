@@ -8,6 +8,7 @@ draw an ROI on a camera's live snapshot. With FACEWATCH_SCREENSHOTS=1 they write
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -36,6 +37,8 @@ def _browser_missing() -> str | None:
         import selenium  # noqa: F401
     except ImportError:
         return "selenium is not installed (pip install -e '.[test]')"
+    if importlib.util.find_spec("serve_apps.api.routes.auth") is None:
+        return "the sign-in API (POST /v1/auth/login, from the console branch) is not in this tree yet"
     for path in (CHROMIUM, CHROMEDRIVER):
         if not (Path(path).is_file() or shutil.which(path)):
             return f"{path} is absent: apt-get install chromium chromium-driver"
@@ -97,7 +100,9 @@ def driver() -> Iterator[WebDriver]:
     os.environ.setdefault("SE_AVOID_STATS", "true")
     browser = webdriver.Chrome(service=Service(executable_path=shutil.which(CHROMEDRIVER) or CHROMEDRIVER),
                                options=options)
-    browser.set_window_size(1280, 800)
+    # The viewport itself is 1280×800 (the window size would include the browser's own frame).
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": False})
     browser.implicitly_wait(0)
     yield browser
     browser.quit()
@@ -163,11 +168,12 @@ def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     tmp = tmp_path_factory.mktemp("console")
     config = make_config(tmp, f"sqlite:///{tmp / 'fw.db'}")
+    app = create_app(config)
     migrate(config.database_url)
     with UnitOfWork(config.database_url) as uow:
         ensure_admin(uow, ADMIN_TOKEN)
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(config), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"

@@ -14,9 +14,16 @@ export function openStream(filters, onEvent, onState) {
 }
 
 let audio;
+// Browsers start audio only after a user gesture: the context is made on the first click or key.
+function unlockAudio() {
+  try { audio = audio || new AudioContext(); if (audio.state === "suspended") audio.resume(); } catch { /* no audio */ }
+}
+document.addEventListener("pointerdown", unlockAudio, { once: true });
+document.addEventListener("keydown", unlockAudio, { once: true });
+
 export function beep() {
   try {
-    audio = audio || new AudioContext();
+    if (!audio) return;
     const now = audio.currentTime;
     for (const [i, freq] of [[0, 880], [1, 660]]) {
       const osc = audio.createOscillator(), gain = audio.createGain();
@@ -33,9 +40,8 @@ export function beep() {
 /** Asked on a click (browsers refuse permission prompts without a user gesture). */
 export async function enableNotifications() {
   if (!("Notification" in window)) return "unsupported";
-  const r = await Notification.requestPermission();
-  if (audio === undefined) { try { audio = new AudioContext(); } catch { /* none */ } }
-  return r;
+  unlockAudio();
+  return Notification.requestPermission();
 }
 
 export const alerts = {

@@ -8,6 +8,7 @@ export function liveView(cameraId, { interval = 1000, faces = true, extraBoxes =
   const note = h("div", { class: "none hidden" });
   const wrap = h("div", { class: "live-view" }, view, note);
   let url = null, stopped = false, timer = null, liveBoxes = [];
+  view.classList.add("hidden"); // until a first frame arrives (no broken-image icon)
   const redraw = () => view.redraw([...liveBoxes, ...extraBoxes()]);
   async function tick() {
     if (stopped) return;
@@ -25,7 +26,7 @@ export function liveView(cameraId, { interval = 1000, faces = true, extraBoxes =
       if (onMessage) onMessage(null);
     } catch (err) {
       wrap.dataset.state = "none";
-      if (!view.img.src) view.classList.add("hidden");
+      if (!url) view.classList.add("hidden");
       clear(note, err.message || "no snapshot"); note.classList.remove("hidden");
       if (onMessage) onMessage(err);
     }

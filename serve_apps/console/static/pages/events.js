@@ -73,7 +73,10 @@ export async function render(main, _params, { navigate }) {
   const feed = h("div", { class: "feed", "data-testid": "feed" });
   const more = h("button", { class: "hidden", onclick: () => loadPage() }, "Older events");
   const listError = h("div");
-  clear(main, h("h1", {}, "Live events"), form, h("div", { class: "toolbar" }, counters, h("span", { class: "spacer" }), pause, ackAll),
+  // On a phone the filters fold away so the feed is on the first screen.
+  const folded = h("details", { class: "filters", open: window.innerWidth > 760 || Object.keys(filters).length > 0 },
+    h("summary", {}, "Filters", Object.keys(filters).length ? ` (${Object.keys(filters).length})` : ""), form);
+  clear(main, h("h1", {}, "Live events"), folded, h("div", { class: "toolbar" }, counters, h("span", { class: "spacer" }), pause, ackAll),
     listError, feed, h("p", {}, more));
 
   const unackListener = (a) => { counters.querySelector('[data-testid="count-unack"]').textContent = a.unack.size + (a.capped ? "+" : ""); };
