@@ -307,6 +307,17 @@ def test_operator_journey_enrol_live_feed_ack_search_and_camera_roi(
     assert error.get_attribute("data-code") == "NO_FACE" and "No face" in error.text
     shot(driver, "dossier")
     assert api("GET", f"/v1/dossiers/{dossier_id}")["face_count"] == 1
+    # Several faces: the boxes are drawn and a click on one enrols that face.
+    pair = api("POST", "/v1/dossiers", json={"name": "From a pair"})
+    driver.get(f"{service}/dossiers/{pair['id']}")
+    wait_for(driver, ".drop input[type=file]", visible=False).send_keys(str(faces_dir / "two_people.jpg"))
+    assert wait_for(driver, '[data-testid="enrol-error"]', timeout=120).get_attribute("data-code") == "TOO_MANY_FACES"
+    boxes = wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, ".frame button.box.pick"), 20, "no face boxes")
+    assert len(boxes) == 2
+    shot(driver, "dossier-pick-a-face")
+    boxes[0].click()
+    wait_for(driver, '[data-testid="enrol-ok"]', timeout=120)
+    assert api("GET", f"/v1/dossiers/{pair['id']}")["face_count"] == 1
 
     # The live feed is open in one tab; the clip is uploaded from another; the match arrives unreloaded.
     driver.get(f"{service}/events")

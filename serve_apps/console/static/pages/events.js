@@ -76,7 +76,7 @@ export async function render(main, _params, { navigate }) {
   // On a phone the filters fold away so the feed is on the first screen.
   const folded = h("details", { class: "filters", open: window.innerWidth > 760 || Object.keys(filters).length > 0 },
     h("summary", {}, "Filters", Object.keys(filters).length ? ` (${Object.keys(filters).length})` : ""), form);
-  clear(main, h("h1", {}, "Live events"), folded, h("div", { class: "toolbar" }, counters, h("span", { class: "spacer" }), pause, ackAll),
+  clear(main, h("h1", {}, "Live events ", h("span", { class: "dim", style: { fontSize: "12px", fontWeight: 400 } }, "keys: j/k move · Enter open · a acknowledge · p pause")), folded, h("div", { class: "toolbar" }, counters, h("span", { class: "spacer" }), pause, ackAll),
     listError, feed, h("p", {}, more));
 
   const unackListener = (a) => { counters.querySelector('[data-testid="count-unack"]').textContent = a.unack.size + (a.capped ? "+" : ""); };
@@ -135,5 +135,20 @@ export async function render(main, _params, { navigate }) {
   const stream = openStream({ ...filters, since }, (e) => {
     if (state.paused) { state.buffer.push(e); pause.textContent = `Resume (${state.buffer.length})`; } else prepend(e);
   }, (s) => { live.textContent = s; live.className = "pill " + (s === "live" ? "ack" : "unack"); });
-  return () => { stream.close(); alerts.listeners.delete(unackListener); };
+  // Keys for a shift at the screen: j/k move between rows, Enter opens, a acknowledges, p pauses.
+  const keys = (ev) => {
+    if (ev.target.closest("input, select, textarea, dialog") || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    const rows = [...feed.children];
+    const at = rows.indexOf(document.activeElement && document.activeElement.closest(".ev"));
+    const focusRow = (i) => { const r = rows[Math.max(0, Math.min(rows.length - 1, i))]; if (r) { r.tabIndex = -1; r.focus(); r.scrollIntoView({ block: "nearest" }); } };
+    if (ev.key === "j") focusRow(at + 1);
+    else if (ev.key === "k") focusRow(at < 0 ? 0 : at - 1);
+    else if (ev.key === "p") pause.click();
+    else if (ev.key === "a" && at >= 0) { const b = rows[at].querySelector('[data-action="ack"]'); if (b) b.click(); }
+    else if (ev.key === "Enter" && at >= 0 && document.activeElement === rows[at]) navigate(`/events/${rows[at].dataset.id}`);
+    else return;
+    ev.preventDefault();
+  };
+  document.addEventListener("keydown", keys);
+  return () => { stream.close(); alerts.listeners.delete(unackListener); document.removeEventListener("keydown", keys); };
 }
