@@ -44,6 +44,7 @@ from serve_apps.api.routes import (
 )
 from serve_apps.api.schemas import ErrorOut
 from serve_apps.api.services import Services
+from serve_apps.console import mount_console
 from storage.media import LocalMediaStore
 from storage.unit_of_work import UnitOfWork
 
@@ -220,4 +221,6 @@ def create_app(config: Config, services: Services | None = None) -> FastAPI:
     for module in (camera_groups, cameras, watch_lists, dossiers, faces, search, galleries, event_stream, events,
                    episodes, media, webhooks, users, tokens, settings, audit, jobs, videos, vms, links):
         app.include_router(module.router, prefix="/v1")
+    # Last: the console's catch-all (deep links answer index.html) must not shadow any API route.
+    mount_console(app)
     return app

@@ -1,0 +1,403 @@
+"""The web console in a real headless Chromium (Debian's chromium + chromium-driver), over Selenium.
+
+Fast tests run the API app (no Ray) under uvicorn in a thread: sign-in, a refused password, a viewer's
+navigation. The slow test runs the whole service (`start_service`): enrol from a photo, watch a
+matched event of the Hamilton clip arrive in the live feed, open and acknowledge it, search by photo,
+draw an ROI on a camera's live snapshot. With FACEWATCH_SCREENSHOTS=1 they write docs/console/*.png.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import make_config
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("FACEWATCH_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("FACEWATCH_CHROMEDRIVER", "/usr/bin/chromedriver")
+SHOTS = Path(__file__).resolve().parent.parent / "docs" / "console"
+ADMIN_TOKEN = "fw_console_browser_admin_token"
+PASSWORDS = {"admin": "admin-pass-123", "viewer": "viewer-pass-123", "operator": "operator-pass-123"}
+
+
+def _browser_missing() -> str | None:
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed (pip install -e '.[test]')"
+    if importlib.util.find_spec("serve_apps.api.routes.auth") is None:
+        return "the sign-in API (POST /v1/auth/login, from the console branch) is not in this tree yet"
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not (Path(path).is_file() or shutil.which(path)):
+            return f"{path} is absent: apt-get install chromium chromium-driver"
+    return None
+
+
+if (_why := _browser_missing()) is not None:
+    pytest.skip(_why, allow_module_level=True)
+
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
+from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Api:
+    """The admin's token client for setting the scene (the browser then uses its own session)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.client = httpx.Client(base_url=url, headers={"Authorization": f"Token {ADMIN_TOKEN}"}, timeout=60)
+
+    def __call__(self, method: str, path: str, status: int | tuple[int, ...] = (200, 201, 204), **kw: Any) -> Any:
+        response = self.client.request(method, path, **kw)
+        wanted = (status,) if isinstance(status, int) else status
+        assert response.status_code in wanted, f"{method} {path}: {response.status_code} {response.text}"
+        return response.json() if response.content and "json" in response.headers.get("content-type", "") else None
+
+    def user(self, username: str, role: str) -> dict[str, Any]:
+        """A user with a password (the admin exists already; others are created)."""
+        users = {u["username"]: u for u in self("GET", "/v1/users", params={"limit": 1000})["results"]}
+        user = users.get(username) or self("POST", "/v1/users", json={"username": username, "role": role})
+        self("PUT", f"/v1/users/{user['id']}/password", json={"password": PASSWORDS[role]})
+        return user
+
+    def admin_username(self) -> str:
+        admins = [u for u in self("GET", "/v1/users", params={"limit": 1000})["results"] if u["role"] == "admin"]
+        return admins[0]["username"]
+
+
+@pytest.fixture(scope="module")
+def driver() -> Iterator[WebDriver]:
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1280,800", "--force-device-scale-factor=1", "--lang=en-US",
+                "--autoplay-policy=no-user-gesture-required"):
+        options.add_argument(arg)
+    os.environ.setdefault("SE_AVOID_STATS", "true")
+    browser = webdriver.Chrome(service=Service(executable_path=shutil.which(CHROMEDRIVER) or CHROMEDRIVER),
+                               options=options)
+    # The viewport itself is 1280×800 (the window size would include the browser's own frame).
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                            {"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": False})
+    browser.implicitly_wait(0)
+    yield browser
+    browser.quit()
+
+
+def wait_for(driver: WebDriver, css: str, timeout: float = 20, visible: bool = True) -> WebElement:
+    def found(d: WebDriver) -> WebElement | bool:
+        for el in d.find_elements(By.CSS_SELECTOR, css):
+            if not visible or el.is_displayed():
+                return el
+        return False
+    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(found, f"no {css} within {timeout} s")
+
+
+def wait_until(what: Callable[[], Any], timeout: float, message: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = what()
+        if value:
+            return value
+        time.sleep(0.3)
+    raise AssertionError(message)
+
+
+def shot(driver: WebDriver, name: str) -> None:
+    """A screenshot for the README, only when asked (so a CI run never dirties the tree)."""
+    if os.environ.get("FACEWATCH_SCREENSHOTS") != "1":
+        return
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    time.sleep(0.6)  # images and the fade-in of fresh rows settle
+    driver.save_screenshot(str(SHOTS / f"{name}.png"))
+
+
+def sign_in(driver: WebDriver, url: str, username: str, password: str) -> None:
+    driver.delete_all_cookies()
+    driver.get(f"{url}/signin")
+    wait_for(driver, "#username").send_keys(username)
+    driver.find_element(By.CSS_SELECTOR, "#password").send_keys(password)
+    driver.find_element(By.CSS_SELECTOR, "#signin").click()
+    wait_for(driver, '[data-testid="whoami"]')
+
+
+def sign_out(driver: WebDriver) -> None:
+    driver.find_element(By.CSS_SELECTOR, '[data-testid="signout"]').click()
+    wait_for(driver, "#username")
+
+
+def nav_titles(driver: WebDriver) -> list[str]:
+    return [a.text.split("\n")[0].strip() for a in driver.find_elements(By.CSS_SELECTOR, ".nav nav a")]
+
+
+# -- the API app alone (fast) ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    import uvicorn
+
+    from serve_apps.api.app import create_app
+    from storage.db import migrate
+    from storage.tokens import ensure_admin
+    from storage.unit_of_work import UnitOfWork
+
+    tmp = tmp_path_factory.mktemp("console")
+    config = make_config(tmp, f"sqlite:///{tmp / 'fw.db'}")
+    app = create_app(config)
+    migrate(config.database_url)
+    with UnitOfWork(config.database_url) as uow:
+        ensure_admin(uow, ADMIN_TOKEN)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: server.started, 30, "the API did not start")
+    yield url
+    server.should_exit = True
+    thread.join(10)
+
+
+def test_sign_in_and_out(driver: WebDriver, app_server: str) -> None:
+    api = Api(app_server)
+    admin = api.admin_username()
+    api.user(admin, "admin")
+    driver.get(f"{app_server}/dossiers")  # a deep link: sign in first, then land there
+    wait_for(driver, "#username")
+    shot(driver, "sign-in")
+    driver.find_element(By.CSS_SELECTOR, "#username").send_keys(admin)
+    driver.find_element(By.CSS_SELECTOR, "#password").send_keys(PASSWORDS["admin"])
+    driver.find_element(By.CSS_SELECTOR, "#signin").click()
+    assert wait_for(driver, '[data-testid="whoami"]').text == admin
+    wait_until(lambda: driver.current_url.endswith("/dossiers"), 10, driver.current_url)
+    assert "Administration" in nav_titles(driver)
+    session = {c["name"]: c for c in driver.get_cookies()}
+    assert session["fw_session"]["httpOnly"] is True
+    sign_out(driver)
+    driver.get(f"{app_server}/events")
+    wait_for(driver, "#username")  # the session is gone: back to the sign-in page
+
+
+def test_wrong_password_is_refused_with_a_message(driver: WebDriver, app_server: str) -> None:
+    api = Api(app_server)
+    admin = api.admin_username()
+    api.user(admin, "admin")
+    driver.delete_all_cookies()
+    driver.get(f"{app_server}/signin")
+    wait_for(driver, "#username").send_keys(admin)
+    driver.find_element(By.CSS_SELECTOR, "#password").send_keys("not-the-password")
+    driver.find_element(By.CSS_SELECTOR, "#signin").click()
+    error = wait_for(driver, '[data-testid="signin-error"] .msg')
+    assert "Wrong username or password" in error.text or "Too many" in error.text
+    shot(driver, "sign-in-refused")
+    assert not driver.find_elements(By.CSS_SELECTOR, '[data-testid="whoami"]')
+    assert "fw_session" not in {c["name"] for c in driver.get_cookies()}
+
+
+def test_viewer_sees_no_administration_and_no_hidden_group(driver: WebDriver, app_server: str) -> None:
+    api = Api(app_server)
+    api("POST", "/v1/watch-lists", json={"name": "Staff (viewers see it)", "color": "#2f81f7"})
+    api("POST", "/v1/watch-lists", json={"name": "Secret list", "color": "#ff00ff", "hidden_from_roles": ["viewer"]})
+    api.user("vera", "viewer")
+    sign_in(driver, app_server, "vera", PASSWORDS["viewer"])
+    titles = nav_titles(driver)
+    assert "Administration" not in titles and "Cameras" not in titles, titles
+    assert "Live events" in titles and "Dossiers" in titles
+    driver.get(f"{app_server}/watch-lists")
+    wait_for(driver, "tbody tr td")
+    text = driver.find_element(By.CSS_SELECTOR, "main").text
+    assert "Staff (viewers see it)" in text and "Secret list" not in text
+    assert not driver.find_elements(By.CSS_SELECTOR, '[data-testid="new-list"]')  # viewers read only
+    shot(driver, "watch-lists-viewer")
+    driver.get(f"{app_server}/admin/users")
+    wait_for(driver, "main h1")
+    assert driver.find_element(By.CSS_SELECTOR, "main h1").text == "Not found"
+    sign_out(driver)
+
+
+# -- the whole service (slow) ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from cluster.http_client import wait_healthy
+    from cluster.service import start_service, stop_service
+
+    tmp = tmp_path_factory.mktemp("console-service")
+    config = make_config(tmp, f"sqlite:///{tmp / 'fw.db'}", FACEWATCH_HTTP_PORT=str(_free_port()),
+                         FACEWATCH_ADMIN_TOKEN=ADMIN_TOKEN, FACEWATCH_GALLERY_SHARDS="1")
+    started = start_service(config, num_cpus=4)
+    try:
+        with httpx.Client(base_url=started.url, headers={"Authorization": f"Token {ADMIN_TOKEN}"},
+                          timeout=120) as client:
+            wait_healthy(client)
+        yield started.url
+    finally:
+        stop_service()
+
+
+def _no_face_photo(tmp: Path) -> Path:
+    from PIL import Image
+
+    path = tmp / "wall.png"
+    Image.new("RGB", (400, 300), (128, 140, 150)).save(path)
+    return path
+
+
+def _new_dossier_in_the_console(driver: WebDriver, url: str, name: str, watch_list: str) -> int:
+    driver.get(f"{url}/dossiers")
+    wait_for(driver, '[data-testid="new-dossier"]').click()
+    dialog = wait_for(driver, "dialog")
+    dialog.find_element(By.CSS_SELECTOR, 'input[name="name"]').send_keys(name)
+    for label in dialog.find_elements(By.CSS_SELECTOR, "label.inline"):
+        if label.text.strip() == watch_list:
+            label.find_element(By.CSS_SELECTOR, "input").click()
+    dialog.find_element(By.CSS_SELECTOR, 'button[type="submit"]').click()
+    wait_until(lambda: "/dossiers/" in driver.current_url and driver.current_url.rsplit("/", 1)[-1].isdigit(),
+               20, f"no dossier page: {driver.current_url}")
+    return int(driver.current_url.rsplit("/", 1)[-1])
+
+
+@pytest.mark.slow
+def test_operator_journey_enrol_live_feed_ack_search_and_camera_roi(
+        driver: WebDriver, service: str, data_dir: Path, faces_dir: Path, tmp_path: Path) -> None:
+    api = Api(service)
+    admin = api.admin_username()
+    api.user(admin, "admin")
+    stage = api("POST", "/v1/camera-groups", json={"name": "stage"})
+    lobby = api("POST", "/v1/camera-groups", json={"name": "lobby"})
+    api("POST", "/v1/watch-lists", json={"name": "cast", "color": "#e3b341", "require_ack": True,
+                                         "threshold": 0.85, "camera_group_ids": [stage["id"]]})
+    sign_in(driver, service, admin, PASSWORDS["admin"])
+
+    # Enrol Lin-Manuel Miranda from a photo; a photo without a face is refused in words.
+    dossier_id = _new_dossier_in_the_console(driver, service, "Lin-Manuel Miranda", "cast")
+    photo_input = wait_for(driver, ".drop input[type=file]", visible=False)
+    photo_input.send_keys(str(faces_dir / "lin-manuel-miranda.png"))
+    wait_for(driver, '[data-testid="enrol-ok"]', timeout=120)
+    wait_for(driver, '[data-testid="dossier-faces"] .card img')
+    photo_input = driver.find_element(By.CSS_SELECTOR, ".drop input[type=file]")
+    photo_input.send_keys(str(_no_face_photo(tmp_path)))
+    error = wait_for(driver, '[data-testid="enrol-error"]', timeout=120)
+    assert error.get_attribute("data-code") == "NO_FACE" and "No face" in error.text
+    shot(driver, "dossier")
+    assert api("GET", f"/v1/dossiers/{dossier_id}")["face_count"] == 1
+    # Several faces: the boxes are drawn and a click on one enrols that face.
+    pair = api("POST", "/v1/dossiers", json={"name": "From a pair"})
+    driver.get(f"{service}/dossiers/{pair['id']}")
+    wait_for(driver, ".drop input[type=file]", visible=False).send_keys(str(faces_dir / "two_people.jpg"))
+    assert wait_for(driver, '[data-testid="enrol-error"]', timeout=120).get_attribute("data-code") == "TOO_MANY_FACES"
+    boxes = wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, ".frame button.box.pick"), 20, "no face boxes")
+    assert len(boxes) == 2
+    shot(driver, "dossier-pick-a-face")
+    boxes[0].click()
+    wait_for(driver, '[data-testid="enrol-ok"]', timeout=120)
+    assert api("GET", f"/v1/dossiers/{pair['id']}")["face_count"] == 1
+
+    # The live feed is open in one tab; the clip is uploaded from another; the match arrives unreloaded.
+    driver.get(f"{service}/events")
+    wait_for(driver, '[data-testid="live-state"]')
+    wait_until(lambda: driver.find_element(By.CSS_SELECTOR, '[data-testid="live-state"]').text == "live", 30,
+               "the live feed did not connect")
+    driver.execute_script("window.__still_the_same_page = 42;")
+    live_tab = driver.current_window_handle
+    driver.switch_to.new_window("tab")
+    driver.get(f"{service}/videos")
+    clip = data_dir / "video" / "short_hamilton_clip.mp4"
+    wait_for(driver, '[data-testid="video-file"]').send_keys(str(clip))
+    for option in driver.find_elements(By.CSS_SELECTOR, 'select[name="camera_group_id"] option'):
+        if option.text == "stage":
+            option.click()
+    driver.find_element(By.CSS_SELECTOR, '[data-testid="upload-video"]').click()
+    wait_until(lambda: "/videos/" in driver.current_url, 120, "the upload did not finish")
+    video_id = int(driver.current_url.rsplit("/", 1)[-1])
+    shot(driver, "video")
+    driver.close()
+    driver.switch_to.window(live_tab)
+
+    def matched_row() -> WebElement | None:
+        rows = driver.find_elements(By.CSS_SELECTOR, '[data-testid="feed"] .ev[data-matched="true"]')
+        return rows[0] if rows else None
+
+    row = wait_until(matched_row, 900, "no matched event reached the live feed")
+    assert driver.execute_script("return window.__still_the_same_page") == 42  # no reload
+    event_id = row.get_attribute("data-id")
+    event = api("GET", f"/v1/events/{event_id}")
+    assert event["video_id"] == video_id and event["dossier_id"] == dossier_id
+    wait_until(lambda: "Lin-Manuel Miranda" in row.text, 20, "the dossier's name is not shown")
+    wait_until(lambda: driver.find_element(By.CSS_SELECTOR, '[data-testid="unack"]').text not in ("", "0"), 30,
+               "the unacknowledged counter did not count the require_ack match")
+    shot(driver, "live-events")
+
+    # Open it and acknowledge it.
+    row.find_element(By.CSS_SELECTOR, "a.name").click()
+    wait_until(lambda: driver.current_url.endswith(f"/events/{event_id}"), 10, driver.current_url)
+    wait_for(driver, ".frame .box")
+    wait_for(driver, '[data-testid="ack"]').click()
+    wait_until(lambda: "acknowledged by" in driver.find_element(By.CSS_SELECTOR, '[data-testid="ack-state"]').text,
+               20, "the event was not acknowledged")
+    assert api("GET", f"/v1/events/{event_id}")["acknowledged"] is True
+    shot(driver, "event-detail")
+
+    # Search by photo finds it.
+    driver.get(f"{service}/search")
+    wait_for(driver, ".drop input[type=file]", visible=False).send_keys(str(faces_dir / "lin-manuel-miranda.png"))
+    video_events = {e["id"] for e in api("GET", "/v1/events", params={"video_id": video_id, "limit": 500})["results"]}
+
+    def found() -> set[str]:
+        cards = driver.find_elements(By.CSS_SELECTOR, '[data-testid="search-results"] .card[data-event-id]')
+        return {c.get_attribute("data-event-id") for c in cards} & video_events
+
+    assert event_id in wait_until(found, 120, "search by photo did not find the event")
+    shot(driver, "search")
+
+    # A live camera (the clip played as a looping live source) shows its snapshot; an ROI drawn with the
+    # mouse is saved to its stream settings.
+    camera = api("POST", "/v1/cameras", json={"name": "lobby door", "camera_group_id": lobby["id"],
+                                              "url": clip.resolve().as_uri()})
+    driver.get(f"{service}/cameras/{camera['id']}")
+    image = wait_for(driver, '[data-testid="snapshot"] img', timeout=30, visible=False)
+    wait_until(lambda: driver.execute_script("return arguments[0].naturalWidth", image) > 0, 240,
+               "no snapshot of the live camera")
+    ActionChains(driver).move_to_element_with_offset(image, -120, -60).click_and_hold().move_by_offset(160, 90) \
+        .move_by_offset(80, 30).release().perform()
+    assert "ROI" in wait_for(driver, '[data-testid="region-text"]').text
+    driver.find_element(By.CSS_SELECTOR, '[data-testid="save-regions"]').click()
+    natural, shown = driver.execute_script("return [arguments[0].naturalWidth, arguments[0].clientWidth]", image)
+
+    def saved_roi() -> list[float] | None:
+        return api("GET", f"/v1/cameras/{camera['id']}")["stream_settings"].get("roi")
+
+    roi = wait_until(saved_roi, 20, "the ROI was not saved")
+    scale = natural / shown
+    assert abs((roi[2] - roi[0]) - 240 * scale) <= 4 * scale and abs((roi[3] - roi[1]) - 120 * scale) <= 4 * scale, roi
+    shot(driver, "camera")
+    driver.get(f"{service}/wall")
+    wait_for(driver, ".tile img", visible=False)
+    time.sleep(3)
+    shot(driver, "video-wall")
