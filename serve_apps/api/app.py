@@ -33,6 +33,7 @@ from serve_apps.api.routes import (
     metrics,
     search,
     settings,
+    tasks,
     tokens,
     users,
     videos,
@@ -206,14 +207,14 @@ def create_app(config: Config, services: Services | None = None) -> FastAPI:
     app.state.media = LocalMediaStore(config.media_root)
     app.state.services = services
     install_error_handlers(app)
-    app.add_middleware(BodyLimit, limits={"/v1/videos": 4 * 1024**3}, default=max(config.max_upload_bytes + 65536,
-                                                                                  JSON_BODY_LIMIT))
+    app.add_middleware(BodyLimit, limits={"/v1/videos": 4 * 1024**3, "/v1/tasks": 4 * 1024**3 + 65536},
+                       default=max(config.max_upload_bytes + 65536, JSON_BODY_LIMIT))
     # Added last, so outermost: every answer, the body limit's 413 included, gets a request id and an audit row.
     install_request_id_and_audit(app)
     app.include_router(health.router)
     app.include_router(metrics.router)
     # event_stream before events: /events/stream must not be taken for an event id.
     for module in (camera_groups, cameras, watch_lists, dossiers, faces, search, galleries, event_stream, events,
-                   episodes, media, webhooks, users, tokens, settings, audit, jobs, videos):
+                   episodes, media, webhooks, users, tokens, settings, audit, jobs, videos, tasks):
         app.include_router(module.router, prefix="/v1")
     return app

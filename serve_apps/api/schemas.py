@@ -306,6 +306,9 @@ class DossierOut(Output):
 # -- webhooks --------------------------------------------------------------------------------------
 
 
+WebhookEventType = Literal["event", "camera_status", "task_status"]
+
+
 class WebhookFilters(Input):
     """Values inside one filter are OR-ed, filters are AND-ed; absent = any; an empty list = none."""
 
@@ -325,6 +328,9 @@ class WebhookIn(Input):
     batch_size: int = Field(1, ge=1, le=1000)
     max_attempts: int = Field(10, ge=1, le=1000)
     secret: str = Field("", max_length=200)
+    event_types: list[WebhookEventType] = Field(
+        default_factory=lambda: ["event"], min_length=1,
+        description="what the webhook hears: event (faces), camera_status, task_status")
 
 
 class WebhookPatch(Input):
@@ -335,6 +341,7 @@ class WebhookPatch(Input):
     batch_size: int | None = Field(None, ge=1, le=1000)
     max_attempts: int | None = Field(None, ge=1, le=1000)
     secret: str | None = Field(None, max_length=200)
+    event_types: list[WebhookEventType] | None = Field(None, min_length=1)
 
 
 class WebhookOut(Output):
@@ -346,6 +353,7 @@ class WebhookOut(Output):
     batch_size: int
     max_attempts: int
     has_secret: bool
+    event_types: list[str]
     created_at: datetime
     updated_at: datetime
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import Request
 from pydantic import BaseModel
 from sqlalchemy import String, cast, true
 
 from facewatch.errors import NotFound
 from serve_apps.api.deps import Caller
+from storage.meta_filters import meta_params
+from storage.unit_of_work import UnitOfWork
 
 
 def apply_patch(row: Any, patch: BaseModel, skip: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -40,3 +43,14 @@ def not_hidden_clause(column: Any, caller: Caller) -> Any:
     if caller.role == "admin":
         return true()
     return ~cast(column, String).contains(f'"{caller.role}"')
+
+
+def meta_query(request: Request) -> dict[str, Any]:
+    """The `meta.<key>[__op]` and `external_id` query parameters of a list request (storage.meta_filters)."""
+    found = meta_params(dict(request.query_params))
+    external = request.query_params.get("external_id")
+    return {**found, "external_id": external} if external else found
+
+
+def dialect_of(uow: UnitOfWork) -> str:
+    return uow.session.get_bind().dialect.name

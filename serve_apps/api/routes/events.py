@@ -6,13 +6,14 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from sqlalchemy import Select, or_, select, update
+from sqlalchemy import Select, select, update
 
 from facewatch.errors import NotFound
 from serve_apps.api.deps import Caller, Operator, Pages, Uow, Viewer
-from serve_apps.api.routes._common import visible
+from serve_apps.api.routes._common import dialect_of, meta_query, visible
 from serve_apps.api.schemas import AckCount, EventAckFilter, EventFilters, EventOut, Page
 from storage import orm
+from storage.event_queries import filter_events, hide
 from storage.event_views import event_to_dict
 from storage.unit_of_work import UnitOfWork
 
@@ -29,29 +30,11 @@ def hidden_ids(uow: UnitOfWork, caller: Caller) -> tuple[list[int], list[int]]:
 
 
 def visible_events(stmt: Select[Any], uow: UnitOfWork, caller: Caller) -> Select[Any]:
-    lists, groups = hidden_ids(uow, caller)
-    if lists:
-        stmt = stmt.where(or_(orm.Event.watch_list_id.is_(None), orm.Event.watch_list_id.not_in(lists)))
-    if groups:
-        stmt = stmt.where(or_(orm.Event.camera_group_id.is_(None), orm.Event.camera_group_id.not_in(groups)))
-    return stmt
+    return hide(stmt, *hidden_ids(uow, caller))
 
 
-def event_filters(stmt: Select[Any], f: dict[str, Any]) -> Select[Any]:
-    equal = ("camera_id", "camera_group_id", "watch_list_id", "dossier_id", "episode_id", "video_id", "gender")
-    for name in equal:
-        if f.get(name) is not None:
-            stmt = stmt.where(getattr(orm.Event, name) == f[name])
-    for name in ("matched", "acknowledged"):
-        if f.get(name) is not None:
-            stmt = stmt.where(getattr(orm.Event, name).is_(f[name]))
-    bounds = {"timestamp_gte": (orm.Event.timestamp, ">="), "timestamp_lte": (orm.Event.timestamp, "<="),
-              "age_gte": (orm.Event.age, ">="), "age_lte": (orm.Event.age, "<="),
-              "confidence_gte": (orm.Event.confidence, ">=")}
-    for name, (column, op) in bounds.items():
-        if f.get(name) is not None:
-            stmt = stmt.where(column >= f[name] if op == ">=" else column <= f[name])
-    return stmt
+def event_filters(stmt: Select[Any], f: dict[str, Any], dialect: str = "sqlite") -> Select[Any]:
+    return filter_events(stmt, f, dialect)
 
 
 def base_url(request: Request) -> str:
@@ -62,7 +45,8 @@ def base_url(request: Request) -> str:
 def list_events(
     request: Request, uow: Uow, caller: Viewer, paging: Pages, filters: Annotated[EventFilters, Query()]
 ) -> dict[str, Any]:
-    stmt = event_filters(visible_events(uow.events.query(), uow, caller), filters.model_dump(exclude_none=True))
+    wanted = {**filters.model_dump(exclude_none=True), **meta_query(request)}
+    stmt = event_filters(visible_events(uow.events.query(), uow, caller), wanted, dialect_of(uow))
     page = uow.events.page(stmt, paging.limit, paging.cursor, keys=uow.events.newest_first)
     url = base_url(request)
     return {"results": [event_to_dict(e, url) for e in page.items], "next_cursor": page.next_cursor}
