@@ -11,7 +11,7 @@ from facewatch.errors import BadParam
 
 META_MAX_BYTES = 4096
 MAX_META_FILTERS = 10
-KEY_PATTERN = re.compile(r"^meta\.([A-Za-z0-9_-]{1,64})(?:__(gte|gt|lte|lt))?$")
+KEY_PATTERN = re.compile(r"^meta\.([A-Za-z0-9_-]{1,64}?)(?:__(gte|gt|lte|lt))?$")
 
 
 def meta_params(params: Mapping[str, Any]) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from serve_apps.api.routes import (
     metrics,
     search,
     settings,
+    still_events,
     tasks,
     tokens,
     users,
@@ -215,6 +216,6 @@ def create_app(config: Config, services: Services | None = None) -> FastAPI:
     app.include_router(metrics.router)
     # event_stream before events: /events/stream must not be taken for an event id.
     for module in (camera_groups, cameras, watch_lists, dossiers, faces, search, galleries, event_stream, events,
-                   episodes, media, webhooks, users, tokens, settings, audit, jobs, videos, tasks):
+                   episodes, media, webhooks, users, tokens, settings, audit, jobs, videos, tasks, still_events):
         app.include_router(module.router, prefix="/v1")
     return app

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from sqlalchemy import Select, select, update
 
-from facewatch.errors import NotFound
+from facewatch.errors import BadParam, NotFound
 from serve_apps.api.deps import Caller, Operator, Pages, Uow, Viewer
 from serve_apps.api.routes._common import dialect_of, meta_query, visible
 from serve_apps.api.schemas import AckCount, EventAckFilter, EventFilters, EventOut, Page
@@ -52,12 +52,18 @@ def list_events(
     return {"results": [event_to_dict(e, url) for e in page.items], "next_cursor": page.next_cursor}
 
 
-def _visible_event(uow: UnitOfWork, event_id: str, caller: Caller) -> orm.Event:
+def visible_event(uow: UnitOfWork, event_id: str, caller: Caller, param: str | None = None) -> orm.Event:
+    """The event if the caller may see it; else NOT_FOUND (or BAD_PARAM on `param` for a reference)."""
     stmt = visible_events(uow.events.query().where(orm.Event.id == event_id), uow, caller)
     event = uow.session.scalar(stmt)
     if event is None:
+        if param is not None:
+            raise BadParam(f"event {event_id} does not exist", param=param)
         raise NotFound(f"event {event_id} does not exist", param="id")
     return event
+
+
+_visible_event = visible_event
 
 
 @router.get("/{event_id}", response_model=EventOut)

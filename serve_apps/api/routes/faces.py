@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
 
-from facewatch.errors import BadParam, Forbidden, NotFound, TooLarge
+from facewatch.errors import BadImage, BadParam, Forbidden, NoFace, NotFound, TooLarge
 from models.calibration import resolve_threshold
 from serve_apps.api.deps import Media, Operator, Uow, Viewer
 from serve_apps.api.enrolment import (
@@ -33,7 +33,7 @@ from serve_apps.api.schemas import (
     Page,
     VerifyOut,
 )
-from serve_apps.api.services import Services, get_services, read_upload
+from serve_apps.api.services import Services, decode_photo, get_services, read_upload
 from storage import orm
 from storage.dossier_vectors import remove_dossier_face_vectors
 from storage.unit_of_work import UnitOfWork
@@ -61,27 +61,70 @@ def _bbox(value: str | None) -> list[float] | None:
     return box
 
 
+MAX_BATCH_PHOTOS = 32
+
+
 @router.post("/detect", response_model=DetectOut)
 async def detect(
-    request: Request, services: Svc, caller: Viewer, photo: Annotated[UploadFile, File()],
+    request: Request, services: Svc, caller: Viewer,
+    photo: Annotated[UploadFile | None, File(description="one photo (answer: faces)")] = None,
+    photos: Annotated[list[UploadFile] | None, File(description="several photos (answer: results per photo)")] = None,
     with_embeddings: Annotated[bool, Form()] = False,
+    aligned: Annotated[bool, Form(description="the photos are already aligned face crops: no detection")] = False,
 ) -> dict[str, Any]:
+    """Faces of one photo, or of up to 32 photos in one call: each photo gets its own result, and a photo
+    that cannot be read is a typed error in its result while the others are answered (HTTP 200)."""
     if with_embeddings and caller.role == "viewer":
         raise Forbidden("embeddings are returned to admins and operators only", param="with_embeddings")
-    data = await read_upload(photo, _limit(request))
-    _, analyzed = await analyze_photo(services, data, _limit(request))
-    extracted = await services.extract(analyzed.chips) if analyzed.faces else {"embeddings": [], "attributes": []}
+    if (photo is None) == (not photos):
+        raise BadParam("send either photo (one file) or photos (one or more files)", param="photo")
+    if photo is not None:
+        data = await read_upload(photo, _limit(request))
+        return {"faces": await _detect_one(services, data, _limit(request), with_embeddings, aligned)}
+    assert photos is not None
+    if len(photos) > MAX_BATCH_PHOTOS:
+        raise TooLarge(f"at most {MAX_BATCH_PHOTOS} photos per call", param="photos")
+    results = []
+    for upload in photos:
+        name = upload.filename or "photo"
+        try:
+            data = await read_upload(upload, _limit(request), "photos")
+            faces = await _detect_one(services, data, _limit(request), with_embeddings, aligned)
+            results.append({"file": name, "faces": faces, "error": None})
+        except (BadImage, TooLarge, NoFace) as exc:
+            results.append({"file": name, "faces": [], "error": {"code": exc.code, "reason": exc.reason}})
+    return {"results": results}
+
+
+async def _detect_one(services: Services, data: bytes, limit: int, with_embeddings: bool,
+                      aligned: bool) -> list[dict[str, Any]]:
+    if aligned:
+        chip, box = aligned_chip(decode_photo(data, limit), services.spec.chip_size)
+        found = [{"bbox": box, "score": 1.0, "quality": None, "landmarks": []}]
+        chips = chip[None]
+    else:
+        _, analyzed = await analyze_photo(services, data, limit)
+        found = [{"bbox": f.bbox, "score": f.score, "quality": f.quality, "landmarks": f.landmarks}
+                 for f in analyzed.faces]
+        chips = analyzed.chips
+    extracted = await services.extract(chips) if found else {"embeddings": [], "attributes": []}
     faces = []
-    for face, vector, attributes in zip(analyzed.faces, extracted["embeddings"], extracted["attributes"],
-                                        strict=True):
-        item = {"bbox": face.bbox, "score": face.score, "quality": face.quality, "landmarks": face.landmarks,
-                "age": attributes.get("age"), "gender": attributes.get("gender"),
-                "attributes": attributes}
+    for face, vector, attributes in zip(found, extracted["embeddings"], extracted["attributes"], strict=True):
+        item = {**face, "age": attributes.get("age"), "gender": attributes.get("gender"), "attributes": attributes}
         if with_embeddings:
             item["embedding"] = [round(float(v), 6) for v in vector]
             item["model"] = services.embedder
         faces.append(item)
-    return {"faces": faces}
+    return faces
+
+
+def aligned_chip(image: np.ndarray, size: int) -> tuple[np.ndarray, list[float]]:
+    """An already-aligned face crop resized to the embedder's chip (its whole area is the face)."""
+    from PIL import Image
+
+    height, width = image.shape[:2]
+    chip = np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR), dtype=np.uint8)
+    return chip, [0.0, 0.0, float(width), float(height)]
 
 
 async def _vector_of_photo(services: Services, upload: UploadFile, limit: int, param: str) -> np.ndarray:
@@ -124,6 +167,7 @@ def face_out(row: orm.DossierFace, base_url: str) -> DossierFaceOut:
         detection_score=row.detection_score, landmarks=row.landmarks, attributes=row.attributes,
         photo=f"{base_url}/v1/media/{row.source_key}" if row.source_key else None,
         crop=f"{base_url}/v1/media/{row.crop_key}" if row.crop_key else None, created_at=row.created_at,
+        meta=row.meta or {}, external_id=row.external_id,
     )
 
 
