@@ -652,9 +652,17 @@ class SearchHit(BaseModel):
     event: EventOut | None = None
 
 
+class SearchFaceResults(BaseModel):
+    bbox: list[float]
+    quality: float
+    results: list[SearchHit]
+
+
 class SearchOut(BaseModel):
     results: list[SearchHit]
     missing_shards: list[int] | None = None
+    faces: list[SearchFaceResults] | None = Field(
+        None, description="face_select=all: every face of the photo with its own results (biggest first)")
 
 
 # -- galleries (low level) -------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from serve_apps.api.enrolment import (
     photo_extension,
     sync_dossiers,
 )
+from serve_apps.api.routes.search import raw_vector
 from serve_apps.api.schemas import (
     BulkEnrolOut,
     DetectOut,
@@ -127,34 +128,62 @@ def aligned_chip(image: np.ndarray, size: int) -> tuple[np.ndarray, list[float]]
     return chip, [0.0, 0.0, float(width), float(height)]
 
 
-async def _vector_of_photo(services: Services, upload: UploadFile, limit: int, param: str) -> np.ndarray:
+async def _vectors_of_photo(services: Services, upload: UploadFile, limit: int, param: str,
+                            face_select: str) -> tuple[np.ndarray, list[list[float]]]:
     data = await read_upload(upload, limit, param)
     _, analyzed = await analyze_photo(services, data, limit, param)
-    face = choose(analyzed, "biggest", None, param)[0]
-    return (await services.extract(analyzed.chips[[face.index]]))["embeddings"][0]
+    faces = choose(analyzed, "all" if face_select == "all" else "biggest", None, param)
+    vectors = (await services.extract(analyzed.chips[[f.index for f in faces]]))["embeddings"]
+    return np.asarray(vectors, np.float32), [f.bbox for f in faces]
 
 
-@router.post("/verify", response_model=VerifyOut)
+@router.post("/verify", response_model=VerifyOut, response_model_exclude_none=True)
 async def verify(
     request: Request, services: Svc, uow: Uow, _: Viewer,
     photo1: Annotated[UploadFile | None, File()] = None, photo2: Annotated[UploadFile | None, File()] = None,
     face1: Annotated[int | None, Form()] = None, face2: Annotated[int | None, Form()] = None,
+    vector1: Annotated[str | None, Form(description="JSON list: a raw vector of the active model")] = None,
+    vector2: Annotated[str | None, Form(description="JSON list: a raw vector of the active model")] = None,
     threshold: Annotated[str | None, Form(description="a number in [0, 1] or strict/medium/low/none")] = None,
+    face_select: Annotated[str, Form(pattern="^(biggest|all)$",
+                                     description="all: compare every face of photo1 with every face of photo2")]
+    = "biggest",
 ) -> VerifyOut:
-    vectors = []
-    for n, (upload, face_id) in enumerate(((photo1, face1), (photo2, face2)), start=1):
-        if (upload is None) == (face_id is None):
-            raise BadParam(f"give exactly one of photo{n} and face{n}", param=f"photo{n}")
+    """1:1 verification; with face_select=all every pair of faces is compared (`pairs`, best first) and
+    the answer's confidence is the best pair's."""
+    sides = []
+    for n, (upload, face_id, raw) in enumerate(((photo1, face1, vector1), (photo2, face2, vector2)), start=1):
+        if sum(v is not None for v in (upload, face_id, raw)) != 1:
+            raise BadParam(f"give exactly one of photo{n}, face{n} and vector{n}", param=f"photo{n}")
         if upload is not None:
-            vectors.append(await _vector_of_photo(services, upload, _limit(request), f"photo{n}"))
+            sides.append(await _vectors_of_photo(services, upload, _limit(request), f"photo{n}", face_select))
+        elif raw is not None:
+            sides.append((raw_vector(_json_list(raw, f"vector{n}"), services.spec.dim, f"vector{n}")[None], [[]]))
         else:
-            vectors.append(dossier_face_vector(uow, face_id, services.embedder, f"face{n}"))
+            sides.append((dossier_face_vector(uow, face_id, services.embedder, f"face{n}")[None], [[]]))
     try:
         cut = resolve_threshold(threshold, float(uow.settings.get("default_threshold")))
     except ValueError as exc:
         raise BadParam(str(exc), param="threshold") from None
-    confidence = float(services.calibration.confidence(float(np.dot(vectors[0], vectors[1]))))
-    return VerifyOut(confidence=round(confidence, 4), verified=confidence >= cut, threshold=cut)
+    (a, boxes_a), (b, boxes_b) = sides
+    confidences = np.asarray(services.calibration.confidence(a @ b.T), dtype=np.float64)
+    pairs = sorted(({"face1": boxes_a[i] or None, "face2": boxes_b[j] or None,
+                     "confidence": round(float(confidences[i, j]), 4), "verified": bool(confidences[i, j] >= cut)}
+                    for i in range(len(a)) for j in range(len(b))), key=lambda p: -p["confidence"])
+    best = pairs[0]["confidence"]
+    return VerifyOut(confidence=best, verified=best >= cut, threshold=cut,
+                     pairs=pairs if face_select == "all" else None)
+
+
+def _json_list(text: str, param: str) -> list[float]:
+    try:
+        values = json.loads(text)
+    except ValueError:
+        raise BadParam(f"{param} must be a JSON list of numbers", param=param) from None
+    if not isinstance(values, list) or not all(isinstance(v, int | float) and not isinstance(v, bool)
+                                               for v in values):
+        raise BadParam(f"{param} must be a JSON list of numbers", param=param)
+    return values
 
 
 def _visible_dossier(uow: UnitOfWork, dossier_id: int) -> orm.Dossier:
