@@ -277,6 +277,7 @@ class EventPipelineCore:
             acknowledged_by=episode.acknowledged_by if episode.acknowledged else None,
             acknowledged_at=episode.acknowledged_at if episode.acknowledged else None,
             thumbnail_key=s.thumbnail_key, crop_key=s.crop_key, frame_key=s.frame_key,
+            meta=dict(s.meta or {}), external_id=s.external_id,
         )
 
     @staticmethod

@@ -25,6 +25,7 @@ from actors.background_loop import BackgroundLoop
 from facewatch import metrics
 from storage import orm
 from storage.event_views import event_to_dict
+from storage.notices import notice_payloads
 from storage.outbox import pending_batch, record_attempt
 from storage.unit_of_work import UnitOfWork
 
@@ -129,7 +130,9 @@ class WebhookDispatcherCore:
                 return ()
             events = {e.id: e for e in uow.session.scalars(
                 select(orm.Event).where(orm.Event.id.in_([r.event_id for r in rows])))}
-            payload = [event_to_dict(events[r.event_id], self.public_url) for r in rows if r.event_id in events]
+            notices = notice_payloads(uow.session, [r.event_id for r in rows])
+            payload = [event_to_dict(events[r.event_id], self.public_url) if r.event_id in events
+                       else notices[r.event_id] for r in rows if r.event_id in events or r.event_id in notices]
             body = json.dumps(payload, separators=(",", ":")).encode()
             return hook.url, hook.secret, body, [r.id for r in rows]
 

@@ -16,6 +16,7 @@ from ray.actor import ActorHandle
 from actors.event_pipeline import EventPipeline
 from actors.galleries import Galleries
 from actors.job_manager import MANAGER_NAME, NAMESPACE, start_job_manager
+from actors.task_supervisor import start_task_supervisor
 from actors.vms_agent import VMS_AGENT, VmsAgent
 from actors.webhook_dispatcher import WebhookDispatcher
 from cluster.maintenance import start_maintenance
@@ -125,6 +126,7 @@ def start_job_services(config: Config, embedder: str, **manager_settings: object
     start_webhook_dispatcher(config)
     start_vms_agent(config)
     start_maintenance(config, embedder)  # every FACEWATCH_CLEANUP_INTERVAL_S (default 3600 s; 0 = off)
+    start_task_supervisor(config, embedder)  # /v1/tasks: resumes the tasks the DB says are pending/running
     return start_job_manager(config.database_url, namespace=NAMESPACE, spec_defaults=job_spec_defaults(config),
                              **manager_settings)
 

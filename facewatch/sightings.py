@@ -26,7 +26,7 @@ def event_id_for(job_id: int, run: int, track_id: int, shot: int) -> str:
 @dataclass
 class FaceSighting:
     event_id: str
-    job_id: int
+    job_id: int | None  # None: a still photo posted to POST /v1/events
     camera_group_id: int
     timestamp: datetime
     bbox: list[float]
@@ -42,3 +42,5 @@ class FaceSighting:
     thumbnail_key: str = ""
     crop_key: str = ""
     frame_key: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+    external_id: str | None = None

@@ -57,3 +57,26 @@ def dossiers_on_watch_list(uow: UnitOfWork, watch_list_id: int) -> list[int]:
 
 def remove_dossier_face_vectors(uow: UnitOfWork, face_ids: Iterable[int]) -> int:
     return uow.vectors.remove(DOSSIERS_GALLERY, [str(i) for i in face_ids])
+
+
+def faces_from_events(uow: UnitOfWork, dossier: orm.Dossier, events: list[orm.Event],
+                      model: str) -> list[orm.DossierFace]:
+    """A dossier face per event: the event's crop, box and quality, and a copy of its `model` vector
+    (the event was embedded by the same pipeline, so no model runs again). An event without a vector of
+    `model` (recorded before a model change) is refused."""
+    from facewatch.errors import BadParam
+
+    vectors = {v.item_id: v for v in uow.vectors.by_items(EVENTS_GALLERY, model, [e.id for e in events])}
+    faces = []
+    for event in events:
+        vector = vectors.get(event.id)
+        if vector is None or not event.crop_key:
+            raise BadParam(f"event {event.id} has no face crop or no {model} vector", param="event_ids")
+        face = orm.DossierFace(dossier_id=dossier.id, source_key=event.frame_key or event.crop_key,
+                               crop_key=event.crop_key, bbox=list(event.bbox), detection_score=event.detection_score,
+                               quality=event.quality, attributes=dict(event.attributes or {}),
+                               meta={"from_event": event.id})
+        uow.dossier_faces.add(face)
+        store_dossier_face_vector(uow, face, dossier, model, np.frombuffer(vector.vector, np.float32))
+        faces.append(face)
+    return faces

@@ -45,5 +45,7 @@ def event_to_dict(event: orm.Event, base_url: str = "") -> dict[str, Any]:
             "crop": media_url(base_url, event.crop_key),
             "frame": media_url(base_url, event.frame_key),
         },
+        "meta": event.meta or {},
+        "external_id": event.external_id,
         "created_at": event.created_at.isoformat() if event.created_at else None,
     }

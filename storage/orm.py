@@ -129,6 +129,8 @@ class Camera(Timestamped, Base):
     status: Mapped[str] = mapped_column(String(20), default="disabled")
     status_error: Mapped[str] = mapped_column(Text, default="")
     stats: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    external_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
 
     camera_group: Mapped[CameraGroup] = relationship(back_populates="cameras")
 
@@ -157,6 +159,7 @@ class Dossier(Timestamped, Base):
     comment: Mapped[str] = mapped_column(Text, default="")
     external_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
 
     watch_lists: Mapped[list[WatchList]] = relationship(secondary=dossier_watch_lists)
     faces: Mapped[list[DossierFace]] = relationship(
@@ -176,6 +179,8 @@ class DossierFace(Timestamped, Base):
     detection_score: Mapped[float] = mapped_column(Float, default=0.0)
     quality: Mapped[float] = mapped_column(Float, default=0.0)
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    external_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
 
     dossier: Mapped[Dossier] = relationship(back_populates="faces")
 
@@ -291,6 +296,8 @@ class Event(Timestamped, Base):
     thumbnail_key: Mapped[str] = mapped_column(String(200), default="", index=True)
     crop_key: Mapped[str] = mapped_column(String(200), default="", index=True)
     frame_key: Mapped[str] = mapped_column(String(200), default="", index=True)
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    external_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
 
 
 class Video(Timestamped, Base):
@@ -347,6 +354,8 @@ class Webhook(Timestamped, Base):
     batch_size: Mapped[int] = mapped_column(Integer, default=1)
     max_attempts: Mapped[int] = mapped_column(Integer, default=10)
     secret: Mapped[str] = mapped_column(String(200), default="")
+    # What the webhook hears about: "event" (faces), "camera_status", "task_status" (SPEC-level notices).
+    event_types: Mapped[list[Any]] = mapped_column(default=lambda: ["event"])
 
 
 class WebhookOutbox(Base):
@@ -543,3 +552,57 @@ class LinkedDossier(Base):
     master_updated_at: Mapped[str] = mapped_column(String(64), default="")
     # master face id (as text) -> local dossier face id
     faces: Mapped[dict[str, Any]] = mapped_column(default=dict)
+class WebhookNotice(Base):
+    """A non-event notification (camera status change, task status change) for webhooks.
+
+    Its outbox rows name it as `notice:<id>` in `WebhookOutbox.event_id`, so notices share the
+    durable, ordered, retried delivery of events.
+    """
+
+    __tablename__ = "webhook_notices"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))  # camera_status | task_status
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
+class Task(Timestamped, Base):
+    """A long-running task (export, cross-match, clean-up, …): its parts are `TaskPart` rows."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (Index("ix_tasks_status_id", "status", "id"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(30))
+    status: Mapped[str] = mapped_column(String(12), default="pending")  # pending|running|done|failed|cancelled
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    notify_url: Mapped[str] = mapped_column(Text, default="")
+    # Status changes not yet told to notify_url, oldest first (delivered, or dropped after bounded retries).
+    notify_pending: Mapped[list[Any]] = mapped_column(default=list)
+    created_by: Mapped[str] = mapped_column(String(150), default="")
+    parts_total: Mapped[int] = mapped_column(Integer, default=0)
+    parts_done: Mapped[int] = mapped_column(Integer, default=0)
+    parts_failed: Mapped[int] = mapped_column(Integer, default=0)
+    summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    result_name: Mapped[str] = mapped_column(String(200), default="")
+    result_size: Mapped[int] = mapped_column(BigInteger, default=0)
+    error: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class TaskPart(Base):
+    """One unit of a task's work; its result is committed once (keyed by the part's id)."""
+
+    __tablename__ = "task_parts"
+    __table_args__ = (UniqueConstraint("task_id", "seq", name="uq_task_parts_seq"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(12), default="pending")  # pending | running | done | failed
+    spec: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    result: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error_code: Mapped[str] = mapped_column(String(40), default="")
+    error: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    node_id: Mapped[str] = mapped_column(String(100), default="")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -44,7 +44,8 @@ def enqueue_event(uow: UnitOfWork, event: orm.Event) -> int:
     hooks = uow.session.scalars(select(orm.Webhook).where(orm.Webhook.active.is_(True)))
     count = 0
     for hook in hooks:
-        if webhook_matches(hook.filters or {}, event):
+        if "event" in (hook.event_types if hook.event_types is not None else ["event"]) and \
+                webhook_matches(hook.filters or {}, event):
             uow.session.add(orm.WebhookOutbox(webhook_id=hook.id, event_id=event.id))
             count += 1
     return count

@@ -6,6 +6,7 @@ from types import TracebackType
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from storage import notices as _notices  # noqa: F401 - registers the camera-status flush hook
 from storage import repositories as r
 from storage import vms as vms_repositories
 from storage.db import session_factory, translate_db_errors

@@ -35,6 +35,8 @@ from serve_apps.api.routes import (
     metrics,
     search,
     settings,
+    still_events,
+    tasks,
     tokens,
     users,
     videos,
@@ -211,15 +213,16 @@ def create_app(config: Config, services: Services | None = None) -> FastAPI:
     app.state.services = services
     app.router.on_startup.append(lambda: start_link_scheduler(app))
     install_error_handlers(app)
-    app.add_middleware(BodyLimit, limits={"/v1/videos": 4 * 1024**3}, default=max(config.max_upload_bytes + 65536,
-                                                                                  JSON_BODY_LIMIT))
+    app.add_middleware(BodyLimit, limits={"/v1/videos": 4 * 1024**3, "/v1/tasks": 4 * 1024**3 + 65536},
+                       default=max(config.max_upload_bytes + 65536, JSON_BODY_LIMIT))
     # Added last, so outermost: every answer, the body limit's 413 included, gets a request id and an audit row.
     install_request_id_and_audit(app)
     app.include_router(health.router)
     app.include_router(metrics.router)
     # event_stream before events: /events/stream must not be taken for an event id.
     for module in (camera_groups, cameras, watch_lists, dossiers, faces, search, galleries, event_stream, events,
-                   episodes, media, webhooks, users, tokens, settings, audit, jobs, videos, vms, links):
+                   episodes, media, webhooks, users, tokens, settings, audit, jobs, videos, vms, links, tasks,
+                   still_events):
         app.include_router(module.router, prefix="/v1")
     # Last: the console's catch-all (deep links answer index.html) must not shadow any API route.
     mount_console(app)

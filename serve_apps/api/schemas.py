@@ -11,6 +11,7 @@ from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 from annotated_types import Interval
 from pydantic import (
+    AfterValidator,
     AnyHttpUrl,
     BaseModel,
     BeforeValidator,
@@ -220,6 +221,16 @@ def _check_stream_url(value: str | None) -> str | None:
     return value
 
 
+def _meta(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    from facewatch.meta import check_meta
+
+    return None if value is None else check_meta(value)
+
+
+Meta = Annotated[dict[str, Any], AfterValidator(_meta), Field(description="user metadata: a JSON object, at most 4 KB")]
+ExternalId = Annotated[str | None, Field(max_length=200, description="the integrator's own id")]
+
+
 class CameraIn(Input):
     name: str = Field(min_length=1, max_length=200)
     camera_group_id: DbId
@@ -228,6 +239,8 @@ class CameraIn(Input):
     active: bool = True
     threshold: float | None = Threshold
     stream_settings: StreamSettings = Field(default_factory=StreamSettings)
+    meta: Meta = Field(default_factory=dict)
+    external_id: ExternalId = None
 
     @field_validator("url")
     @classmethod
@@ -244,6 +257,8 @@ class CameraPatch(Patch):
     active: bool | None = None
     threshold: float | None = Threshold
     stream_settings: StreamSettings | None = None
+    meta: Meta | None = None
+    external_id: ExternalId = None
 
     @field_validator("url")
     @classmethod
@@ -263,6 +278,8 @@ class CameraOut(Output):
     status: str
     status_error: str
     stats: dict[str, Any]
+    meta: dict[str, Any] = Field(default_factory=dict)
+    external_id: str | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -319,6 +336,9 @@ class DossierIn(Input):
     external_id: str | None = Field(None, max_length=200)
     active: bool = True
     watch_list_ids: list[DbId] = Field(default_factory=list)
+    meta: Meta = Field(default_factory=dict)
+    event_ids: list[str] = Field(default_factory=list, max_length=100,
+                                 description="events whose face crops become the dossier's photos")
 
 
 class DossierPatch(Patch):
@@ -328,6 +348,7 @@ class DossierPatch(Patch):
     external_id: str | None = Field(None, max_length=200)
     active: bool | None = None
     watch_list_ids: list[DbId] | None = None
+    meta: Meta | None = None
 
 
 class DossierOut(Output):
@@ -338,11 +359,15 @@ class DossierOut(Output):
     active: bool
     watch_list_ids: list[int]
     face_count: int
+    meta: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime
     updated_at: datetime
 
 
 # -- webhooks --------------------------------------------------------------------------------------
+
+
+WebhookEventType = Literal["event", "camera_status", "task_status"]
 
 
 class WebhookFilters(Input):
@@ -364,6 +389,9 @@ class WebhookIn(Input):
     batch_size: int = Field(1, ge=1, le=1000)
     max_attempts: int = Field(10, ge=1, le=1000)
     secret: str = Field("", max_length=200)
+    event_types: list[WebhookEventType] = Field(
+        default_factory=lambda: ["event"], min_length=1,
+        description="what the webhook hears: event (faces), camera_status, task_status")
 
 
 class WebhookPatch(Patch):
@@ -374,6 +402,7 @@ class WebhookPatch(Patch):
     batch_size: int | None = Field(None, ge=1, le=1000)
     max_attempts: int | None = Field(None, ge=1, le=1000)
     secret: str | None = Field(None, max_length=200)
+    event_types: list[WebhookEventType] | None = Field(None, min_length=1)
 
 
 class WebhookOut(Output):
@@ -385,6 +414,7 @@ class WebhookOut(Output):
     batch_size: int
     max_attempts: int
     has_secret: bool
+    event_types: list[str]
     created_at: datetime
     updated_at: datetime
 
@@ -509,6 +539,8 @@ class EventOut(BaseModel):
     acknowledged_by: str | None
     acknowledged_at: datetime | None
     media: EventMedia
+    meta: dict[str, Any] = Field(default_factory=dict)
+    external_id: str | None = None
     created_at: datetime | None
 
 
@@ -580,7 +612,7 @@ class EpisodeOut(Output):
 class DetectedFace(BaseModel):
     bbox: list[float] = Field(description="[x1, y1, x2, y2] in photo pixels")
     score: float = Field(description="detector confidence")
-    quality: float = Field(description="0..1, higher is better (see docs)")
+    quality: float | None = Field(description="0..1, higher is better (see docs); null for aligned crops")
     landmarks: list[list[float]] = Field(description="5 points: left eye, right eye, nose, mouth left, mouth right")
     age: float | None
     gender: GenderOut | None
@@ -589,8 +621,22 @@ class DetectedFace(BaseModel):
     model: str | None = None
 
 
-class DetectOut(BaseModel):
+class DetectPhotoError(BaseModel):
+    code: str
+    reason: str
+
+
+class DetectPhotoResult(BaseModel):
+    file: str
     faces: list[DetectedFace]
+    error: DetectPhotoError | None = None
+
+
+class DetectOut(BaseModel):
+    """One photo (`photo`): `faces`. Several (`photos`): `results`, one per photo in the order sent."""
+
+    faces: list[DetectedFace] | None = None
+    results: list[DetectPhotoResult] | None = None
 
 
 class VerifyOut(BaseModel):
@@ -609,6 +655,8 @@ class DossierFaceOut(BaseModel):
     attributes: dict[str, Any]
     photo: str | None
     crop: str | None
+    meta: dict[str, Any] = Field(default_factory=dict)
+    external_id: str | None = None
     created_at: datetime
 
 
@@ -643,9 +691,17 @@ class SearchHit(BaseModel):
     event: EventOut | None = None
 
 
+class SearchFaceResults(BaseModel):
+    bbox: list[float]
+    quality: float
+    results: list[SearchHit]
+
+
 class SearchOut(BaseModel):
     results: list[SearchHit]
     missing_shards: list[int] | None = None
+    faces: list[SearchFaceResults] | None = Field(
+        None, description="face_select=all: every face of the photo with its own results (biggest first)")
 
 
 # -- galleries (low level) -------------------------------------------------------------------------

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+from fastapi import Request
 from pydantic import BaseModel
 
 from facewatch.errors import NotFound
+from storage.meta_filters import meta_params
+from storage.unit_of_work import UnitOfWork
 
 T = TypeVar("T")
 
@@ -25,3 +28,14 @@ def ensure_visible(row: T, seen: bool, label: str, id_: Any) -> T:
     if not seen:
         raise NotFound(f"{label} {id_} does not exist", param="id")
     return row
+
+
+def meta_query(request: Request) -> dict[str, Any]:
+    """The `meta.<key>[__op]` and `external_id` query parameters of a list request (storage.meta_filters)."""
+    found = meta_params(dict(request.query_params))
+    external = request.query_params.get("external_id")
+    return {**found, "external_id": external} if external else found
+
+
+def dialect_of(uow: UnitOfWork) -> str:
+    return uow.session.get_bind().dialect.name

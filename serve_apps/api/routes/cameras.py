@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from serve_apps.api.deps import Admin, Operator, Pages, Scope, Uow
 from serve_apps.api.jobs_client import notify_camera_changed
-from serve_apps.api.routes._common import apply_patch, ensure_visible
+from serve_apps.api.routes._common import apply_patch, dialect_of, ensure_visible, meta_query
 from serve_apps.api.schemas import CameraIn, CameraOut, CameraPatch, DbId, Page
 from storage import orm
+from storage.meta_filters import apply_meta
 from storage.unit_of_work import UnitOfWork
 from storage.visibility import VisibilityScope
 
@@ -39,6 +40,7 @@ def create_camera(body: CameraIn, uow: Uow, _: Admin) -> orm.Camera:
 
 @router.get("", response_model=Page[CameraOut])
 def list_cameras(
+    request: Request,
     uow: Uow,
     _: Operator,
     scope: Scope,
@@ -57,6 +59,7 @@ def list_cameras(
         stmt = stmt.where(orm.Camera.status == status)
     if name_contains:
         stmt = stmt.where(orm.Camera.name.icontains(name_contains, autoescape=True))
+    stmt = apply_meta(stmt, orm.Camera, meta_query(request), dialect_of(uow))
     page = uow.cameras.page(stmt, paging.limit, paging.cursor)
     return Page(results=[CameraOut.model_validate(c) for c in page.items], next_cursor=page.next_cursor)
 

@@ -10,10 +10,12 @@ from sqlalchemy import and_
 from facewatch.errors import BadParam
 from serve_apps.api.deps import Operator, Pages, Scope, Uow, Viewer
 from serve_apps.api.gallery_sync import sync_dossier_gallery
-from serve_apps.api.routes._common import apply_patch, ensure_visible
+from serve_apps.api.routes._common import apply_patch, dialect_of, ensure_visible, meta_query
+from serve_apps.api.routes.events import visible_event
 from serve_apps.api.schemas import DbId, DossierIn, DossierOut, DossierPatch, Page
 from storage import orm
-from storage.dossier_vectors import refresh_dossier_meta, remove_dossier_face_vectors
+from storage.dossier_vectors import faces_from_events, refresh_dossier_meta, remove_dossier_face_vectors
+from storage.meta_filters import apply_meta
 from storage.unit_of_work import UnitOfWork
 from storage.visibility import VisibilityScope
 
@@ -42,17 +44,25 @@ def _visible_dossier(uow: UnitOfWork, dossier_id: int, scope: VisibilityScope) -
 
 
 @router.post("", status_code=201, response_model=DossierOut)
-def create_dossier(body: DossierIn, uow: Uow, _: Operator, scope: Scope) -> DossierOut:
+def create_dossier(body: DossierIn, uow: Uow, _: Operator, scope: Scope, request: Request) -> DossierOut:
+    """With `event_ids`, each event's face (its crop, box, quality and stored vector) becomes a photo
+    of the new dossier; an unknown or invisible event is a 400 on `event_ids`, and nothing is created."""
     lists = _watch_lists(uow, body.watch_list_ids, scope)
     uow.links.refuse_edit(body.watch_list_ids, "cannot create the dossier")
-    row = orm.Dossier(**body.model_dump(mode="json", exclude={"watch_list_ids"}), watch_lists=lists)
+    row = orm.Dossier(**body.model_dump(mode="json", exclude={"watch_list_ids", "event_ids"}), watch_lists=lists)
     uow.dossiers.add(row)
+    if body.event_ids:
+        faces_from_events(uow, row, [visible_event(uow, i, scope, "event_ids") for i in body.event_ids],
+                          str(uow.settings.get("embedder")))
     uow.commit()
+    if body.event_ids:
+        sync_dossier_gallery(request)
     return dossier_out(row, scope)
 
 
 @router.get("", response_model=Page[DossierOut])
 def list_dossiers(
+    request: Request,
     uow: Uow,
     _: Viewer,
     scope: Scope,
@@ -71,6 +81,7 @@ def list_dossiers(
         stmt = stmt.where(orm.Dossier.name.icontains(name_contains, autoescape=True))
     if external_id is not None:
         stmt = stmt.where(orm.Dossier.external_id == external_id)
+    stmt = apply_meta(stmt, orm.Dossier, meta_query(request), dialect_of(uow))
     page = uow.dossiers.page(stmt, paging.limit, paging.cursor)
     return Page(results=[dossier_out(d, scope) for d in page.items], next_cursor=page.next_cursor)
 

@@ -8,11 +8,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from sqlalchemy import Select, select, update
 
-from facewatch.errors import NotFound
+from facewatch.errors import BadParam, NotFound
 from serve_apps.api.deps import Operator, Pages, Scope, Uow, Viewer
+from serve_apps.api.routes._common import dialect_of, meta_query
 from serve_apps.api.schemas import AckCount, EventAckFilter, EventFilters, EventOut, Page
 from storage import orm
 from storage.acknowledgement import acknowledge_finished_episodes
+from storage.event_queries import filter_events
 from storage.event_views import event_to_dict
 from storage.unit_of_work import UnitOfWork
 from storage.visibility import VisibilityScope
@@ -20,21 +22,8 @@ from storage.visibility import VisibilityScope
 router = APIRouter(prefix="/events", tags=["events"])
 
 
-def event_filters(stmt: Select[Any], f: dict[str, Any]) -> Select[Any]:
-    equal = ("camera_id", "camera_group_id", "watch_list_id", "dossier_id", "episode_id", "video_id", "gender")
-    for name in equal:
-        if f.get(name) is not None:
-            stmt = stmt.where(getattr(orm.Event, name) == f[name])
-    for name in ("matched", "acknowledged"):
-        if f.get(name) is not None:
-            stmt = stmt.where(getattr(orm.Event, name).is_(f[name]))
-    bounds = {"timestamp_gte": (orm.Event.timestamp, ">="), "timestamp_lte": (orm.Event.timestamp, "<="),
-              "age_gte": (orm.Event.age, ">="), "age_lte": (orm.Event.age, "<="),
-              "confidence_gte": (orm.Event.confidence, ">=")}
-    for name, (column, op) in bounds.items():
-        if f.get(name) is not None:
-            stmt = stmt.where(column >= f[name] if op == ">=" else column <= f[name])
-    return stmt
+def event_filters(stmt: Select[Any], f: dict[str, Any], dialect: str = "sqlite") -> Select[Any]:
+    return filter_events(stmt, f, dialect)
 
 
 def base_url(request: Request) -> str:
@@ -45,18 +34,25 @@ def base_url(request: Request) -> str:
 def list_events(
     request: Request, uow: Uow, _: Viewer, scope: Scope, paging: Pages, filters: Annotated[EventFilters, Query()]
 ) -> dict[str, Any]:
-    stmt = event_filters(uow.events.query().where(scope.events()), filters.model_dump(exclude_none=True))
+    wanted = {**filters.model_dump(exclude_none=True), **meta_query(request)}
+    stmt = event_filters(uow.events.query().where(scope.events()), wanted, dialect_of(uow))
     page = uow.events.page(stmt, paging.limit, paging.cursor, keys=uow.events.newest_first)
     url = base_url(request)
     return {"results": [event_to_dict(e, url) for e in page.items], "next_cursor": page.next_cursor}
 
 
-def _visible_event(uow: UnitOfWork, event_id: str, scope: VisibilityScope) -> orm.Event:
+def visible_event(uow: UnitOfWork, event_id: str, scope: VisibilityScope, param: str | None = None) -> orm.Event:
+    """The event if the caller's scope sees it; else NOT_FOUND (or BAD_PARAM on `param` for a reference)."""
     stmt = uow.events.query().where(orm.Event.id == event_id, scope.events())
     event = uow.session.scalar(stmt)
     if event is None:
+        if param is not None:
+            raise BadParam(f"event {event_id} does not exist", param=param)
         raise NotFound(f"event {event_id} does not exist", param="id")
     return event
+
+
+_visible_event = visible_event
 
 
 @router.get("/{event_id}", response_model=EventOut)
@@ -67,7 +63,7 @@ def get_event(event_id: str, request: Request, uow: Uow, _: Viewer, scope: Scope
 @router.post("/ack", response_model=AckCount)
 def acknowledge_events(body: EventAckFilter, uow: Uow, caller: Operator, scope: Scope) -> AckCount:
     stmt = event_filters(select(orm.Event.id, orm.Event.episode_id).where(scope.events()),
-                         body.model_dump(exclude_none=True))
+                         body.model_dump(exclude_none=True), dialect_of(uow))
     stmt = stmt.where(orm.Event.acknowledged.is_(False))
     rows = uow.session.execute(stmt).all()
     ids = [event_id for event_id, _ in rows]

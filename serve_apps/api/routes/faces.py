@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import numpy as np
 from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
 
-from facewatch.errors import BadParam, Forbidden, NotFound, TooLarge
+from facewatch.errors import BadImage, BadParam, Forbidden, NoFace, NotFound, TooLarge
 from models.calibration import resolve_threshold
 from serve_apps.api.deps import Media, Operator, Scope, Uow, Viewer
 from serve_apps.api.enrolment import (
@@ -26,6 +26,7 @@ from serve_apps.api.enrolment import (
     sync_dossiers,
 )
 from serve_apps.api.routes._common import ensure_visible
+from serve_apps.api.routes.search import raw_vector
 from serve_apps.api.schemas import (
     BulkEnrolOut,
     DetectOut,
@@ -34,7 +35,7 @@ from serve_apps.api.schemas import (
     Page,
     VerifyOut,
 )
-from serve_apps.api.services import Services, get_services, read_upload
+from serve_apps.api.services import Services, decode_photo, get_services, read_upload
 from storage import orm
 from storage.dossier_vectors import remove_dossier_face_vectors
 from storage.unit_of_work import UnitOfWork
@@ -63,59 +64,130 @@ def _bbox(value: str | None) -> list[float] | None:
     return box
 
 
+MAX_BATCH_PHOTOS = 32
+
+
 @router.post("/detect", response_model=DetectOut)
 async def detect(
-    request: Request, services: Svc, caller: Viewer, photo: Annotated[UploadFile, File()],
+    request: Request, services: Svc, caller: Viewer,
+    photo: Annotated[UploadFile | None, File(description="one photo (answer: faces)")] = None,
+    photos: Annotated[list[UploadFile] | None, File(description="several photos (answer: results per photo)")] = None,
     with_embeddings: Annotated[bool, Form()] = False,
+    aligned: Annotated[bool, Form(description="the photos are already aligned face crops: no detection")] = False,
 ) -> dict[str, Any]:
+    """Faces of one photo, or of up to 32 photos in one call: each photo gets its own result, and a photo
+    that cannot be read is a typed error in its result while the others are answered (HTTP 200)."""
     if with_embeddings and caller.role == "viewer":
         raise Forbidden("embeddings are returned to admins and operators only", param="with_embeddings")
-    data = await read_upload(photo, _limit(request))
-    _, analyzed = await analyze_photo(services, data, _limit(request))
-    extracted = await services.extract(analyzed.chips) if analyzed.faces else {"embeddings": [], "attributes": []}
+    if (photo is None) == (not photos):
+        raise BadParam("send either photo (one file) or photos (one or more files)", param="photo")
+    if photo is not None:
+        data = await read_upload(photo, _limit(request))
+        return {"faces": await _detect_one(services, data, _limit(request), with_embeddings, aligned)}
+    assert photos is not None
+    if len(photos) > MAX_BATCH_PHOTOS:
+        raise TooLarge(f"at most {MAX_BATCH_PHOTOS} photos per call", param="photos")
+    results = []
+    for upload in photos:
+        name = upload.filename or "photo"
+        try:
+            data = await read_upload(upload, _limit(request), "photos")
+            faces = await _detect_one(services, data, _limit(request), with_embeddings, aligned)
+            results.append({"file": name, "faces": faces, "error": None})
+        except (BadImage, TooLarge, NoFace) as exc:
+            results.append({"file": name, "faces": [], "error": {"code": exc.code, "reason": exc.reason}})
+    return {"results": results}
+
+
+async def _detect_one(services: Services, data: bytes, limit: int, with_embeddings: bool,
+                      aligned: bool) -> list[dict[str, Any]]:
+    if aligned:
+        chip, box = aligned_chip(decode_photo(data, limit), services.spec.chip_size)
+        found = [{"bbox": box, "score": 1.0, "quality": None, "landmarks": []}]
+        chips = chip[None]
+    else:
+        _, analyzed = await analyze_photo(services, data, limit)
+        found = [{"bbox": f.bbox, "score": f.score, "quality": f.quality, "landmarks": f.landmarks}
+                 for f in analyzed.faces]
+        chips = analyzed.chips
+    extracted = await services.extract(chips) if found else {"embeddings": [], "attributes": []}
     faces = []
-    for face, vector, attributes in zip(analyzed.faces, extracted["embeddings"], extracted["attributes"],
-                                        strict=True):
-        item = {"bbox": face.bbox, "score": face.score, "quality": face.quality, "landmarks": face.landmarks,
-                "age": attributes.get("age"), "gender": attributes.get("gender"),
-                "attributes": attributes}
+    for face, vector, attributes in zip(found, extracted["embeddings"], extracted["attributes"], strict=True):
+        item = {**face, "age": attributes.get("age"), "gender": attributes.get("gender"), "attributes": attributes}
         if with_embeddings:
             item["embedding"] = [round(float(v), 6) for v in vector]
             item["model"] = services.embedder
         faces.append(item)
-    return {"faces": faces}
+    return faces
 
 
-async def _vector_of_photo(services: Services, upload: UploadFile, limit: int, param: str) -> np.ndarray:
+def aligned_chip(image: np.ndarray, size: int) -> tuple[np.ndarray, list[float]]:
+    """An already-aligned face crop resized to the embedder's chip (its whole area is the face)."""
+    from PIL import Image
+
+    height, width = image.shape[:2]
+    chip = np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR), dtype=np.uint8)
+    return chip, [0.0, 0.0, float(width), float(height)]
+
+
+async def _vectors_of_photo(services: Services, upload: UploadFile, limit: int, param: str,
+                            face_select: str) -> tuple[np.ndarray, list[list[float]]]:
     data = await read_upload(upload, limit, param)
     _, analyzed = await analyze_photo(services, data, limit, param)
-    face = choose(analyzed, "biggest", None, param)[0]
-    return (await services.extract(analyzed.chips[[face.index]]))["embeddings"][0]
+    faces = choose(analyzed, "all" if face_select == "all" else "biggest", None, param)
+    vectors = (await services.extract(analyzed.chips[[f.index for f in faces]]))["embeddings"]
+    return np.asarray(vectors, np.float32), [f.bbox for f in faces]
 
 
-@router.post("/verify", response_model=VerifyOut)
+@router.post("/verify", response_model=VerifyOut, response_model_exclude_none=True)
 async def verify(
     request: Request, services: Svc, uow: Uow, _: Viewer, scope: Scope,
     photo1: Annotated[UploadFile | None, File()] = None, photo2: Annotated[UploadFile | None, File()] = None,
     face1: Annotated[int | None, Form()] = None, face2: Annotated[int | None, Form()] = None,
+    vector1: Annotated[str | None, Form(description="JSON list: a raw vector of the active model")] = None,
+    vector2: Annotated[str | None, Form(description="JSON list: a raw vector of the active model")] = None,
     threshold: Annotated[str | None, Form(description="a number in [0, 1] or strict/medium/low/none")] = None,
+    face_select: Annotated[str, Form(pattern="^(biggest|all)$",
+                                     description="all: compare every face of photo1 with every face of photo2")]
+    = "biggest",
 ) -> VerifyOut:
-    vectors = []
-    for n, (upload, face_id) in enumerate(((photo1, face1), (photo2, face2)), start=1):
-        if (upload is None) == (face_id is None):
-            raise BadParam(f"give exactly one of photo{n} and face{n}", param=f"photo{n}")
+    """1:1 verification; with face_select=all every pair of faces is compared (`pairs`, best first) and
+    the answer's confidence is the best pair's."""
+    sides = []
+    for n, (upload, face_id, raw) in enumerate(((photo1, face1, vector1), (photo2, face2, vector2)), start=1):
+        if sum(v is not None for v in (upload, face_id, raw)) != 1:
+            raise BadParam(f"give exactly one of photo{n}, face{n} and vector{n}", param=f"photo{n}")
         if upload is not None:
-            vectors.append(await _vector_of_photo(services, upload, _limit(request), f"photo{n}"))
+            sides.append(await _vectors_of_photo(services, upload, _limit(request), f"photo{n}", face_select))
+        elif raw is not None:
+            sides.append((raw_vector(_json_list(raw, f"vector{n}"), services.spec.dim, f"vector{n}")[None], [[]]))
         else:
             if not scope.keep_dossier_faces(uow.session, [face_id]):  # hidden looks absent
                 raise BadParam(f"dossier face {face_id} does not exist", param=f"face{n}")
-            vectors.append(dossier_face_vector(uow, face_id, services.embedder, f"face{n}"))
+            sides.append((dossier_face_vector(uow, face_id, services.embedder, f"face{n}")[None], [[]]))
     try:
         cut = resolve_threshold(threshold, float(uow.settings.get("default_threshold")))
     except ValueError as exc:
         raise BadParam(str(exc), param="threshold") from None
-    confidence = float(services.calibration.confidence(float(np.dot(vectors[0], vectors[1]))))
-    return VerifyOut(confidence=round(confidence, 4), verified=confidence >= cut, threshold=cut)
+    (a, boxes_a), (b, boxes_b) = sides
+    confidences = np.asarray(services.calibration.confidence(a @ b.T), dtype=np.float64)
+    pairs = sorted(({"face1": boxes_a[i] or None, "face2": boxes_b[j] or None,
+                     "confidence": round(float(confidences[i, j]), 4), "verified": bool(confidences[i, j] >= cut)}
+                    for i in range(len(a)) for j in range(len(b))), key=lambda p: -p["confidence"])
+    best = pairs[0]["confidence"]
+    return VerifyOut(confidence=best, verified=best >= cut, threshold=cut,
+                     pairs=pairs if face_select == "all" else None)
+
+
+def _json_list(text: str, param: str) -> list[float]:
+    try:
+        values = json.loads(text)
+    except ValueError:
+        raise BadParam(f"{param} must be a JSON list of numbers", param=param) from None
+    if not isinstance(values, list) or not all(isinstance(v, int | float) and not isinstance(v, bool)
+                                               for v in values):
+        raise BadParam(f"{param} must be a JSON list of numbers", param=param)
+    return values
 
 
 def _visible_dossier(uow: UnitOfWork, dossier_id: int, scope: VisibilityScope) -> orm.Dossier:
@@ -129,6 +201,7 @@ def face_out(row: orm.DossierFace, base_url: str) -> DossierFaceOut:
         detection_score=row.detection_score, landmarks=row.landmarks, attributes=row.attributes,
         photo=f"{base_url}/v1/media/{row.source_key}" if row.source_key else None,
         crop=f"{base_url}/v1/media/{row.crop_key}" if row.crop_key else None, created_at=row.created_at,
+        meta=row.meta or {}, external_id=row.external_id,
     )
 
 

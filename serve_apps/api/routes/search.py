@@ -38,6 +38,8 @@ FORM_CONTENT = {"type": "object", "properties": {
     "sort": {"type": "string", "enum": ["confidence", "time"]}, "partial": {"type": "boolean"},
     "watch_list_id": {"type": "integer", "description": "dossiers on this (active) watch list only"},
     "include_inactive": {"type": "boolean", "description": "dossiers: also inactive dossiers and lists"},
+    "face_select": {"type": "string", "enum": ["biggest", "all"], "description": "all: every face of the photo"},
+    "vector": {"type": "array", "items": {"type": "number"}, "description": "a raw vector of the active model"},
 }}
 
 
@@ -55,6 +57,8 @@ class SearchQuery(Input):
     partial: bool = False
     watch_list_id: int | None = None
     include_inactive: bool = False
+    face_select: Literal["biggest", "all"] = "biggest"
+    vector: list[float] | None = Field(None, max_length=4096, description="a raw vector of the active model")
 
     @field_validator("threshold")
     @classmethod
@@ -62,26 +66,38 @@ class SearchQuery(Input):
         return None if value is None else resolve_threshold(value)
 
 
-async def _query_vector(request: Request, uow: UnitOfWork, services: Services, query: SearchQuery,
-                        photo: Any, scope: VisibilityScope) -> np.ndarray:
-    given = [photo is not None, query.event_id is not None, query.dossier_face_id is not None]
+async def _query_vectors(request: Request, uow: UnitOfWork, services: Services, query: SearchQuery,
+                         photo: Any, scope: VisibilityScope) -> tuple[np.ndarray, list[Any]]:
+    """The query vectors (one, or every face of the photo with face_select=all) and their faces."""
+    given = [photo is not None, query.event_id is not None, query.dossier_face_id is not None,
+             query.vector is not None]
     if sum(given) != 1:
-        raise BadParam("give exactly one of photo, event_id and dossier_face_id", param="photo")
+        raise BadParam("give exactly one of photo, event_id, dossier_face_id and vector", param="photo")
     if photo is not None:
         limit = request.app.state.config.max_upload_bytes
         data = await read_upload(photo, limit)
         _, analyzed = await analyze_photo(services, data, limit)
-        face = choose(analyzed, "biggest", None)[0]
-        return (await services.extract(analyzed.chips[[face.index]]))["embeddings"][0]
+        faces = choose(analyzed, query.face_select, None)
+        return (await services.extract(analyzed.chips[[f.index for f in faces]]))["embeddings"], faces
+    if query.vector is not None:
+        return raw_vector(query.vector, services.spec.dim, "vector")[None], []
     if query.dossier_face_id is not None:
         if not scope.keep_dossier_faces(uow.session, [query.dossier_face_id]):
             raise BadParam(f"dossier face {query.dossier_face_id} does not exist", param="dossier_face_id")
-        return dossier_face_vector(uow, query.dossier_face_id, services.embedder, "dossier_face_id")
+        return dossier_face_vector(uow, query.dossier_face_id, services.embedder, "dossier_face_id")[None], []
     row = uow.vectors.find(EVENTS_GALLERY, query.event_id or "", services.embedder)
     if row is None or not scope.keep_events(uow.session, [query.event_id or ""]):
         raise BadParam(f"event {query.event_id} does not exist (or has no {services.embedder} vector)",
                        param="event_id")
-    return np.frombuffer(row.vector, dtype=np.float32)
+    return np.frombuffer(row.vector, dtype=np.float32)[None], []
+
+
+def raw_vector(values: list[float], dim: int, param: str) -> np.ndarray:
+    """A client's vector of the active model, unit length (the galleries hold unit vectors)."""
+    vector = np.asarray(values, dtype=np.float32)
+    if vector.shape != (dim,) or not np.isfinite(vector).all() or not np.linalg.norm(vector) > 0:
+        raise BadParam(f"{param} must be {dim} finite numbers of the active model, not all zero", param=param)
+    return vector / np.linalg.norm(vector)
 
 
 def _dossier_filters(query: SearchQuery) -> dict[str, Any] | None:
@@ -115,11 +131,12 @@ def _event_filters(query: SearchQuery) -> dict[str, Any]:
     "application/json": {"schema": FORM_CONTENT},
 }, "required": True}})
 async def search(request: Request, uow: Uow, caller: Viewer) -> dict[str, Any]:
-    """Only what the caller sees is searched (storage/visibility.py); hidden hits never shorten a page."""
-    query, photo = await read_file_query(request, SearchQuery)
+    """Only what the caller sees is searched (storage/visibility.py); hidden hits never shorten a page.
+    With face_select=all every face of the photo is searched (`faces`, one result list each)."""
+    query, photo = await read_file_query(request, SearchQuery, json_fields=("vector",))
     services = get_services(request)
     scope = scope_of(uow, caller)
-    vector = await _query_vector(request, uow, services, query, photo, scope)
+    vectors, faces = await _query_vectors(request, uow, services, query, photo, scope)
     threshold = query.threshold if query.threshold is not None else float(uow.settings.get("default_threshold"))
     min_score = services.calibration.cosine(threshold)
     galleries = get_galleries(request)
@@ -132,9 +149,13 @@ async def search(request: Request, uow: Uow, caller: Viewer) -> dict[str, Any]:
             return _group_dossiers(uow, services, keep_hits(hits, visible, int), query.limit)
 
         # Several faces per dossier: fetch more than `limit` hits so grouping still fills the page.
-        result, results = await fill_page(
-            lambda k: router_.search_async(vector, k, min_score=min_score, filters=filters, partial=query.partial),
-            query.limit, dossiers, first_k=min(query.limit * 5, 5000))
+        per_face = []
+        for vector in np.asarray(vectors, dtype=np.float32):
+            result, results = await fill_page(
+                lambda k, v=vector: router_.search_async(v, k, min_score=min_score, filters=filters,
+                                                         partial=query.partial),
+                query.limit, dossiers, first_k=min(query.limit * 5, 5000))
+            per_face.append(results)
     else:
         router_ = await galleries.router_async(EVENTS_GALLERY)
         filters = scope.event_shard_filters(_event_filters(query))
@@ -142,11 +163,17 @@ async def search(request: Request, uow: Uow, caller: Viewer) -> dict[str, Any]:
         def events(hits: Sequence[Hit]) -> list[tuple[Hit, orm.Event]]:
             return _visible_events(uow, scope, hits)
 
-        result, found = await fill_page(
-            lambda k: router_.search_async(vector, k, min_score=min_score, filters=filters, partial=query.partial),
-            query.limit, events)
-        results = _event_results(request, services, found, query.sort)
-    body: dict[str, Any] = {"results": results}
+        per_face = []
+        for vector in np.asarray(vectors, dtype=np.float32):
+            result, found = await fill_page(
+                lambda k, v=vector: router_.search_async(v, k, min_score=min_score, filters=filters,
+                                                         partial=query.partial),
+                query.limit, events)
+            per_face.append(_event_results(request, services, found, query.sort))
+    body: dict[str, Any] = {"results": per_face[0]}
+    if query.face_select == "all" and faces:
+        body["faces"] = [{"bbox": f.bbox, "quality": f.quality, "results": r}
+                         for f, r in zip(faces, per_face, strict=True)]
     if result.missing_shards:
         body["missing_shards"] = result.missing_shards
     return body

@@ -1,0 +1,87 @@
+"""Selecting the objects a task works on (events, dossiers, dossier faces) by the list filters."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from storage import orm
+from storage.event_queries import filter_events, hide
+from storage.meta_filters import apply_meta
+
+
+def dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def event_ids(session: Session, filters: Mapping[str, Any], hidden_lists: Sequence[int] = (),
+              hidden_groups: Sequence[int] = ()) -> list[str]:
+    """Ids of the events matching `filters`, newest first (a snapshot: events recorded later are not in it)."""
+    stmt = hide(filter_events(select(orm.Event.id), filters, dialect(session)), list(hidden_lists), list(hidden_groups))
+    return list(session.scalars(stmt.order_by(orm.Event.timestamp.desc(), orm.Event.id.desc())))
+
+
+def filter_dossiers(stmt: Select[Any], f: Mapping[str, Any], dialect_name: str) -> Select[Any]:
+    d = orm.Dossier
+    if f.get("watch_list_id") is not None:
+        stmt = stmt.where(d.watch_lists.any(orm.WatchList.id == f["watch_list_id"]))
+    if f.get("dossier_ids") is not None:
+        stmt = stmt.where(d.id.in_(list(f["dossier_ids"])))
+    if f.get("active") is not None:
+        stmt = stmt.where(d.active.is_(bool(f["active"])))
+    if f.get("name_contains"):
+        stmt = stmt.where(d.name.icontains(str(f["name_contains"]), autoescape=True))
+    if f.get("created_gte") is not None:
+        stmt = stmt.where(d.created_at >= f["created_gte"])
+    if f.get("created_lte") is not None:
+        stmt = stmt.where(d.created_at <= f["created_lte"])
+    return apply_meta(stmt, d, f, dialect_name)
+
+
+def dossier_ids(session: Session, filters: Mapping[str, Any]) -> list[int]:
+    return list(session.scalars(filter_dossiers(select(orm.Dossier.id), filters, dialect(session))
+                                .order_by(orm.Dossier.id)))
+
+
+def dossier_face_ids(session: Session, filters: Mapping[str, Any]) -> list[int]:
+    """Faces of the dossiers matching `filters`; `meta.*` / `external_id` apply to the faces themselves,
+    `created_*` to the faces' creation time."""
+    f = orm.DossierFace
+    face_filters = {k: v for k, v in filters.items() if k.startswith("meta") or k == "external_id"}
+    owner_filters = {k: v for k, v in filters.items()
+                     if k not in face_filters and k not in ("created_gte", "created_lte")}
+    stmt = select(f.id).where(f.dossier_id.in_(filter_dossiers(select(orm.Dossier.id), owner_filters,
+                                                               dialect(session))))
+    if filters.get("created_gte") is not None:
+        stmt = stmt.where(f.created_at >= filters["created_gte"])
+    if filters.get("created_lte") is not None:
+        stmt = stmt.where(f.created_at <= filters["created_lte"])
+    stmt = apply_meta(stmt, f, face_filters, dialect(session))
+    return list(session.scalars(stmt.order_by(f.id)))
+
+
+def events_by_ids(session: Session, ids: Sequence[str]) -> list[orm.Event]:
+    """The events with these ids, in the order given (missing ones left out)."""
+    found = {e.id: e for e in session.scalars(select(orm.Event).where(orm.Event.id.in_(list(ids))))}
+    return [found[i] for i in ids if i in found]
+
+
+def dossiers_by_ids(session: Session, ids: Sequence[int]) -> list[orm.Dossier]:
+    found = {d.id: d for d in session.scalars(select(orm.Dossier).where(orm.Dossier.id.in_(list(ids))))}
+    return [found[i] for i in ids if i in found]
+
+
+def vectors_of(session: Session, gallery: str, model: str, item_ids: Sequence[str]) -> dict[str, bytes]:
+    rows = session.execute(select(orm.FaceVector.item_id, orm.FaceVector.vector).where(
+        orm.FaceVector.gallery == gallery, orm.FaceVector.model == model,
+        orm.FaceVector.item_id.in_(list(item_ids))))
+    return {r.item_id: r.vector for r in rows}
+
+
+def unused_model_vector_ids(session: Session, active_model: str, limit: int | None = None) -> list[int]:
+    """Vector rows of models other than the active one (left behind by a model migration)."""
+    stmt = select(orm.FaceVector.id).where(orm.FaceVector.model != active_model).order_by(orm.FaceVector.id)
+    return list(session.scalars(stmt.limit(limit) if limit else stmt))
