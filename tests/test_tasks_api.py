@@ -163,7 +163,9 @@ def test_an_event_from_a_still_photo_is_matched_in_the_live_feed_and_reaches_the
     assert event["camera_id"] == system.camera["id"] and event["meta"] == {"badge": 42, "floor": 3}
     assert event["external_id"] == "gate-7" and event["media"]["crop"] and event["media"]["frame"]
     system.events["obama2"] = event["id"]
-    feed = system.api.get(f"/v1/events/stream?since={since}&max_events=1&timeout_s=20", role="viewer")
+    feed = system.api.get("/v1/events/stream", role="viewer",
+                          params={"since": since, "max_events": 1, "timeout_s": 20})
+    assert feed.status_code == 200, feed.text
     lines = [json.loads(line[5:]) for line in feed.text.splitlines() if line.startswith("data:")]
     assert [e["id"] for e in lines] == [event["id"]] and lines[0]["matched"] is True
     delivered = wait_for(lambda: [e for e in system.receiver.items("/hook") if e.get("id") == event["id"]])
