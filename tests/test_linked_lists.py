@@ -35,16 +35,19 @@ class Master:
         self.media = LocalMediaStore(self.config.media_root)
         self.server = ThreadedServer(create_app(self.config))
 
-    def add_face(self, dossier_id: int, photo: bytes, seed: int, with_vector: bool = True) -> int:
-        """A dossier photo as enrolment stores it: photo, crop, box, and (here) a vector of the slave's model."""
+    def add_face(self, dossier_id: int, photo: bytes, seed: int, with_vector: bool = True,
+                 bbox: list[float] | None = None, vector: np.ndarray | None = None) -> int:
+        """A dossier photo as enrolment stores it: photo, crop, box, and (here) a vector of the slave's model
+        (random unless given)."""
         with UnitOfWork(self.db_url) as uow:
             dossier = uow.dossiers.get(dossier_id)
             row = uow.dossier_faces.add(orm.DossierFace(
                 dossier_id=dossier_id, source_key=self.media.put(photo, "jpg"),
-                crop_key=self.media.put(photo[:2000], "png"), bbox=[10.0, 20.0, 110.0, 140.0], quality=0.8,
+                crop_key=self.media.put(photo[:2000], "png"), bbox=bbox or [10.0, 20.0, 110.0, 140.0], quality=0.8,
                 detection_score=0.99, landmarks=[[1.0, 2.0]] * 5))
             if with_vector:
-                vector = np.random.default_rng(seed).standard_normal(128).astype(np.float32)
+                if vector is None:
+                    vector = np.random.default_rng(seed).standard_normal(128).astype(np.float32)
                 store_dossier_face_vector(uow, row, dossier, MODEL, vector / np.linalg.norm(vector))
             uow.commit()
             return row.id
