@@ -58,3 +58,14 @@ def test_every_variable_the_code_reads_is_a_setting_and_in_the_readme() -> None:
     assert used - known - TEST_ONLY == set()
     readme = (ROOT / "README.md").read_text()
     assert {name for name in known if f"`{name}`" not in readme} == set()
+
+
+def test_one_backoff_rule_grows_caps_and_jitters() -> None:
+    import random
+
+    from facewatch.backoff import backoff_delay
+
+    assert [backoff_delay(n, 1.0, 2.0, 10.0) for n in range(6)] == [0.0, 1.0, 2.0, 4.0, 8.0, 10.0]
+    assert backoff_delay(10_000, 1.0, 2.0, 60.0) == 60.0  # no float overflow after long outages
+    jittered = [backoff_delay(3, 1.0, 2.0, 60.0, jitter=0.5, rng=random.Random(i)) for i in range(50)]
+    assert all(2.0 <= d <= 6.0 for d in jittered) and len(set(jittered)) > 1
