@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from facewatch.fields import Timestamp
+from facewatch.states import CameraStatus, DesiredState, JobKind, JobState, VideoStatus
 from facewatch.stream_settings import StreamSettings as SharedStreamSettings
 
 T = TypeVar("T")
@@ -178,7 +179,7 @@ class CameraOut(Output):
     active: bool
     threshold: float | None
     stream_settings: dict[str, Any]
-    status: str
+    status: CameraStatus
     status_error: str
     stats: dict[str, Any]
     created_at: datetime
@@ -601,12 +602,12 @@ class JobOut(BaseModel):
     """The JobManager's record of one camera or video job."""
 
     id: int
-    kind: Literal["camera", "video"]
+    kind: JobKind
     camera_id: int | None
     video_id: int | None
     single_pass: bool
-    desired_state: str = Field(description="running | stopped")
-    state: str = Field(description="pending | running | finished | failed | stopped")
+    desired_state: DesiredState
+    state: JobState
     actor_name: str
     lease_holder: str | None = Field(description="the job actor attempt holding the lease")
     lease_node: str | None = Field(description="Ray node id the job runs on")
@@ -624,7 +625,7 @@ class CameraStatusOut(BaseModel):
     camera_id: int
     name: str
     active: bool
-    status: str = Field(description="disabled | starting | ok | degraded | failing")
+    status: CameraStatus
     status_error: str
     stats: dict[str, Any]
     job: JobOut | None
@@ -659,7 +660,7 @@ class VideoOut(BaseModel):
     camera_group_id: int
     camera_id: int | None
     stream_settings: dict[str, Any]
-    status: str = Field(description="queued | running | done | failed | cancelled")
+    status: VideoStatus
     progress: VideoProgress
     duration_s: float
     events_count: int

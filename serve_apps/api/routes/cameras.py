@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 
+from facewatch.states import CameraStatus
 from serve_apps.api.deps import Admin, Caller, Operator, Pages, Uow
 from serve_apps.api.jobs_client import notify_camera_changed
 from serve_apps.api.routes._common import apply_patch, ensure_visible, not_hidden_clause
@@ -14,7 +15,6 @@ from storage import orm
 from storage.unit_of_work import UnitOfWork
 
 router = APIRouter(prefix="/cameras", tags=["cameras"])
-CameraStatus = Literal["disabled", "starting", "ok", "degraded", "failing"]
 
 
 def _group_for(uow: UnitOfWork, group_id: int) -> orm.CameraGroup:
