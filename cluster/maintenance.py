@@ -88,7 +88,7 @@ def run_cleanup(config: Config, older_than_days: float | None = None, batch: int
 
 def cli_cleanup(args: Any) -> int:
     """`facewatch cleanup [--older-than DAYS] [--batch N] [--json]`."""
-    from cluster.cli import print_json
+    from cluster.output import print_json
     from cluster.service import prepare_database
     from facewatch.settings import load_config
 
