@@ -87,6 +87,7 @@ from actors.video_source import (
 )
 from actors.vms_cameras import resolve_source_url
 from facewatch.sightings import FaceSighting, event_id_for
+from facewatch.stream_settings import StreamSettings
 from models.alignment import align_faces
 from models.detector import FaceDetector
 from models.embedders import EmbedderSpec, embedder_spec
@@ -113,43 +114,8 @@ T = TypeVar("T")
 # -- settings --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class StreamConfig:
-    """A camera's or video's stream settings (SPEC §2, §3); unknown keys are ignored."""
-
-    min_quality: float = 0.0
-    min_face_size: int = 30
-    max_face_size: int | None = 2000
-    roi: tuple[float, float, float, float] | None = None
-    rot: tuple[float, float, float, float] | None = None
-    overall_only: bool = True
-    realtime_interval_s: float = 1.0
-    realtime_every_interval: bool = False
-    jpeg_quality: int = 95
-    play_speed: float = -1.0
-    use_stream_timestamp: bool = False
-    start_timestamp: datetime | None = None
-    ffmpeg_options: dict[str, str] = field(default_factory=dict)
-    detect_every_n: int = 1
-    motion_threshold: float = 0.0
-    miss_interval_s: float = 1.0
-    disable_drops: bool = False
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any] | None) -> StreamConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in (raw or {}).items() if k in names and v is not None}
-        for box in ("roi", "rot"):
-            if box in values:
-                values[box] = tuple(float(v) for v in values[box])
-        if isinstance(values.get("start_timestamp"), str):
-            values["start_timestamp"] = datetime.fromisoformat(values["start_timestamp"])
-        if "ffmpeg_options" in values:
-            values["ffmpeg_options"] = {str(k): str(v) for k, v in values["ffmpeg_options"].items()}
-        config = cls(**values)
-        if config.detect_every_n < 1:
-            raise ValueError("detect_every_n must be >= 1")
-        return config
+# The one stream-settings type (API, jobs, batch driver); the old name stays for this module's callers.
+StreamConfig = StreamSettings
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ Behaviour decided here:
 
 from __future__ import annotations
 
+import itertools
 import random
 import threading
 import time
@@ -45,6 +46,7 @@ import av
 import av.error
 import numpy as np
 
+from facewatch.backoff import backoff_delay
 from facewatch.errors import FacewatchError
 
 SUPPORTED_SCHEMES = frozenset({"file", "rtsp", "rtsps", "rtmp", "rtmps", "http", "https"})
@@ -111,10 +113,8 @@ def reopen_delays(
     if initial_s <= 0 or max_s < initial_s or factor < 1 or not 0 <= jitter < 1:
         raise ValueError("need 0 < initial_s <= max_s, factor >= 1 and 0 <= jitter < 1")
     rng = rng or random.Random()
-    delay = initial_s
-    while True:
-        yield delay * (1 + rng.uniform(-jitter, jitter)) if jitter else delay
-        delay = min(delay * factor, max_s)
+    for failures in itertools.count(1):
+        yield backoff_delay(failures, initial_s, factor, max_s, jitter=jitter, rng=rng)
 
 
 def redact_url(url: str) -> str:

@@ -408,7 +408,7 @@ def cli_backup(args: Any) -> int:
     """`facewatch backup DIR [--json]`."""
     import sys
 
-    from cluster.cli import print_json
+    from cluster.output import print_json
     from facewatch.settings import load_config
 
     try:
@@ -428,7 +428,7 @@ def cli_restore(args: Any) -> int:
     """`facewatch restore DIR [--force] [--json]`."""
     import sys
 
-    from cluster.cli import print_json
+    from cluster.output import print_json
     from facewatch.settings import load_config
 
     try:

@@ -28,7 +28,6 @@ duration), "wall_s" (processing time, start-up excluded), "events", "matched", "
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import time
@@ -131,7 +130,7 @@ def _open(config: Config, parallelism: int) -> _Session:
         session.owns_connection, session.remote = True, True
     else:
         _refuse_if_service_running(config)
-        connect_ray(dataclasses.replace(config, camera_slots=max(config.camera_slots, parallelism)))
+        connect_ray(config.model_copy(update={"camera_slots": max(config.camera_slots, parallelism)}))
         session.owns_cluster = True
     if ray.cluster_resources().get("camera_slots", 0) < 1:
         _close(session)

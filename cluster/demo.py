@@ -61,7 +61,7 @@ def obtain_photos() -> tuple[dict[str, bytes], str]:
         return _photos_from_sdist(), f"the {SDIST} source distribution from PyPI (tests/test_images)"
     except Exception as exc:  # noqa: BLE001 - any failure falls back to the development photos
         reason = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
-    shared = Path(os.environ.get("FACEWATCH_TEST_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+    shared = load_config().test_data or Path(__file__).resolve().parents[2] / "shared" / "data"
     faces = shared / "faces"
     if not faces.is_dir():
         raise SystemExit(f"could not download {SDIST} ({reason}) and {faces} does not exist: no photos to use")
@@ -149,7 +149,7 @@ class LiveFeed:
 
 def run_demo(keep_running: bool = False) -> int:
     # The demo is its own, fresh installation each run, so it never touches a real one's data.
-    home = Path(os.environ.get("FACEWATCH_DEMO_HOME", "./var/demo")).resolve()
+    home = load_config().demo_home.resolve()
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
     config = load_config({**os.environ, "FACEWATCH_HOME": str(home), "FACEWATCH_DATABASE_URL": "",

@@ -114,7 +114,7 @@ def enroll_person(api: Api, person: Person, watch_list: str, watch_list_id: int)
 @contextmanager
 def api_session(config: Config, token: str | None, url: str | None) -> Iterator[Api]:
     """An API client: to `url` / a service already answering, or to one started here."""
-    base = url or os.environ.get("FACEWATCH_URL") or f"http://{config.http_host}:{config.http_port}"
+    base = url or config.url or f"http://{config.http_host}:{config.http_port}"
     token = token or config.admin_token
     if _answers(base):
         if not token:

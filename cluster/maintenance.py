@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import ray
@@ -32,8 +31,10 @@ INTERVAL_ENV = "FACEWATCH_CLEANUP_INTERVAL_S"
 
 
 def cleanup_interval_s(env: dict[str, str] | None = None) -> float:
-    value = (os.environ if env is None else env).get(INTERVAL_ENV) or ""
-    return float(value) if value.strip() else DEFAULT_INTERVAL_S
+    from facewatch.settings import load_config
+
+    value = load_config(env).cleanup_interval_s
+    return DEFAULT_INTERVAL_S if value is None else value
 
 
 def _galleries(config: Config, embedder: str) -> Galleries:
@@ -87,7 +88,7 @@ def run_cleanup(config: Config, older_than_days: float | None = None, batch: int
 
 def cli_cleanup(args: Any) -> int:
     """`facewatch cleanup [--older-than DAYS] [--batch N] [--json]`."""
-    from cluster.cli import print_json
+    from cluster.output import print_json
     from cluster.service import prepare_database
     from facewatch.settings import load_config
 

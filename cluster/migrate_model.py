@@ -366,7 +366,7 @@ def cli_migrate_model(args: Any) -> int:
     exit status 0 when switched (or --no-switch), 1 when items are left, 2 when it cannot start."""
     import sys
 
-    from cluster.cli import print_json
+    from cluster.output import print_json
     from cluster.service import prepare_database
     from facewatch.settings import load_config
 

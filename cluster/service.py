@@ -39,19 +39,26 @@ EVENT_PIPELINE = "event-pipeline"
 class Started:
     url: str
     admin_token: str | None  # set only at first start, when no FACEWATCH_ADMIN_TOKEN was given
+    dashboard_url: str | None = None  # the local Ray dashboard, when this process started one
 
 
-def connect_ray(config: Config, num_cpus: int | None = None) -> None:
-    """Joins FACEWATCH_RAY_ADDRESS, or starts a local Ray instance when it is empty."""
+def connect_ray(config: Config, num_cpus: int | None = None, dashboard: bool = False) -> str | None:
+    """Joins FACEWATCH_RAY_ADDRESS, or starts a local Ray instance when it is empty; with `dashboard`,
+    a local Ray also starts Ray's dashboard (FACEWATCH_DASHBOARD_PORT). Returns the dashboard's URL
+    when this call started one."""
     if ray.is_initialized():
-        return
+        return None
     if config.ray_address:
-        ray.init(address=config.ray_address, namespace="facewatch", log_to_driver=False)
-    else:
-        cpus = num_cpus or max(4, os.cpu_count() or 1)
-        # camera_slots: how many camera/video jobs this node may run at once (the JobManager's placement).
-        ray.init(address="local", num_cpus=cpus, namespace="facewatch", include_dashboard=False, log_to_driver=False,
-                 resources={"camera_slots": config.camera_slots})
+        ray.init(address=config.ray_address, namespace=NAMESPACE, log_to_driver=False)
+        return None
+    cpus = num_cpus or max(4, os.cpu_count() or 1)
+    # camera_slots: how many camera/video jobs this node may run at once (the JobManager's placement).
+    # The dashboard costs a few processes and ~1 s of start-up; scripts and tests leave it off.
+    context = ray.init(address="local", num_cpus=cpus, namespace=NAMESPACE, include_dashboard=dashboard,
+                       dashboard_port=config.dashboard_port, log_to_driver=False,
+                       resources={"camera_slots": config.camera_slots})
+    url = getattr(context, "dashboard_url", None) if dashboard else None
+    return f"http://{url}" if url and not str(url).startswith("http") else url
 
 
 def prepare_database(config: Config) -> str | None:
@@ -131,20 +138,20 @@ def start_job_services(config: Config, embedder: str, **manager_settings: object
                              **manager_settings)
 
 
-def start_service(config: Config, num_cpus: int | None = None, faces: bool = True) -> Started:
+def start_service(config: Config, num_cpus: int | None = None, faces: bool = True, dashboard: bool = False) -> Started:
     """Everything `facewatch serve` starts; returns once the API answers.
 
     `faces=False` leaves out the extractor pool, galleries, event pipeline and JobManager (the API then
     answers 503 on face and job endpoints); used where only the CRUD API is needed.
     """
     token = prepare_database(config)
-    connect_ray(config, num_cpus)
+    dashboard_url = connect_ray(config, num_cpus, dashboard=dashboard)
     serve.start(http_options={"host": config.http_host, "port": config.http_port})
     services = start_face_services(config) if faces else None
     if services is not None:
         start_job_services(config, services.embedder)
     serve.run(build_api_application(config, services), name=API_APP, route_prefix="/", blocking=False)
-    return Started(url=f"http://{config.http_host}:{config.http_port}", admin_token=token)
+    return Started(url=f"http://{config.http_host}:{config.http_port}", admin_token=token, dashboard_url=dashboard_url)
 
 
 def stop_named_actors(namespace: str = NAMESPACE) -> int:
@@ -174,8 +181,10 @@ def stop_service() -> None:
 
 def serve_forever(config: Config) -> None:
     """`facewatch serve`: start, stay in the foreground until SIGINT/SIGTERM, then shut down cleanly."""
-    started = start_service(config)
+    started = start_service(config, dashboard=config.dashboard)
     print(f"facewatch API at {started.url} (docs at {started.url}/docs)", flush=True)
+    if started.dashboard_url:
+        print(f"Ray dashboard at {started.dashboard_url} (FACEWATCH_DASHBOARD=0 turns it off)", flush=True)
     if started.admin_token:
         print(f"First start: the admin token is {started.admin_token} (shown once; keep it)", flush=True)
     stop = threading.Event()

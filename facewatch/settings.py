@@ -1,59 +1,107 @@
-"""Process configuration from FACEWATCH_* environment variables (see README, "Configuration")."""
+"""Process configuration: every FACEWATCH_* environment variable, in one place (pydantic-settings).
+
+README "Configuration" lists them. An empty variable counts as unset. `load_config()` reads the
+environment; tests pass their own mapping. Derived defaults (the database and media under
+FACEWATCH_HOME, the public URL from host and port) are filled in after parsing.
+"""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+PREFIX = "FACEWATCH_"
+# The mapping `load_config(env)` was given (None: os.environ); read by the env source below.
+_ENV: ContextVar[Mapping[str, str] | None] = ContextVar("facewatch_env", default=None)
 
 
-@dataclass(frozen=True)
-class Config:
-    home: Path
-    database_url: str
-    media_root: Path
-    http_host: str
-    http_port: int
-    ray_address: str
-    admin_token: str | None
-    public_url: str
-    gallery_shards: int
-    gallery_replicas: int
-    max_upload_bytes: int
-    extractor_min_replicas: int
-    extractor_max_replicas: int
-    extractor_target_ongoing_requests: float
-    extractor_max_batch: int
-    camera_slots: int
+class _MappingEnvSource(EnvSettingsSource):
+    """The environment source, reading `load_config`'s mapping instead of os.environ when given one."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        env = _ENV.get()
+        if env is None:
+            return super()._load_env_vars()
+        return {k.lower(): v for k, v in env.items() if v != ""}
+
+
+class Config(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=PREFIX, env_ignore_empty=True, frozen=True, extra="ignore")
+
+    home: Path = Field(Path("./var"), description="where the local installation keeps its data")
+    database_url: str = Field("", description="SQLAlchemy URL; default sqlite:///$FACEWATCH_HOME/facewatch.db")
+    media_root: Path = Field(Path(""), description="media files; default $FACEWATCH_HOME/media")
+    http_host: str = Field("127.0.0.1", description="address the API listens on")
+    http_port: int = Field(8000, description="API port")
+    ray_address: str = Field("", description="Ray cluster to join; empty starts a local Ray")
+    admin_token: str | None = Field(None, description="the admin's token at first start")
+    public_url: str = Field("", description="base of absolute media URLs; default http://HOST:PORT")
+    gallery_shards: int = Field(2, ge=1)
+    gallery_replicas: int = Field(1, ge=1)
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1)
+    extractor_min_replicas: int = Field(1, ge=0)
+    extractor_max_replicas: int = Field(1, ge=1)
+    extractor_target_ongoing_requests: float = Field(8.0, gt=0)
+    extractor_max_batch: int = Field(64, ge=1)
+    camera_slots: int = Field(4, ge=0)
+    # Read elsewhere before; now here too so that every variable has one definition.
+    dashboard: bool = Field(True, description="a local Ray (no FACEWATCH_RAY_ADDRESS) starts its dashboard")
+    dashboard_port: int = Field(8265, description="port of the local Ray dashboard")
+    cleanup_interval_s: float | None = Field(None, ge=0, description="retention schedule; 0 turns it off")
+    facenet_weights: str | None = Field(None, description="facenet-pytorch checkpoint for the FaceNet embedder")
+    url: str | None = Field(None, description="the API the client commands talk to; default http://HOST:PORT")
+    demo_home: Path = Field(Path("./var/demo"), description="where `facewatch demo` keeps its installation")
+    test_data: Path | None = Field(None, description="real photos and a clip for tests and the demo")
+
+    @model_validator(mode="after")
+    def _derived(self) -> Config:
+        # Frozen: fill the defaults that depend on other fields once, here.
+        home = self.home.resolve()
+        values: dict[str, Any] = {
+            "home": home,
+            "database_url": self.database_url or f"sqlite:///{home / 'facewatch.db'}",
+            "media_root": (self.media_root if str(self.media_root) not in ("", ".") else home / "media").resolve(),
+            "public_url": (self.public_url or f"http://{self.http_host}:{self.http_port}").rstrip("/"),
+            "admin_token": self.admin_token or None,
+        }
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+        return self
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _MappingEnvSource(settings_cls)
 
     @property
     def snapshot_dir(self) -> Path:
         return self.home / "galleries"
 
 
-def load_config(env: dict[str, str] | None = None) -> Config:
+def load_config(env: Mapping[str, str] | None = None) -> Config:
     """Read the configuration; `env` defaults to os.environ (tests pass their own)."""
-    env = dict(os.environ if env is None else env)
-    home = Path(env.get("FACEWATCH_HOME") or "./var").resolve()
-    database_url = env.get("FACEWATCH_DATABASE_URL") or f"sqlite:///{home / 'facewatch.db'}"
-    media_root = Path(env.get("FACEWATCH_MEDIA_ROOT") or home / "media").resolve()
-    port = int(env.get("FACEWATCH_HTTP_PORT") or 8000)
-    host = env.get("FACEWATCH_HTTP_HOST") or "127.0.0.1"
-    return Config(
-        home=home,
-        database_url=database_url,
-        media_root=media_root,
-        http_host=host,
-        http_port=port,
-        ray_address=env.get("FACEWATCH_RAY_ADDRESS", ""),
-        admin_token=env.get("FACEWATCH_ADMIN_TOKEN") or None,
-        public_url=(env.get("FACEWATCH_PUBLIC_URL") or f"http://{host}:{port}").rstrip("/"),
-        gallery_shards=int(env.get("FACEWATCH_GALLERY_SHARDS") or 2),
-        gallery_replicas=int(env.get("FACEWATCH_GALLERY_REPLICAS") or 1),
-        max_upload_bytes=int(env.get("FACEWATCH_MAX_UPLOAD_BYTES") or 10 * 1024 * 1024),
-        extractor_min_replicas=int(env.get("FACEWATCH_EXTRACTOR_MIN_REPLICAS") or 1),
-        extractor_max_replicas=int(env.get("FACEWATCH_EXTRACTOR_MAX_REPLICAS") or 1),
-        extractor_target_ongoing_requests=float(env.get("FACEWATCH_EXTRACTOR_TARGET_ONGOING_REQUESTS") or 8),
-        extractor_max_batch=int(env.get("FACEWATCH_EXTRACTOR_MAX_BATCH") or 64),
-        camera_slots=int(env.get("FACEWATCH_CAMERA_SLOTS") or 4),
-    )
+    token = _ENV.set(dict(env) if env is not None else None)
+    try:
+        return Config()
+    finally:
+        _ENV.reset(token)
+
+
+def variables() -> list[tuple[str, str, str]]:
+    """(variable, default, meaning) of every setting, for the README table and `facewatch config`."""
+    rows = []
+    for name, info in Config.model_fields.items():
+        default = "" if info.default is None else str(info.default)
+        rows.append((f"{PREFIX}{name.upper()}", default, info.description or ""))
+    return rows
+
+
+__all__ = ["Config", "load_config", "variables"]

@@ -7,7 +7,6 @@ The classifier head in those checkpoints is dropped: only the embedding layers a
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,9 @@ class MissingWeightsError(FileNotFoundError):
 
 
 def _resolve_weights(weights_path: str | Path | None) -> Path:
-    value = weights_path or os.environ.get(WEIGHTS_ENV)
+    from facewatch.settings import load_config  # lazily: reading the environment is the caller's moment
+
+    value = weights_path or load_config().facenet_weights
     if not value:
         raise MissingWeightsError(
             f"FaceNet needs a weights file: set {WEIGHTS_ENV} to a facenet-pytorch checkpoint "

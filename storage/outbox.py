@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from facewatch.backoff import backoff_delay
 from storage import orm
 from storage.unit_of_work import UnitOfWork
 
@@ -53,7 +54,7 @@ def enqueue_event(uow: UnitOfWork, event: orm.Event) -> int:
 
 def retry_delay_s(attempts: int) -> float:
     """Exponential back-off after `attempts` failed tries: 1, 2, 4, … capped at 100 s."""
-    return min(BACKOFF_CAP_S, 2.0 ** max(0, attempts - 1))
+    return backoff_delay(max(1, attempts), 1.0, 2.0, BACKOFF_CAP_S)
 
 
 def pending_batch(uow: UnitOfWork, webhook_id: int, size: int) -> list[orm.WebhookOutbox]:

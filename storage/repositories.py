@@ -71,6 +71,10 @@ class Repository(Generic[T]):
     def count(self, stmt: Select[Any]) -> int:
         return int(self.session.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
 
+    def all(self) -> list[T]:
+        """Every row, by id (for small tables: cameras, groups, jobs)."""
+        return list(self.session.scalars(select(self.model).order_by(self.model.id)))  # type: ignore[attr-defined]
+
 
 class CameraGroupRepository(Repository[orm.CameraGroup]):
     model, label = orm.CameraGroup, "camera group"
@@ -121,6 +125,11 @@ class EpisodeRepository(Repository[orm.Episode]):
 class VideoRepository(Repository[orm.Video]):
     model, label = orm.Video, "video"
 
+    def queued_or_in(self, ids: Iterable[int]) -> list[orm.Video]:
+        """The videos waiting for a job, and those with the given ids (the job manager's working set)."""
+        stmt = select(orm.Video).where(orm.Video.id.in_(set(ids)) | (orm.Video.status == "queued"))
+        return list(self.session.scalars(stmt))
+
 
 class JobRepository(Repository[orm.Job]):
     model, label = orm.Job, "job"
@@ -130,6 +139,11 @@ class JobRepository(Repository[orm.Job]):
 
     def for_video(self, video_id: int) -> orm.Job | None:
         return self.session.scalar(select(orm.Job).where(orm.Job.video_id == video_id))
+
+    def not_in_states(self, states: Iterable[str]) -> list[orm.Job]:
+        """Jobs that still need supervision (finished/failed single-pass jobs do not), by id."""
+        stmt = select(orm.Job).where(orm.Job.state.not_in([str(s) for s in states])).order_by(orm.Job.id)
+        return list(self.session.scalars(stmt))
 
 
 class WebhookRepository(Repository[orm.Webhook]):

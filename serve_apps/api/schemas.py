@@ -14,12 +14,15 @@ from pydantic import (
     AfterValidator,
     AnyHttpUrl,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     field_validator,
     model_validator,
 )
+
+from facewatch.fields import Timestamp
+from facewatch.states import CameraStatus, DesiredState, JobKind, JobState, VideoStatus
+from facewatch.stream_settings import StreamSettings as SharedStreamSettings
 
 T = TypeVar("T")
 
@@ -32,19 +35,6 @@ DbId = Annotated[int, Interval(ge=-(2**63), le=2**63 - 1)]
 make the database driver fail instead of answering NOT_FOUND / BAD_PARAM)."""
 
 
-def _iso_datetime(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value)
-        except ValueError as exc:
-            raise ValueError("expected an ISO 8601 date-time such as 2024-05-01T12:00:00Z") from exc
-    if isinstance(value, datetime):
-        return value
-    raise ValueError("expected an ISO 8601 date-time string")
-
-
-Timestamp = Annotated[datetime, BeforeValidator(_iso_datetime)]
-"""A datetime in an input (body or query): an ISO 8601 string, as documented; not an epoch number."""
 
 
 def _has_nul(value: Any) -> bool:
@@ -126,45 +116,9 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None = None
 
 
-def _check_box(value: list[float] | None, name: str) -> list[float] | None:
-    if value is None:
-        return None
-    if len(value) != 4 or value[2] <= value[0] or value[3] <= value[1] or min(value) < 0:
-        raise ValueError(f"{name} must be [x1, y1, x2, y2] with x2 > x1 >= 0 and y2 > y1 >= 0")
-    return value
-
-
-class StreamSettings(Input):
-    """How a camera's stream is decoded, filtered and posted (SPEC §2, §3)."""
-
-    min_quality: float = Field(0.0, ge=0.0, le=1.0)
-    min_face_size: int = Field(30, ge=10, le=4000, description="pixels")
-    max_face_size: int = Field(2000, ge=10, le=8000, description="pixels")
-    roi: Box | None = Field(None, description="[x1, y1, x2, y2]: post only faces whose centre is inside")
-    rot: Box | None = Field(None, description="[x1, y1, x2, y2]: detect and track only inside this region")
-    overall_only: bool = True
-    realtime_interval_s: float = Field(1.0, gt=0.0, le=3600.0)
-    realtime_every_interval: bool = False
-    jpeg_quality: int = Field(95, ge=1, le=100)
-    play_speed: float = Field(-1.0, ge=-1.0, le=100.0, description="-1: as fast as possible for files")
-    use_stream_timestamp: bool = False
-    start_timestamp: Timestamp | None = None
-    ffmpeg_options: dict[str, str] = Field(default_factory=dict)
-    detect_every_n: int = Field(1, ge=1, le=1000)
-    motion_threshold: float = Field(0.0, ge=0.0, le=1.0)
-    miss_interval_s: float = Field(1.0, gt=0.0, le=60.0)
-    disable_drops: bool = False
-
-    @field_validator("roi", "rot")
-    @classmethod
-    def _box(cls, value: list[float] | None, info: Any) -> list[float] | None:
-        return _check_box(value, info.field_name)
-
-    @model_validator(mode="after")
-    def _sizes(self) -> StreamSettings:
-        if self.max_face_size < self.min_face_size:
-            raise ValueError("max_face_size must be >= min_face_size")
-        return self
+class StreamSettings(Input, SharedStreamSettings):
+    """How a camera's stream is decoded, filtered and posted (SPEC §2, §3); the fields are those of
+    `facewatch.stream_settings.StreamSettings`, validated strictly as a request body."""
 
 
 # -- camera groups ---------------------------------------------------------------------------------
@@ -275,7 +229,7 @@ class CameraOut(Output):
     active: bool
     threshold: float | None
     stream_settings: dict[str, Any]
-    status: str
+    status: CameraStatus
     status_error: str
     stats: dict[str, Any]
     meta: dict[str, Any] = Field(default_factory=dict)
@@ -743,12 +697,12 @@ class JobOut(BaseModel):
     """The JobManager's record of one camera or video job."""
 
     id: int
-    kind: Literal["camera", "video"]
+    kind: JobKind
     camera_id: int | None
     video_id: int | None
     single_pass: bool
-    desired_state: str = Field(description="running | stopped")
-    state: str = Field(description="pending | running | finished | failed | stopped")
+    desired_state: DesiredState
+    state: JobState
     actor_name: str
     lease_holder: str | None = Field(description="the job actor attempt holding the lease")
     lease_node: str | None = Field(description="Ray node id the job runs on")
@@ -766,7 +720,7 @@ class CameraStatusOut(BaseModel):
     camera_id: int
     name: str
     active: bool
-    status: str = Field(description="disabled | starting | ok | degraded | failing")
+    status: CameraStatus
     status_error: str
     stats: dict[str, Any]
     job: JobOut | None
@@ -801,7 +755,7 @@ class VideoOut(BaseModel):
     camera_group_id: int
     camera_id: int | None
     stream_settings: dict[str, Any]
-    status: str = Field(description="queued | running | done | failed | cancelled")
+    status: VideoStatus
     progress: VideoProgress
     duration_s: float
     events_count: int

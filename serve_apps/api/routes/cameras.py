@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
+from facewatch.states import CameraStatus
 from serve_apps.api.deps import Admin, Operator, Pages, Scope, Uow
 from serve_apps.api.jobs_client import notify_camera_changed
 from serve_apps.api.routes._common import apply_patch, dialect_of, ensure_visible, meta_query
@@ -16,7 +17,6 @@ from storage.unit_of_work import UnitOfWork
 from storage.visibility import VisibilityScope
 
 router = APIRouter(prefix="/cameras", tags=["cameras"])
-CameraStatus = Literal["disabled", "starting", "ok", "degraded", "failing"]
 
 
 def _group_for(uow: UnitOfWork, group_id: int) -> orm.CameraGroup:

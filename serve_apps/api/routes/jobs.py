@@ -8,13 +8,14 @@ manager itself: 503 SERVICE_UNAVAILABLE when it is not running.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter
 from sqlalchemy import or_, select
 
 from actors.job_manager import job_dict
 from facewatch.errors import NotFound
+from facewatch.states import JobKind, JobState
 from serve_apps.api.deps import Admin, Operator, Pages, Scope, Uow
 from serve_apps.api.jobs_client import call_manager
 from serve_apps.api.routes._common import ensure_visible
@@ -24,8 +25,6 @@ from storage.unit_of_work import UnitOfWork
 from storage.visibility import VisibilityScope
 
 router = APIRouter(tags=["jobs"])
-JobKind = Literal["camera", "video"]
-JobState = Literal["pending", "running", "finished", "failed", "stopped"]
 
 
 def _job_visible(uow: UnitOfWork, job: orm.Job, scope: VisibilityScope) -> bool:

@@ -17,7 +17,7 @@ import logging
 import re
 import tempfile
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import func, select
@@ -26,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from actors.job_manager import DONE_STATES, job_dict
 from actors.video_source import SourceError, VideoSource
 from facewatch.errors import BadParam, FacewatchError, Forbidden, NotFound
+from facewatch.states import VideoStatus
 from serve_apps.api.deps import Caller, Operator, Pages, Scope, Uow, scope_of
 from serve_apps.api.jobs_client import call_manager, require_job_manager
 from serve_apps.api.routes._common import ensure_visible
@@ -38,7 +39,6 @@ from storage.unit_of_work import UnitOfWork
 
 log = logging.getLogger("facewatch.api.videos")
 router = APIRouter(prefix="/videos", tags=["videos"])
-VideoStatus = Literal["queued", "running", "done", "failed", "cancelled"]
 UPLOAD_CHUNK = 1 << 20
 _EXTENSION = re.compile(r"^[a-z0-9]{1,5}$")
 

@@ -1,0 +1,132 @@
+"""What each `facewatch` command does; the commands' own modules are imported when they run."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from cluster.output import print_json
+from facewatch.settings import load_config
+
+
+def cmd_serve(_: argparse.Namespace) -> int:
+    from cluster.service import serve_forever
+
+    serve_forever(load_config())
+    return 0
+
+
+def cmd_migrate(_: argparse.Namespace) -> int:
+    from cluster.service import prepare_database
+
+    config = load_config()
+    token = prepare_database(config)
+    print(f"database at {config.database_url} is up to date")
+    if token:
+        print(f"First start: the admin token is {token} (shown once; keep it)")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from cluster.demo import run_demo
+
+    return run_demo(keep_running=args.keep_running)
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cluster.enroll import run_enroll
+
+    summary = run_enroll(load_config(), Path(args.dir), args.watch_list, failed_only=args.failed,
+                         token=args.token, url=args.url)
+    if args.json:
+        print_json({k: summary[k] for k in ("enrolled", "failed", "results")})
+    else:
+        for r in summary["results"]:
+            print(f"{r['status']:>6}  {r['dossier']:<30} {r['file']}" + (f"  ({r['error']})" if r["error"] else ""))
+        print(f"enrolled {summary['enrolled']}, failed {summary['failed']}, skipped (done before) {summary['skipped']}")
+    return 0 if summary["failed"] == 0 else 1
+
+
+def cmd_process(args: argparse.Namespace) -> int:
+    from cluster.batch import format_summary, run_process_command
+
+    results = run_process_command(args.paths, args.camera_group, args.parallelism, args.watch_list)
+    if args.json:
+        print_json({"videos": results})
+    else:
+        print(format_summary(results))
+    return 0 if all(r["status"] == "done" for r in results) else 1
+
+
+def cmd_rebuild_galleries(args: argparse.Namespace) -> int:
+    """Rebuild every shard of the system galleries (and user galleries) from the DB, then snapshot."""
+    from sqlalchemy import select
+
+    from cluster.service import active_embedder, connect_ray, open_galleries, prepare_database
+    from storage import orm
+    from storage.unit_of_work import UnitOfWork
+
+    config = load_config()
+    prepare_database(config)
+    connect_ray(config)
+    galleries = open_galleries(config, active_embedder(config), detached=bool(config.ray_address))
+    with UnitOfWork(config.database_url) as uow:
+        names = ["dossiers", "events", *uow.session.scalars(select(orm.Gallery.name))]
+    report = {}
+    for name in names:
+        router = galleries.router(name)
+        stats = router.rebuild()
+        router.snapshot()
+        report[name] = {"shards": len(stats), "items": sum((s[0] or {}).get("count", 0) for s in stats)}
+    print_json(report)
+    return 0
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    from cluster.maintenance import cli_cleanup
+
+    return cli_cleanup(args)
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from cluster.backup import cli_backup
+
+    return cli_backup(args)
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from cluster.backup import cli_restore
+
+    return cli_restore(args)
+
+
+def cmd_migrate_model(args: argparse.Namespace) -> int:
+    from cluster.migrate_model import cli_migrate_model
+
+    return cli_migrate_model(args)
+
+
+BENCHMARKS = {"gallery": "cluster.bench_gallery"}
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import importlib
+
+    importlib.import_module(BENCHMARKS[args.what]).main(args.args)
+    return 0
+
+
+def cmd_vms_plugin(args: argparse.Namespace) -> int:
+    from cluster.vms_plugin import run_plugin
+
+    token = args.token or os.environ.get("FACEWATCH_VMS_PLUGIN_TOKEN", "")
+    if len(token) < 8:
+        print("give the plug-in's secret with --token or FACEWATCH_VMS_PLUGIN_TOKEN (8 characters or more)",
+              file=sys.stderr)
+        return 2
+    run_plugin(Path(args.config), token, args.host, args.port, args.facewatch_url or "", args.vms_id)
+    return 0
