@@ -18,9 +18,9 @@ from typing import Any
 
 import httpx
 
-from actors.job_manager import backoff_delay
 from actors.vms_cameras import plugin_address, sync_cameras
 from actors.vms_client import AsyncPluginClient, PluginError
+from facewatch.backoff import backoff_delay
 from storage import orm
 from storage.event_views import event_to_dict
 from storage.unit_of_work import UnitOfWork
