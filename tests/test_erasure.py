@@ -43,7 +43,9 @@ def _vectors(url: str, gallery: str, item_ids: list[str]) -> int:
             orm.FaceVector.gallery == gallery, orm.FaceVector.item_id.in_(item_ids))) or 0)
 
 
-def test_deleting_a_photo_and_a_dossier_removes_files_and_vectors_of_every_model(api: ApiClient) -> None:
+@pytest.mark.pg_capable
+def test_deleting_a_photo_and_a_dossier_removes_files_and_vectors_of_every_model(api_any_db: ApiClient) -> None:
+    api = api_any_db
     url, media = _install(api)
     with UnitOfWork(url) as uow:
         ann = uow.dossiers.add(orm.Dossier(name="ann"))
@@ -91,7 +93,9 @@ def _person_with_events(url: str, media: LocalMediaStore) -> dict:
                 "episode": episode.id, "other_episode": other_episode.id, "keys": keys}
 
 
-def test_erasing_a_person_removes_their_events_media_vectors_and_episodes(api: ApiClient) -> None:
+@pytest.mark.pg_capable
+def test_erasing_a_person_removes_their_events_media_vectors_and_episodes(api_any_db: ApiClient) -> None:
+    api = api_any_db
     url, media = _install(api)
     seed = _person_with_events(url, media)
     bob = seed["bob"]
@@ -122,7 +126,9 @@ def _age(media: LocalMediaStore, key: str, seconds: float) -> None:
     os.utime(media.path(key), (past, past))
 
 
-def test_media_sweep_removes_old_unreferenced_files_only(api: ApiClient) -> None:
+@pytest.mark.pg_capable
+def test_media_sweep_removes_old_unreferenced_files_only(api_any_db: ApiClient) -> None:
+    api = api_any_db
     url, media = _install(api)
     seed = _person_with_events(url, media)
     orphan_old = media.put(b"a dropped face", "jpg")
