@@ -13,8 +13,9 @@ Rules (SPEC §4):
 - Episodes: an event joins the open episode (same camera group) whose events within the look-back
   hold a face with similarity ≥ the episode threshold, else opens a new one. Episodes close after the
   idle timeout or the max duration, measured on event timestamps (so a video file processed faster
-  than real time groups its sightings the way they happened). Events joining an acknowledged episode
-  are acknowledged.
+  than real time groups its sightings the way they happened). Acknowledgement follows
+  storage/acknowledgement.py: events of lists without `require_ack` are acknowledged on creation,
+  events joining an episode a person acknowledged arrive acknowledged.
 - The event row, its episode, its webhook outbox rows, its vector (events gallery) and the video's
   counters commit in ONE transaction; the events gallery is synced after the commit. Event ids come
   from job + run + track + shot, so a retried hand-off finds the committed event and adds nothing.
@@ -24,22 +25,29 @@ In-memory state (recent faces per group for dedup and episodes) is rebuilt from 
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 import ray
 from sqlalchemy import select
 
+from actors import episode_clock
+from actors.background_loop import BackgroundLoop
 from actors.galleries import Galleries
 from facewatch import metrics
 from facewatch.sightings import FaceSighting
 from models.calibration import Calibration
 from storage import orm
+from storage.acknowledgement import episode_after_event, initial_ack
 from storage.dossier_vectors import DOSSIERS_GALLERY, EVENTS_GALLERY
+from storage.erasure import delete_unreferenced
+from storage.media import LocalMediaStore
 from storage.outbox import enqueue_event
 from storage.unit_of_work import UnitOfWork
 
@@ -69,6 +77,7 @@ class OpenEpisode:
     started_at: datetime
     last_at: datetime
     faces: deque[RecentFace] = field(default_factory=lambda: deque(maxlen=64))
+    touched: datetime = field(default_factory=lambda: datetime.now(UTC))  # wall clock of its last event
 
 
 @dataclass
@@ -110,14 +119,18 @@ def load_context(uow: UnitOfWork) -> Context:
 
 
 class EventPipelineCore:
-    def __init__(self, db_url: str, galleries: Galleries, calibration: Calibration) -> None:
+    def __init__(self, db_url: str, galleries: Galleries, calibration: Calibration,
+                 media_root: str | None = None) -> None:
         self.db_url = db_url
+        self.media = LocalMediaStore(media_root) if media_root else None  # to remove dropped faces' media
         self.galleries = galleries
         self.calibration = calibration
         self.recent: dict[int, deque[RecentFace]] = {}
         self.episodes: dict[int, list[OpenEpisode]] = {}
         self.created = 0
         self.dropped = 0
+        self.closed_by_clock = 0
+        self._lock = threading.Lock()  # episode state: posts vs. the clock (actors/episode_clock.py)
         self._load_open_episodes()
 
     # ---- public --------------------------------------------------------------------------------
@@ -128,14 +141,56 @@ class EventPipelineCore:
             context = load_context(uow)
         for sighting in sightings:
             results.append(await self._post_one(sighting, context))
+        self._discard_media([s for s, r in zip(sightings, results, strict=True) if r is None])
         if any(r is not None for r in results):
             # One sync per batch: matching reads the dossiers gallery, never the events gallery.
             await self.galleries.sync_async(EVENTS_GALLERY)
         return results
 
+    def _discard_media(self, dropped: list[FaceSighting]) -> None:
+        """A dropped face's thumbnail and crop, unless a row refers to them (storage/erasure.py; frames may be
+        shared with faces still to come, so the media sweep takes those)."""
+        keys = {k for s in dropped for k in (s.thumbnail_key, s.crop_key) if k}
+        if self.media is None or not keys:
+            return
+        try:
+            with UnitOfWork(self.db_url) as uow:
+                delete_unreferenced(uow, self.media, keys)
+        except Exception:  # noqa: BLE001 - the sweep removes them later; the post itself succeeded
+            log.warning("could not remove the media of %d dropped face(s)", len(dropped), exc_info=True)
+
     def stats(self) -> dict[str, int]:
         return {"events_created": self.created, "sightings_dropped": self.dropped,
-                "open_episodes": sum(len(v) for v in self.episodes.values())}
+                "open_episodes": sum(len(v) for v in self.episodes.values()),
+                "episodes_closed_by_clock": self.closed_by_clock}
+
+    def close_idle(self, now: datetime | None = None) -> int:
+        """Closes the open episodes that are idle or too long by the clock, and those beyond the
+        per-group cap (actors/episode_clock.py); returns how many closed."""
+        now = now or datetime.now(UTC)
+        with self._lock, UnitOfWork(self.db_url) as uow:
+            closing = episode_clock.to_close(self.episodes, now, episode_clock.Limits.from_settings(uow.settings.all()))
+            if not closing:
+                return 0
+            closed = episode_clock.close_rows(uow, (e for group in closing.values() for e in group))
+            uow.commit()
+            for group, episodes in closing.items():
+                gone = {id(e) for e in episodes}
+                left = [e for e in self.episodes.get(group, []) if id(e) not in gone]
+                if left:
+                    self.episodes[group] = left
+                else:
+                    self.episodes.pop(group, None)
+        self.closed_by_clock += closed
+        return closed
+
+    async def close_idle_forever(self, tick_s: float = episode_clock.TICK_S) -> None:
+        while True:
+            await asyncio.sleep(tick_s)
+            try:
+                self.close_idle()
+            except Exception:  # noqa: BLE001 - a failed tick (DB away) is logged; the next one tries again
+                log.exception("closing idle episodes failed")
 
     # ---- one sighting ----------------------------------------------------------------------------
     async def _post_one(self, s: FaceSighting, ctx: Context) -> str | None:
@@ -150,7 +205,8 @@ class EventPipelineCore:
         if self._is_duplicate(s, embedding, match, ctx):
             self.dropped += 1
             return None
-        event_id = self._commit(s, embedding, match, ctx)
+        with self._lock:
+            event_id = self._commit(s, embedding, match, ctx)
         if event_id is not None:
             self.created += 1
             metrics.events_created(1, matched=match is not None)
@@ -250,8 +306,12 @@ class EventPipelineCore:
                     camera_group_id=s.camera_group_id, camera_id=s.camera_id, started_at=s.timestamp,
                     last_at=s.timestamp, first_event_id=s.event_id))
             event = self._event_row(s, match, episode)
+            first = not episode.event_count
+            event.acknowledged, event.acknowledged_by, event.acknowledged_at = initial_ack(
+                self._requires_ack(match, ctx), episode, datetime.now(UTC))
             uow.session.add(event)
             self._update_episode(episode, event, match)
+            episode_after_event(episode, event, first)
             enqueue_event(uow, event)
             uow.vectors.upsert(EVENTS_GALLERY, s.event_id, s.model, embedding.tobytes(), int(embedding.size), {
                 "camera_id": s.camera_id, "camera_group_id": s.camera_group_id,
@@ -273,12 +333,15 @@ class EventPipelineCore:
             matched=match is not None, dossier_id=match.dossier_id if match else None,
             watch_list_id=match.watch_list_id if match else orm.UNMATCHED_WATCH_LIST_ID,
             matched_face_id=match.face_id if match else None, confidence=match.confidence if match else None,
-            episode_id=episode.id, acknowledged=episode.acknowledged,
-            acknowledged_by=episode.acknowledged_by if episode.acknowledged else None,
-            acknowledged_at=episode.acknowledged_at if episode.acknowledged else None,
-            thumbnail_key=s.thumbnail_key, crop_key=s.crop_key, frame_key=s.frame_key,
+            episode_id=episode.id, thumbnail_key=s.thumbnail_key, crop_key=s.crop_key, frame_key=s.frame_key,
             meta=dict(s.meta or {}), external_id=s.external_id,
         )
+
+    @staticmethod
+    def _requires_ack(match: Match | None, ctx: Context) -> bool:
+        """The event's watch list requires acknowledgement (see storage/acknowledgement.py)."""
+        watch_list = ctx.watch_lists.get(match.watch_list_id if match else orm.UNMATCHED_WATCH_LIST_ID)
+        return bool(watch_list is not None and watch_list.require_ack)
 
     @staticmethod
     def _update_episode(episode: orm.Episode, event: orm.Event, match: Match | None) -> None:
@@ -310,13 +373,17 @@ class EventPipelineCore:
             open_episode = OpenEpisode(episode.id, episode.started_at, episode.last_at)
             self.episodes.setdefault(s.camera_group_id, []).append(open_episode)
         open_episode.last_at = max(open_episode.last_at, s.timestamp)
+        open_episode.touched = datetime.now(UTC)
         open_episode.faces.append(face)
 
     def _load_open_episodes(self) -> None:
-        """Rebuild episode state after a restart from open episodes and their events' vectors."""
+        """Rebuild episode state after a restart from open episodes and their events' vectors: those
+        stale by the clock close first, and at most a bounded number per group is loaded."""
         with UnitOfWork(self.db_url) as uow:
-            for episode in uow.session.scalars(select(orm.Episode).where(orm.Episode.open.is_(True))):
-                state = OpenEpisode(episode.id, episode.started_at, episode.last_at)
+            episode_clock.close_stale_at_start(uow, datetime.now(UTC),
+                                               episode_clock.Limits.from_settings(uow.settings.all()))
+            for episode in episode_clock.freshest_open(uow):
+                state = OpenEpisode(episode.id, episode.started_at, episode.last_at, touched=episode.updated_at)
                 events = list(uow.session.scalars(select(orm.Event).where(orm.Event.episode_id == episode.id)
                                                   .order_by(orm.Event.timestamp.desc()).limit(64)))
                 vectors = {v.item_id: v for v in uow.vectors.by_items(
@@ -328,6 +395,7 @@ class EventPipelineCore:
                         state.faces.append(face)
                         self.recent.setdefault(episode.camera_group_id or 0, deque(maxlen=512)).append(face)
                 self.episodes.setdefault(episode.camera_group_id or 0, []).append(state)
+            uow.commit()
 
 
 # max_concurrency=1: posts are handled one at a time, so episode and dedup state never interleave.
@@ -335,8 +403,11 @@ class EventPipelineCore:
 class EventPipeline:
     """The Ray actor around `EventPipelineCore` (one per installation; restarted by Ray if it dies)."""
 
-    def __init__(self, db_url: str, galleries: Galleries, calibration: Calibration) -> None:
-        self.core = EventPipelineCore(db_url, galleries, calibration)
+    def __init__(self, db_url: str, galleries: Galleries, calibration: Calibration,
+                 media_root: str | None = None) -> None:
+        self.core = EventPipelineCore(db_url, galleries, calibration, media_root)
+        # Started here so a pipeline Ray restarts closes quiet groups' episodes by itself.
+        self.clock = BackgroundLoop(self.core.close_idle_forever, name="episode-clock")
 
     async def post(self, sightings: list[FaceSighting]) -> list[str | None]:
         return await self.core.post(sightings)

@@ -3,10 +3,11 @@
 One detached actor per installation (named `maintenance` in the `facewatch` namespace, started by
 `cluster.maintenance.start_maintenance`). Every `interval_s` (default hourly; the first run
 `first_run_s` after start) it runs `storage.retention.cleanup` with the runtime settings'
-retention days, then makes the events gallery's shards replay the removals so searches stop
-finding deleted events (the search route drops hits whose event row is gone in the meantime).
-A failed run is logged and kept in `stats()["last_error"]`; the next one tries again. Runs never
-overlap; `run_now()` runs one at once (e.g. `facewatch cleanup` against a running cluster).
+retention days and the media sweep (`storage.erasure.sweep_media`), then makes the events gallery's
+shards replay the removals so searches stop finding deleted events (the search route drops hits
+whose event row is gone in the meantime). A failed run is logged and kept in `stats()["last_error"]`;
+the next one tries again. Runs never overlap; `run_now()` runs one at once (e.g. `facewatch cleanup`
+against a running cluster).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from actors.background_loop import BackgroundLoop
 from actors.galleries import Galleries
 from facewatch import metrics
 from storage.dossier_vectors import EVENTS_GALLERY
+from storage.erasure import sweep_media
 from storage.retention import DEFAULT_BATCH, cleanup
 
 log = logging.getLogger("facewatch.maintenance")
@@ -48,6 +50,8 @@ class MaintenanceCore:
             try:
                 report = await asyncio.to_thread(cleanup, self.db_url, self.media_root, older_than_days,
                                                  batch=self.batch)
+                # Files no row refers to (dropped faces, failed posts, interrupted erasures), after a grace period.
+                report["media_sweep"] = await asyncio.to_thread(sweep_media, self.db_url, self.media_root)
                 if report["vectors_deleted"] and self.galleries is not None:
                     await self.galleries.sync_async(EVENTS_GALLERY)
                 self.last_error = ""

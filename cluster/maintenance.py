@@ -86,6 +86,25 @@ def run_cleanup(config: Config, older_than_days: float | None = None, batch: int
     return report
 
 
+def cli_sweep_media(args: Any) -> int:
+    """`facewatch sweep-media [--grace-hours H] [--json]`: delete media files no row refers to."""
+    from cluster.cli import print_json
+    from cluster.service import prepare_database
+    from facewatch.settings import load_config
+    from storage.erasure import sweep_media
+
+    config = load_config()
+    prepare_database(config)
+    report = sweep_media(config.database_url, config.media_root, grace_s=args.grace_hours * 3600.0)
+    if args.json:
+        print_json(report)
+    else:
+        print(f"deleted {report['files_deleted']} unreferenced media files ({report['bytes_deleted']} bytes) "
+              f"and {report['temporary_deleted']} stale temporary files; kept {report['kept_referenced']} "
+              f"referenced and {report['kept_young']} younger than {args.grace_hours:g} h")
+    return 0
+
+
 def cli_cleanup(args: Any) -> int:
     """`facewatch cleanup [--older-than DAYS] [--batch N] [--json]`."""
     from cluster.output import print_json

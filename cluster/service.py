@@ -105,7 +105,8 @@ def start_event_pipeline(config: Config, embedder: str, ready_timeout_s: float =
     galleries = Galleries(db_url=config.database_url, snapshot_dir=str(config.snapshot_dir), model=spec.name,
                           dim=spec.dim, shards=config.gallery_shards, replicas=config.gallery_replicas, detached=True)
     handle = EventPipeline.options(name=EVENT_PIPELINE, namespace=NAMESPACE, get_if_exists=True,
-                                   lifetime="detached").remote(config.database_url, galleries, spec.calibration)
+                                   lifetime="detached").remote(config.database_url, galleries, spec.calibration,
+                                                               str(config.media_root))
     ray.get(handle.stats.remote(), timeout=ready_timeout_s)
     return handle
 

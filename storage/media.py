@@ -48,6 +48,7 @@ class LocalMediaStore:
         key = media_key(data, extension)
         target = self.path(key)
         if target.exists():
+            _touch(target)
             return key
         target.parent.mkdir(parents=True, exist_ok=True)
         # Write then rename, so a reader never sees a half-written file and a crash leaves no debris.
@@ -69,7 +70,9 @@ class LocalMediaStore:
                 digest.update(chunk)
         key = f"{digest.hexdigest()}.{extension.lower().lstrip('.')}"
         target = self.path(key)
-        if not target.exists():
+        if target.exists():
+            _touch(target)
+        else:
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".tmp-{key}")
             with open(source, "rb") as src, open(tmp, "wb") as dst:
@@ -90,6 +93,15 @@ class LocalMediaStore:
     def delete(self, key: str) -> None:
         if self.exists(key):
             self.path(key).unlink(missing_ok=True)
+
+
+def _touch(path: Path) -> None:
+    """A file stored again is new again: the media sweep's grace period restarts, so an orphan that a
+    new row is about to refer to is not swept under it (storage/erasure.py)."""
+    try:
+        os.utime(path)
+    except FileNotFoundError:
+        pass
 
 
 def open_media_store(root: Path | str) -> LocalMediaStore:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import ray
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from actors.event_pipeline import EventPipelineCore
 from actors.galleries import Galleries
@@ -22,6 +22,7 @@ from models.calibration import Calibration
 from storage import orm
 from storage.dossier_vectors import DOSSIERS_GALLERY, EVENTS_GALLERY, store_dossier_face_vector
 from storage.unit_of_work import UnitOfWork
+from tests.vectors import unit_vector, vector_near
 
 DIM = 16
 MODEL = "test_model"
@@ -38,16 +39,10 @@ def ray_cluster():
 
 
 def unit(seed: int) -> np.ndarray:
-    v = np.random.default_rng(seed).standard_normal(DIM).astype(np.float32)
-    return v / np.linalg.norm(v)
+    return unit_vector(seed, DIM)
 
 
-def near(base: np.ndarray, cosine: float, seed: int) -> np.ndarray:
-    """A unit vector at exactly `cosine` from `base`."""
-    other = unit(seed)
-    other -= other.dot(base) * base
-    other /= np.linalg.norm(other)
-    return (cosine * base + np.sqrt(1 - cosine**2) * other).astype(np.float32)
+near = vector_near  # a unit vector at exactly `cosine` from `base`
 
 
 class World:
@@ -239,3 +234,90 @@ def test_restarted_pipeline_keeps_open_episodes(world: World) -> None:
     first = world.post(core(world), world.sighting(person, 0))[0]
     second = world.post(core(world), world.sighting(near(person, 0.9, 71), 10))[0]  # new core: state from DB
     assert world.event(first).episode_id == world.event(second).episode_id
+
+
+# -- episodes close by the clock (actors/episode_clock.py) --------------------------------------------
+
+
+def _episode(world: World, event_id: str) -> orm.Episode:
+    with UnitOfWork(world.url) as uow:
+        return uow.episodes.get(world.event(event_id).episode_id)
+
+
+def test_episode_of_a_quiet_group_closes_by_the_clock_and_leaves_memory(world: World) -> None:
+    pipeline = core(world)
+    first = world.post(pipeline, world.sighting(unit(80), 0))[0]
+    assert pipeline.close_idle() == 0 and _episode(world, first).open  # not idle yet
+    assert pipeline.stats()["open_episodes"] == 1
+    # 31 s of silence (idle timeout 30 s) with no later event in the group: closed all the same
+    later = datetime.now(UTC) + timedelta(seconds=31)
+    assert pipeline.close_idle(later) == 1
+    episode = _episode(world, first)
+    assert not episode.open and episode.closed_at == episode.last_at
+    assert pipeline.stats()["open_episodes"] == 0 and pipeline.episodes == {}
+    # the same person again: a new episode, the closed one is never reopened
+    again = world.post(pipeline, world.sighting(near(unit(80), 0.95, 81), 5))[0]
+    assert world.event(again).episode_id != episode.id
+
+
+def test_episode_closes_by_the_clock_at_its_max_duration(world: World) -> None:
+    with UnitOfWork(world.url) as uow:
+        uow.settings.update({"episode_max_duration_s": 60.0})
+        uow.commit()
+    pipeline = core(world)
+    person = unit(82)
+    ids = world.post(pipeline, world.sighting(person, 0), world.sighting(near(person, 0.95, 83), 25),
+                     world.sighting(near(person, 0.95, 86), 50))
+    assert len({world.event(i).episode_id for i in ids}) == 1
+    # 11 s after the last event the source's clock is at 61 s: past the 60 s max duration, not idle
+    assert pipeline.close_idle(datetime.now(UTC) + timedelta(seconds=11)) == 1
+    assert not _episode(world, ids[0]).open
+
+
+def test_restart_closes_stale_episodes_and_loads_only_fresh_ones(world: World) -> None:
+    stale = world.post(core(world), world.sighting(unit(84), 0))[0]
+    fresh = world.post(core(world), world.sighting(unit(85), 1, group=world.garage.id))[0]
+    with UnitOfWork(world.url) as uow:  # the stale one was last touched 10 minutes ago
+        uow.session.execute(update(orm.Episode).where(orm.Episode.id == world.event(stale).episode_id)
+                            .values(updated_at=datetime.now(UTC) - timedelta(minutes=10)))
+        uow.commit()
+    restarted = core(world)
+    assert not _episode(world, stale).open and _episode(world, fresh).open
+    assert [e.id for group in restarted.episodes.values() for e in group] == [world.event(fresh).episode_id]
+
+
+# -- acknowledgement (storage/acknowledgement.py) ------------------------------------------------------
+
+
+def test_require_ack_decides_whether_events_arrive_acknowledged(world: World) -> None:
+    watched, casual = unit(90), unit(91)
+    with UnitOfWork(world.url) as uow:
+        alarm = uow.watch_lists.add(orm.WatchList(name="alarm", require_ack=True)).id
+        uow.commit()
+    world.enrol("watched", watched, [alarm])
+    world.enrol("casual", casual, [world.vip.id])
+    pipeline = core(world)
+    on_alarm, on_vip, stranger = world.post(pipeline, world.sighting(near(watched, 0.95, 92), 0),
+                                            world.sighting(near(casual, 0.95, 93), 1, group=world.garage.id),
+                                            world.sighting(unit(94), 2, group=world.garage.id))
+    alarm_event = world.event(on_alarm)
+    assert alarm_event.watch_list_id == alarm and not alarm_event.acknowledged
+    assert alarm_event.acknowledged_by is None and not _episode(world, on_alarm).acknowledged
+    for event_id in (on_vip, stranger):  # lists without require_ack (Unmatched included)
+        event = world.event(event_id)
+        assert event.acknowledged and event.acknowledged_by == "system" and event.acknowledged_at is not None
+        assert _episode(world, event_id).acknowledged
+
+
+def test_event_needing_ack_unacknowledges_a_system_acknowledged_episode(world: World) -> None:
+    person = unit(95)
+    with UnitOfWork(world.url) as uow:
+        alarm = uow.watch_lists.add(orm.WatchList(name="alarm2", require_ack=True)).id
+        uow.commit()
+    pipeline = core(world)
+    stranger = world.post(pipeline, world.sighting(person, 0))[0]  # unmatched: acknowledged by the system
+    assert _episode(world, stranger).acknowledged
+    world.enrol("now known", person, [alarm])
+    known = world.post(pipeline, world.sighting(near(person, 0.95, 96), 5))[0]
+    assert world.event(known).episode_id == world.event(stranger).episode_id
+    assert not world.event(known).acknowledged and not _episode(world, known).acknowledged

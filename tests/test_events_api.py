@@ -112,3 +112,27 @@ def test_episode_ack_cascades_to_its_events(api, seeded) -> None:
     events = api.get("/v1/events", params={"episode_id": seeded["episode"], "limit": 100}).json()["results"]
     assert len(events) == 10 and all(e["acknowledged"] for e in events)
     assert api.get("/v1/episodes/999").status_code == 404
+
+
+def test_acknowledging_all_events_of_an_episode_acknowledges_it(api, seeded) -> None:
+    episode = seeded["episode"]
+    events = [f"ev{i:02d}" for i in range(0, 30, 3)]  # the episode's ten events
+    assert api.post("/v1/events/ack", role="operator", json={"episode_id": episode,
+                                                              "timestamp_lte": "2026-01-01T12:00:20+00:00"}
+                    ).json()["acknowledged"] == 7
+    assert api.get(f"/v1/episodes/{episode}").json()["acknowledged"] is False  # ev21, ev24, ev27 are open
+    api.post("/v1/events/ack", role="operator", json={"episode_id": episode, "camera_group_id": seeded["lobby"]})
+    assert api.get(f"/v1/episodes/{episode}").json()["acknowledged"] is True
+    assert all(api.get(f"/v1/events/{e}").json()["acknowledged"] for e in events)
+    lists = {w["id"]: w["unacknowledged_events"] for w in api.get("/v1/watch-lists").json()["results"]}
+    assert lists[seeded["vip"]] == 0 and lists[-1] == 20  # the unmatched events were never acknowledged
+
+
+def test_acknowledging_the_last_open_event_by_id_acknowledges_its_episode(api, seeded) -> None:
+    episode = seeded["episode"]
+    api.post("/v1/events/ack", role="operator", json={"episode_id": episode,
+                                                      "timestamp_lte": "2026-01-01T12:00:26+00:00"})
+    assert api.get(f"/v1/episodes/{episode}").json()["acknowledged"] is False
+    assert api.post("/v1/events/ev27/ack", role="operator").json()["acknowledged"] is True
+    body = api.get(f"/v1/episodes/{episode}").json()
+    assert body["acknowledged"] is True and body["acknowledged_by"] == "operator1"

@@ -11,7 +11,6 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 import pytest
 import ray
 from fastapi.testclient import TestClient
@@ -27,6 +26,8 @@ from storage.media import LocalMediaStore
 from storage.tokens import ensure_admin, issue_token
 from storage.unit_of_work import UnitOfWork
 from tests.conftest import ApiClient, make_config
+from tests.vectors import unit_vector
+from tests.vectors import vector_near as near
 
 EMBEDDER = "dlib_resnet_v1"
 DIM = embedder_spec(EMBEDDER).dim
@@ -35,19 +36,7 @@ ROLES = ("operator", "viewer")
 T0 = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
 
 
-def unit(seed: int) -> np.ndarray:
-    v = np.random.default_rng(seed).standard_normal(DIM).astype(np.float32)
-    return v / np.linalg.norm(v)
-
-
-def near(base: np.ndarray, cosine: float, seed: int) -> np.ndarray:
-    other = unit(seed)
-    other -= other.dot(base) * base
-    other /= np.linalg.norm(other)
-    return (cosine * base + np.sqrt(1 - cosine**2) * other).astype(np.float32)
-
-
-Q = unit(0)  # every face below is placed relative to this query
+Q = unit_vector(0, DIM)  # every face below is placed relative to this query
 
 
 class World:

@@ -130,3 +130,9 @@ def cmd_vms_plugin(args: argparse.Namespace) -> int:
         return 2
     run_plugin(Path(args.config), token, args.host, args.port, args.facewatch_url or "", args.vms_id)
     return 0
+
+
+def cmd_sweep_media(args: argparse.Namespace) -> int:
+    from cluster.maintenance import cli_sweep_media
+
+    return cli_sweep_media(args)

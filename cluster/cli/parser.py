@@ -19,6 +19,7 @@ from cluster.cli.commands import (
     cmd_rebuild_galleries,
     cmd_restore,
     cmd_serve,
+    cmd_sweep_media,
     cmd_vms_plugin,
 )
 
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         "rebuild-galleries": (cmd_rebuild_galleries, "rebuild every gallery shard from the database"),
         "process": (cmd_process, "process video files or URLs offline (progress bar, summary, events)"),
         "cleanup": (cmd_cleanup, "delete events older than the retention days (or --older-than DAYS)"),
+        "sweep-media": (cmd_sweep_media, "delete media files no row refers to (older than --grace-hours)"),
         "backup": (cmd_backup, "back up database, media and gallery snapshots into a new folder"),
         "restore": (cmd_restore, "restore a backup folder into an empty installation"),
         "migrate-model": (cmd_migrate_model, "re-embed every stored face with another model, then switch"),
@@ -61,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="delete every event older than DAYS (default: the retention_days_* settings)")
     cleanup.add_argument("--batch", type=int, default=500, help="events per transaction")
     cleanup.add_argument("--json", action="store_true", help="print the report as JSON")
+    parsers["sweep-media"].add_argument("--grace-hours", type=float, default=1.0,
+                                        help="keep files younger than this (default 1)")
+    parsers["sweep-media"].add_argument("--json", action="store_true", help="print the report as JSON")
     for name in ("backup", "restore"):
         parsers[name].add_argument("dir", help="the backup folder (backup: new or empty)")
         parsers[name].add_argument("--json", action="store_true", help="print the manifest/report as JSON")

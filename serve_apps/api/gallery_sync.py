@@ -9,7 +9,7 @@ from __future__ import annotations
 import anyio.from_thread
 from fastapi import Request
 
-from storage.dossier_vectors import DOSSIERS_GALLERY
+from storage.dossier_vectors import DOSSIERS_GALLERY, EVENTS_GALLERY
 
 
 def sync_dossier_gallery(request: Request) -> None:
@@ -17,3 +17,10 @@ def sync_dossier_gallery(request: Request) -> None:
     services = getattr(request.app.state, "services", None)
     if services is not None and services.galleries is not None:
         anyio.from_thread.run(services.galleries.sync_async, DOSSIERS_GALLERY)
+
+
+def sync_events_gallery(request: Request) -> None:
+    """The same for the events gallery (after events were erased)."""
+    services = getattr(request.app.state, "services", None)
+    if services is not None and services.galleries is not None:
+        anyio.from_thread.run(services.galleries.sync_async, EVENTS_GALLERY)

@@ -318,6 +318,17 @@ class DossierOut(Output):
     updated_at: datetime
 
 
+class ErasureOut(Output):
+    """What `POST /v1/dossiers/{id}/erase` removed (storage/erasure.py)."""
+
+    dossier_id: int
+    faces_deleted: int
+    events_deleted: int
+    episodes_deleted: int
+    vectors_deleted: int
+    media_deleted: int
+
+
 # -- webhooks --------------------------------------------------------------------------------------
 
 

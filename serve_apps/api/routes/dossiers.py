@@ -8,13 +8,14 @@ from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import and_
 
 from facewatch.errors import BadParam
-from serve_apps.api.deps import Operator, Pages, Scope, Uow, Viewer
-from serve_apps.api.gallery_sync import sync_dossier_gallery
+from serve_apps.api.deps import Admin, Media, Operator, Pages, Scope, Uow, Viewer
+from serve_apps.api.gallery_sync import sync_dossier_gallery, sync_events_gallery
 from serve_apps.api.routes._common import apply_patch, dialect_of, ensure_visible, meta_query
 from serve_apps.api.routes.events import visible_event
-from serve_apps.api.schemas import DbId, DossierIn, DossierOut, DossierPatch, Page
+from serve_apps.api.schemas import DbId, DossierIn, DossierOut, DossierPatch, ErasureOut, Page
 from storage import orm
-from storage.dossier_vectors import faces_from_events, refresh_dossier_meta, remove_dossier_face_vectors
+from storage.dossier_vectors import faces_from_events, refresh_dossier_meta
+from storage.erasure import delete_unreferenced, erase_person, face_keys, remove_dossier
 from storage.meta_filters import apply_meta
 from storage.unit_of_work import UnitOfWork
 from storage.visibility import VisibilityScope
@@ -112,11 +113,25 @@ def update_dossier(dossier_id: DbId, body: DossierPatch, uow: Uow, _: Operator, 
 
 
 @router.delete("/{dossier_id}", status_code=204)
-def delete_dossier(dossier_id: DbId, uow: Uow, _: Operator, scope: Scope, request: Request) -> Response:
+def delete_dossier(dossier_id: DbId, uow: Uow, _: Operator, scope: Scope, request: Request,
+                   media: Media) -> Response:
+    """Removes the dossier, its photos, their vectors of every model and their files (not its events:
+    `POST /v1/dossiers/{id}/erase` does that)."""
     row = _visible_dossier(uow, dossier_id, scope)
     uow.links.refuse_edit([w.id for w in row.watch_lists], "cannot delete the dossier")
-    remove_dossier_face_vectors(uow, [face.id for face in row.faces])
-    uow.dossiers.delete(row)
+    keys = face_keys(row.faces)
+    remove_dossier(uow, row)
     uow.commit()
+    delete_unreferenced(uow, media, keys)
     sync_dossier_gallery(request)
     return Response(status_code=204)
+
+
+@router.post("/{dossier_id}/erase", response_model=ErasureOut)
+def erase_dossier(dossier_id: DbId, uow: Uow, _: Admin, request: Request, media: Media) -> ErasureOut:
+    """Erases a person: the dossier, its photos and every event matched to it or in its episodes, with
+    rows, vectors (both galleries, every model) and media files. Admins only; recorded in the audit log."""
+    report = erase_person(uow, media, uow.dossiers.get(dossier_id))
+    sync_dossier_gallery(request)
+    sync_events_gallery(request)
+    return ErasureOut(**report.as_dict())

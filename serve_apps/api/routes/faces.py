@@ -37,7 +37,7 @@ from serve_apps.api.schemas import (
 )
 from serve_apps.api.services import Services, decode_photo, get_services, read_upload
 from storage import orm
-from storage.dossier_vectors import remove_dossier_face_vectors
+from storage.erasure import delete_unreferenced, face_keys, remove_dossier_faces
 from storage.unit_of_work import UnitOfWork
 from storage.visibility import VisibilityScope
 
@@ -249,13 +249,15 @@ def get_dossier_face(dossier_id: int, face_id: int, request: Request, uow: Uow, 
 
 
 @router.delete("/dossiers/{dossier_id}/faces/{face_id}", status_code=204)
-async def delete_dossier_face(dossier_id: int, face_id: int, request: Request, uow: Uow, _: Operator,
-                              scope: Scope) -> Response:
+async def delete_dossier_face(dossier_id: int, face_id: int, request: Request, uow: Uow, media: Media,
+                              _: Operator, scope: Scope) -> Response:
+    """Removes the photo, its vectors of every model and its files (unless another row shares them)."""
     row = _face_of(uow, dossier_id, face_id, scope)
     uow.links.refuse_edit([w.id for w in row.dossier.watch_lists], "cannot delete the photo")
-    remove_dossier_face_vectors(uow, [row.id])
-    uow.dossier_faces.delete(row)
+    keys = face_keys([row])
+    remove_dossier_faces(uow, [row])
     uow.commit()
+    delete_unreferenced(uow, media, keys)
     services = getattr(request.app.state, "services", None)
     await sync_dossiers(services.galleries if services else None)
     return Response(status_code=204)
