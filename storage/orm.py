@@ -43,6 +43,12 @@ NAMING = {
 UNMATCHED_WATCH_LIST_ID = -1
 """The built-in Unmatched list has this fixed id; it cannot be deleted, only deactivated."""
 
+NEVER_REUSE: dict[str, Any] = {"sqlite_autoincrement": True}
+"""`__table_args__` of every table with an integer id: SQLite without AUTOINCREMENT hands the id of the
+newest deleted row to the next insert, and other rows, vectors, files and event ids (job id + track id)
+still name it, so a re-uploaded video's events were taken for retries of the deleted one's. PostgreSQL
+sequences never go back. tests/test_ids_never_reused.py checks every table has it."""
+
 # BigInteger primary keys still autoincrement on SQLite only as INTEGER; this variant keeps both happy.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -103,6 +109,7 @@ dossier_watch_lists = Table(
 
 class CameraGroup(Timestamped, Base):
     __tablename__ = "camera_groups"
+    __table_args__ = NEVER_REUSE
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     comment: Mapped[str] = mapped_column(Text, default="")
@@ -118,6 +125,7 @@ class CameraGroup(Timestamped, Base):
 
 class Camera(Timestamped, Base):
     __tablename__ = "cameras"
+    __table_args__ = NEVER_REUSE
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     camera_group_id: Mapped[int] = mapped_column(ForeignKey("camera_groups.id", ondelete="RESTRICT"), index=True)
@@ -135,8 +143,8 @@ class Camera(Timestamped, Base):
 
 class WatchList(Timestamped, Base):
     __tablename__ = "watch_lists"
-    # AUTOINCREMENT keeps SQLite ids starting at 1 beside the built-in row -1 (it would pick 0).
-    __table_args__ = {"sqlite_autoincrement": True}
+    # AUTOINCREMENT also keeps SQLite ids starting at 1 beside the built-in row -1 (it would pick 0).
+    __table_args__ = NEVER_REUSE
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     comment: Mapped[str] = mapped_column(Text, default="")
@@ -152,6 +160,7 @@ class WatchList(Timestamped, Base):
 
 class Dossier(Timestamped, Base):
     __tablename__ = "dossiers"
+    __table_args__ = NEVER_REUSE
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(300), index=True)
     comment: Mapped[str] = mapped_column(Text, default="")
@@ -166,6 +175,7 @@ class Dossier(Timestamped, Base):
 
 class DossierFace(Timestamped, Base):
     __tablename__ = "dossier_faces"
+    __table_args__ = NEVER_REUSE
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     dossier_id: Mapped[int] = mapped_column(ForeignKey("dossiers.id", ondelete="CASCADE"), index=True)
     source_key: Mapped[str] = mapped_column(String(200), default="")
@@ -183,6 +193,7 @@ class Gallery(Timestamped, Base):
     """A named vector collection: the built-in `dossiers` and `events` galleries, or a user's own."""
 
     __tablename__ = "galleries"
+    __table_args__ = NEVER_REUSE
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     model: Mapped[str] = mapped_column(String(100))
@@ -195,7 +206,7 @@ class FaceVector(Base):
     """The source of truth for every vector in every gallery (one row per item and model)."""
 
     __tablename__ = "face_vectors"
-    __table_args__ = (UniqueConstraint("gallery", "item_id", "model", name="uq_face_vectors_item"),)
+    __table_args__ = (UniqueConstraint("gallery", "item_id", "model", name="uq_face_vectors_item"), NEVER_REUSE)
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     gallery: Mapped[str] = mapped_column(String(100), index=True)
     item_id: Mapped[str] = mapped_column(String(100))
@@ -210,7 +221,7 @@ class GalleryChange(Base):
     """Append-only log of gallery changes; a shard replays the rows newer than its snapshot."""
 
     __tablename__ = "gallery_changes"
-    __table_args__ = (Index("ix_gallery_changes_gallery_seq", "gallery", "seq"),)
+    __table_args__ = (Index("ix_gallery_changes_gallery_seq", "gallery", "seq"), NEVER_REUSE)
     seq: Mapped[int] = mapped_column(BigId, primary_key=True)
     gallery: Mapped[str] = mapped_column(String(100))
     item_id: Mapped[str] = mapped_column(String(100))
@@ -220,6 +231,7 @@ class GalleryChange(Base):
 
 class Episode(Timestamped, Base):
     __tablename__ = "episodes"
+    __table_args__ = NEVER_REUSE
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     camera_group_id: Mapped[int | None] = mapped_column(
         ForeignKey("camera_groups.id", ondelete="SET NULL"), nullable=True, index=True
@@ -292,6 +304,7 @@ class Event(Timestamped, Base):
 
 class Video(Timestamped, Base):
     __tablename__ = "videos"
+    __table_args__ = NEVER_REUSE
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(300))
     source_url: Mapped[str] = mapped_column(Text, default="")
@@ -313,6 +326,7 @@ class Job(Timestamped, Base):
     """The JobManager's record per camera or video: desired state, lease, attempts, statistics."""
 
     __tablename__ = "jobs"
+    __table_args__ = NEVER_REUSE
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     kind: Mapped[str] = mapped_column(String(10))  # camera | video
     camera_id: Mapped[int | None] = mapped_column(
@@ -336,6 +350,7 @@ class Job(Timestamped, Base):
 
 class Webhook(Timestamped, Base):
     __tablename__ = "webhooks"
+    __table_args__ = NEVER_REUSE
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     title: Mapped[str] = mapped_column(String(200))
     url: Mapped[str] = mapped_column(Text)
@@ -353,6 +368,7 @@ class WebhookOutbox(Base):
     __table_args__ = (
         UniqueConstraint("webhook_id", "event_id", name="uq_webhook_outbox_item"),
         Index("ix_webhook_outbox_pending", "webhook_id", "status", "id"),
+        NEVER_REUSE,
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
@@ -369,6 +385,7 @@ class WebhookDelivery(Base):
     """One delivery attempt (a POST of a batch), kept for `GET /v1/webhooks/{id}/deliveries`."""
 
     __tablename__ = "webhook_deliveries"
+    __table_args__ = NEVER_REUSE
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"), index=True)
     event_ids: Mapped[list[Any]] = mapped_column(default=list)
@@ -382,6 +399,7 @@ class WebhookDelivery(Base):
 
 class User(Timestamped, Base):
     __tablename__ = "users"
+    __table_args__ = NEVER_REUSE
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     username: Mapped[str] = mapped_column(String(150), unique=True)
     role: Mapped[str] = mapped_column(String(20))  # admin | operator | viewer
@@ -395,6 +413,7 @@ class Token(Timestamped, Base):
     """An API token; only its SHA-256 is stored, the plain token is shown once at creation."""
 
     __tablename__ = "tokens"
+    __table_args__ = NEVER_REUSE
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
@@ -417,6 +436,7 @@ class RuntimeSetting(Base):
 
 class AuditRecord(Base):
     __tablename__ = "audit_log"
+    __table_args__ = NEVER_REUSE
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     user_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
     username: Mapped[str] = mapped_column(String(150), default="")
