@@ -99,7 +99,7 @@ def _store_upload(media: LocalMediaStore, spooled: Any, filename: str | None) ->
         if size == 0:
             raise Unprocessable("the uploaded file is empty", param="file")
         try:
-            with VideoSource(str(path), live=False) as probe:
+            with VideoSource(str(path), live=False, name="the uploaded file") as probe:
                 frames = int(probe.frames_total or 0)
                 duration = float(probe.duration_s or 0.0)
                 if not frames and duration and probe.fps:
