@@ -29,6 +29,32 @@ def cmd_migrate(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_admin_token(args: argparse.Namespace) -> int:
+    """A new admin token made in this installation's own database: the way back in when no admin can
+    authenticate (every admin token deleted or expired). Whoever can run this on the server can read
+    the database anyway, so it needs no token itself."""
+    from datetime import UTC, datetime, timedelta
+
+    from cluster.service import prepare_database
+    from storage.tokens import local_admin_token
+    from storage.unit_of_work import UnitOfWork
+
+    config = load_config()
+    prepare_database(config)  # a new installation gets its schema (and its first admin) here
+    expires = datetime.now(UTC) + timedelta(days=args.expires_in_days) if args.expires_in_days else None
+    try:
+        with UnitOfWork(config.database_url) as uow:
+            user, _, token = local_admin_token(uow, args.user, name=args.name, expires_at=expires)
+    except ValueError as exc:
+        print(f"facewatch admin-token: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print_json({"username": user.username, "user_id": user.id, "token": token})
+    else:
+        print(f"admin token for {user.username} (shown once; keep it): {token}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from cluster.demo import run_demo
 
@@ -136,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         "backup": (cmd_backup, "back up database, media and gallery snapshots into a new folder"),
         "restore": (cmd_restore, "restore a backup folder into an empty installation"),
         "migrate-model": (cmd_migrate_model, "re-embed every stored face with another model, then switch"),
+        "admin-token": (cmd_admin_token, "create an admin token in this installation's database (lock-out)"),
     }
     parsers = {}
     for name, (func, help_text) in commands.items():
@@ -152,6 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
     enroll.add_argument("--json", action="store_true", help="print one JSON summary")
     enroll.add_argument("--token", help="API token (default FACEWATCH_ADMIN_TOKEN)")
     enroll.add_argument("--url", help="a running service (default FACEWATCH_URL or the local port)")
+    admin_token = parsers["admin-token"]
+    admin_token.add_argument("--user", help="for this admin (created if missing); default: the first active admin")
+    admin_token.add_argument("--name", default="facewatch admin-token", help="the token's name")
+    admin_token.add_argument("--expires-in-days", type=float, help="let the token expire (default: never)")
+    admin_token.add_argument("--json", action="store_true", help="print {username, user_id, token} as JSON")
     cleanup = parsers["cleanup"]
     cleanup.add_argument("--older-than", type=float, metavar="DAYS",
                          help="delete every event older than DAYS (default: the retention_days_* settings)")
