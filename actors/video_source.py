@@ -251,6 +251,7 @@ class VideoSource:
         self._stream.thread_type = "AUTO"
         self.width: int = self._stream.codec_context.width
         self.height: int = self._stream.codec_context.height
+        self.container_format: str = self._container.format.name or ""  # e.g. "mov,mp4,m4a,3gp,3g2,mj2"
         self.fps: float | None = _fps(self._stream)
         self.frames_total: int | None = self._stream.frames or None
         self.duration_s: float | None = _duration_s(self._container, self._stream)

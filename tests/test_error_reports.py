@@ -78,3 +78,41 @@ def test_a_server_side_file_is_called_by_its_name(tmp_path: Path) -> None:
     with pytest.raises(SourceOpenError) as caught:
         VideoSource(str(garbage), live=False, name="the uploaded video")
     assert str(tmp_path) not in caught.value.reason and caught.value.reason.startswith("cannot open the uploaded video")
+
+
+# -- stored media are named by their content (issue 11, item 13) -------------------------------------
+
+
+def test_a_photo_is_stored_with_the_extension_of_its_format() -> None:
+    from models.images import image_extension
+
+    assert image_extension(_png(20, 20), "jpg") == "png"  # whatever the client called it
+    buffer = io.BytesIO()
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(buffer, format="JPEG")
+    assert image_extension(buffer.getvalue(), "png") == "jpg"
+    assert image_extension(b"not an image", "png") == "png"
+
+
+def test_an_uploaded_video_is_stored_with_the_extension_of_its_container(tmp_path: Path, data_dir: Path) -> None:
+    media = LocalMediaStore(tmp_path / "media")
+    clip = (data_dir / "video" / "short_hamilton_clip.mp4").read_bytes()
+    for name, expected in (("clip.avi", "mp4"), ("clip", "mp4"), ("holiday.mov", "mov"), (None, "mp4")):
+        key, frames, _ = _store_upload(media, io.BytesIO(clip), name)
+        assert key.endswith("." + expected) and frames > 0, (name, key)
+
+
+def test_bulk_enrolment_refuses_face_select_all(tmp_path: Path, sqlite_url: str) -> None:
+    """Each bulk photo is one person: `all` would put a group photo's faces into one dossier, and was
+    silently taken as `biggest`. It is refused (422) and documented in the OpenAPI schema."""
+    from serve_apps.api.services import Services
+    from tests.conftest import build_api
+    from tests.test_api import assert_error
+
+    api = build_api(tmp_path, sqlite_url)
+    api.client.app.state.services = Services("dlib_resnet_v1")
+    answer = api.post("/v1/dossiers/bulk", files={"files": ("a.png", _png(40, 40), "image/png")},
+                      data={"face_select": "all"})
+    assert_error(answer, 422, "BAD_PARAM", param="face_select")
+    schema = api.get("/openapi.json").json()["components"]["schemas"]
+    bulk = next(v for k, v in schema.items() if k.startswith("Body_bulk_enrol"))
+    assert "all" not in bulk["properties"]["face_select"]["pattern"]
