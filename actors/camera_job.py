@@ -409,7 +409,7 @@ class CameraJob:
             self._source_url(), ffmpeg_options=s.ffmpeg_options, open_timeout_s=self.tuning.open_timeout_s,
             read_timeout_s=self.tuning.read_timeout_s, play_speed=s.play_speed, live=live,
             disable_drops=s.disable_drops, use_stream_timestamp=s.use_stream_timestamp,
-            start_timestamp=s.start_timestamp,
+            start_timestamp=s.start_timestamp, name="the uploaded video" if self.spec.get("media_key") else None,
         )
         self.counters.source_opens += 1
         if self._source is not None:  # counters of the previous source of this attempt

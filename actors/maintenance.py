@@ -1,5 +1,8 @@
 """The Maintenance actor: retention cleanup on a schedule, then an events-gallery sync.
 
+Each run also prunes the audit log, webhook deliveries and the gallery change log by their retention
+settings (`storage.retention.prune_logs`; change-log rows only once every snapshot holds them).
+
 One detached actor per installation (named `maintenance` in the `facewatch` namespace, started by
 `cluster.maintenance.start_maintenance`). Every `interval_s` (default hourly; the first run
 `first_run_s` after start) it runs `storage.retention.cleanup` with the runtime settings'
@@ -16,8 +19,10 @@ import asyncio
 import logging
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import ray
 
 from actors.background_loop import BackgroundLoop
@@ -25,10 +30,29 @@ from actors.galleries import Galleries
 from facewatch import metrics
 from storage.dossier_vectors import EVENTS_GALLERY
 from storage.erasure import sweep_media
-from storage.retention import DEFAULT_BATCH, cleanup
+from storage.retention import DEFAULT_BATCH, cleanup, prune_logs
 
 log = logging.getLogger("facewatch.maintenance")
 DEFAULT_INTERVAL_S = 3600.0
+
+
+def snapshot_positions(snapshot_dir: str | None) -> dict[str, int]:
+    """Gallery → the lowest change-log position (`applied_seq`) among its snapshot files: the log rows
+    at or before it are in every snapshot, so no shard replays them any more (see
+    `GalleryShard.snapshot`, whose header arrays are `h:gallery` and `h:applied_seq`). Galleries without
+    a snapshot are absent: their log is kept. Unreadable files are skipped: a shard rebuilds from the DB
+    rather than load one."""
+    positions: dict[str, int] = {}
+    if not snapshot_dir or not Path(snapshot_dir).is_dir():
+        return positions
+    for path in sorted(Path(snapshot_dir).glob("*.npz")):
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                gallery, seq = str(npz["h:gallery"].item()), int(npz["h:applied_seq"].item())
+        except Exception:  # noqa: BLE001 - torn or foreign file
+            continue
+        positions[gallery] = min(seq, positions.get(gallery, seq))
+    return positions
 
 
 class MaintenanceCore:
@@ -52,6 +76,9 @@ class MaintenanceCore:
                                                  batch=self.batch)
                 # Files no row refers to (dropped faces, failed posts, interrupted erasures), after a grace period.
                 report["media_sweep"] = await asyncio.to_thread(sweep_media, self.db_url, self.media_root)
+                snapshots = getattr(self.galleries, "snapshot_dir", None)
+                report["logs_deleted"] = await asyncio.to_thread(
+                    prune_logs, self.db_url, snapshot_positions(snapshots), batch=self.batch)
                 if report["vectors_deleted"] and self.galleries is not None:
                     await self.galleries.sync_async(EVENTS_GALLERY)
                 self.last_error = ""

@@ -228,11 +228,14 @@ class VideoSource:
         use_stream_timestamp: bool = False,
         start_timestamp: datetime | None = None,
         queue_size: int = DEFAULT_QUEUE_SIZE,
+        name: str | None = None,
     ) -> None:
         if queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {queue_size}")
-        self.url = redact_url(url)
-        target, scheme = _resolve(url)
+        # What messages call the source: `name` for files the server keeps (an uploaded video), whose
+        # paths are the server's business and must not reach a client; else the URL without password.
+        self.url = name or redact_url(url)
+        target, scheme = _resolve(url, self.url)
         self.is_local = scheme == "file"
         self.is_live = (not self.is_local) if live is None else live
         self.play_speed = play_speed
@@ -248,6 +251,7 @@ class VideoSource:
         self._stream.thread_type = "AUTO"
         self.width: int = self._stream.codec_context.width
         self.height: int = self._stream.codec_context.height
+        self.container_format: str = self._container.format.name or ""  # e.g. "mov,mp4,m4a,3gp,3g2,mj2"
         self.fps: float | None = _fps(self._stream)
         self.frames_total: int | None = self._stream.frames or None
         self.duration_s: float | None = _duration_s(self._container, self._stream)
@@ -385,7 +389,7 @@ class VideoSource:
         self.last_error = message
 
 
-def _resolve(url: str) -> tuple[str, str]:
+def _resolve(url: str, display: str) -> tuple[str, str]:
     """What to hand to FFmpeg, and the scheme (`file` for local files)."""
     if not url or not url.strip():
         raise SourceOpenError("empty source URL", param="url")
@@ -399,7 +403,7 @@ def _resolve(url: str) -> tuple[str, str]:
             raise SourceOpenError(f"unsupported URL scheme {scheme!r} (supported: {supported})", param="url")
         target = url2pathname(parts.path) if scheme == "file" else url
     if scheme == "file" and not Path(target).is_file():
-        raise SourceOpenError(f"video file not found: {target}", param="url")
+        raise SourceOpenError(f"video file not found: {display}", param="url")
     return target, scheme
 
 

@@ -46,7 +46,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from alembic import command
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import JSON, Connection, DateTime, LargeBinary, Table, create_engine, delete, func, select, text
@@ -55,7 +54,7 @@ from sqlalchemy.engine import make_url
 from facewatch import __version__
 from facewatch.settings import Config
 from storage import orm
-from storage.db import alembic_config, create_db_engine, engine_for, migrate
+from storage.db import alembic_config, create_db_engine, engine_for, migrate, upgrade_to
 from storage.media import LocalMediaStore
 from storage.retention import media_columns
 
@@ -288,13 +287,6 @@ def _known_revision(revision: str) -> bool:
         return False
 
 
-def _upgrade_to(database_url: str, revision: str) -> None:
-    with engine_for(database_url).begin() as connection:
-        cfg = alembic_config(database_url)
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, revision)
-
-
 def _rows(path: Path, table: Table) -> Iterator[list[dict[str, Any]]]:
     kinds = {c.name: _kind(c) for c in table.columns}
     chunk: list[dict[str, Any]] = []
@@ -368,7 +360,7 @@ def restore(config: Config, source: Path | str, force: bool = False) -> dict[str
     with engine_for(config.database_url).connect() as connection:
         current = _current_revision(connection)
     if current is None:
-        _upgrade_to(config.database_url, revision)
+        upgrade_to(config.database_url, revision)
     elif current != revision:
         raise BackupError(f"the database is at schema revision {current}, the backup at {revision}; "
                           "restore into a new, empty database")

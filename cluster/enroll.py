@@ -16,6 +16,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import httpx
 from tqdm import tqdm
 
 from facewatch.settings import Config
+from storage import orm
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 
@@ -114,12 +116,14 @@ def enroll_person(api: Api, person: Person, watch_list: str, watch_list_id: int)
 @contextmanager
 def api_session(config: Config, token: str | None, url: str | None) -> Iterator[Api]:
     """An API client: to `url` / a service already answering, or to one started here."""
-    base = url or config.url or f"http://{config.http_host}:{config.http_port}"
+    remote = url or config.url
+    base = remote or f"http://{config.http_host}:{config.http_port}"
     token = token or config.admin_token
     if _answers(base):
-        if not token:
+        if not token and remote:
             raise SystemExit("a facewatch service answers at " + base + ": give --token or FACEWATCH_ADMIN_TOKEN")
-        with httpx.Client(base_url=base, headers={"Authorization": f"Token {token}"}, timeout=120) as client:
+        with _run_token(config, token) as run_token, httpx.Client(
+                base_url=base, headers={"Authorization": f"Token {run_token}"}, timeout=120) as client:
             yield Api(client)
         return
     from cluster.http_client import wait_healthy
@@ -129,17 +133,42 @@ def api_session(config: Config, token: str | None, url: str | None) -> Iterator[
     # Ray's driver prints its own messages to stdout; keep stdout for the command's output (--json).
     with redirect_stdout(sys.stderr):
         started = start_service(config)
-    token = token or started.admin_token
-    if not token:
-        stop_service()
-        raise SystemExit("the installation already has an admin: give --token or FACEWATCH_ADMIN_TOKEN")
+    if started.admin_token:
+        print(f"First start: the admin token is {started.admin_token} (shown once; keep it)", file=sys.stderr)
     try:
-        with httpx.Client(base_url=started.url, headers={"Authorization": f"Token {token}"}, timeout=120) as client:
+        with _run_token(config, token or started.admin_token) as run_token, httpx.Client(
+                base_url=started.url, headers={"Authorization": f"Token {run_token}"}, timeout=120) as client:
             wait_healthy(client)
             yield Api(client)
     finally:
         with redirect_stdout(sys.stderr):
             stop_service()
+
+
+@contextmanager
+def _run_token(config: Config, token: str | None) -> Iterator[str]:
+    """`token`, or one made for this run in the installation's own database (the local service reads
+    the same database) and deleted afterwards, so the CLI works run after run without a token."""
+    if token:
+        yield token
+        return
+    from storage.db import migrate
+    from storage.tokens import local_admin_token
+    from storage.unit_of_work import UnitOfWork
+
+    migrate(config.database_url)
+    expires = datetime.now(UTC) + timedelta(days=1)  # outlives a long run; never a lasting credential
+    with UnitOfWork(config.database_url) as uow:
+        _, row, plain = local_admin_token(uow, name="facewatch enroll (this run)", expires_at=expires)
+        token_id = row.id
+    try:
+        yield plain
+    finally:
+        with UnitOfWork(config.database_url) as uow:
+            row = uow.session.get(orm.Token, token_id)
+            if row is not None:
+                uow.session.delete(row)
+                uow.commit()
 
 
 def _answers(base: str) -> bool:

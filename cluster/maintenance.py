@@ -16,12 +16,12 @@ import ray
 from ray.actor import ActorHandle
 
 from actors.galleries import Galleries
-from actors.maintenance import DEFAULT_INTERVAL_S, Maintenance
+from actors.maintenance import DEFAULT_INTERVAL_S, Maintenance, snapshot_positions
 from facewatch.errors import FacewatchError
 from facewatch.settings import Config
 from models.embedders import embedder_spec
 from storage.dossier_vectors import EVENTS_GALLERY
-from storage.retention import DEFAULT_BATCH, cleanup
+from storage.retention import DEFAULT_BATCH, cleanup, prune_logs
 from storage.unit_of_work import UnitOfWork
 
 log = logging.getLogger("facewatch.maintenance")
@@ -81,6 +81,8 @@ def sync_events_gallery(config: Config) -> str:
 def run_cleanup(config: Config, older_than_days: float | None = None, batch: int = DEFAULT_BATCH,
                 sync: bool = True) -> dict[str, Any]:
     report = cleanup(config.database_url, config.media_root, older_than_days, batch=batch)
+    report["logs_deleted"] = prune_logs(config.database_url, snapshot_positions(str(config.snapshot_dir)),
+                                        batch=batch)
     if report["vectors_deleted"] and sync:
         report["events_gallery"] = sync_events_gallery(config)
     return report

@@ -195,3 +195,16 @@ def _as_pil(rgb: np.ndarray) -> Image.Image:
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) uint8 RGB array, got {array.dtype} {array.shape}")
     return Image.fromarray(np.ascontiguousarray(array))
+
+
+_FORMAT_EXTENSIONS: Final = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "BMP": "bmp"}
+
+
+def image_extension(data: bytes, default: str = "jpg") -> str:
+    """The file extension of the image's actual format, read from its header (a client's file name may
+    say otherwise, and the stored file's extension decides the content type it is served with)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return _FORMAT_EXTENSIONS.get(image.format or "", default)
+    except Exception:  # noqa: BLE001 - not an image we know: the caller's default
+        return default

@@ -20,8 +20,11 @@ from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
 from facewatch import metrics
+from facewatch.errors import BadImage
 from facewatch.settings import Config
+from models.alignment import AlignmentError
 from models.attributes import get_attribute_model
+from models.detector import DetectorError
 from models.embedders import embedder_spec, l2_normalize, load_embedder
 from models.face_analysis import PhotoAnalyzer
 
@@ -77,10 +80,15 @@ class FaceExtractor:
 
     async def analyze(self, image: np.ndarray, with_chips: bool = True) -> dict[str, Any]:
         """Faces of one photo (biggest first) with quality and, with `with_chips`, their aligned chips."""
-        faces = await asyncio.to_thread(self.analyzer.analyze, image)
-        result: dict[str, Any] = {"faces": [asdict(f) for f in faces]}
-        if with_chips:
-            result["chips"] = await asyncio.to_thread(self.analyzer.chips, image, faces)
+        try:
+            faces = await asyncio.to_thread(self.analyzer.analyze, image)
+            result: dict[str, Any] = {"faces": [asdict(f) for f in faces]}
+            if with_chips:
+                result["chips"] = await asyncio.to_thread(self.analyzer.chips, image, faces)
+        except (DetectorError, AlignmentError) as exc:
+            # The models refuse a photo they cannot take: the caller's bad input, typed so that it
+            # crosses back to the API as BAD_IMAGE (422), not as a failure of the pool (503).
+            raise BadImage(f"the photo cannot be analysed: {exc}") from exc
         return result
 
 

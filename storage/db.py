@@ -60,11 +60,35 @@ def alembic_config(url: str) -> AlembicConfig:
 
 def migrate(url: str) -> None:
     """Bring the database at `url` to the newest schema (idempotent)."""
+    upgrade_to(url, "head")
+
+
+def upgrade_to(url: str, revision: str) -> None:
+    """Run the migrations up to `revision` in one transaction.
+
+    On SQLite foreign keys are off meanwhile: a migration that rebuilds a table (Alembic batch mode)
+    drops the old one, and with foreign keys on SQLite would first delete its rows, cascading to their
+    children. The pragma only changes outside a transaction; every reference is checked before commit.
+    """
     engine = engine_for(url)
-    with engine.begin() as connection:
-        cfg = alembic_config(url)
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "head")
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as connection:
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
+        try:
+            with connection.begin():
+                cfg = alembic_config(url)
+                cfg.attributes["connection"] = connection
+                command.upgrade(cfg, revision)
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"the migration would leave broken references: {broken[:5]}")
+        finally:
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
 
 
 @contextmanager

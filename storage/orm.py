@@ -43,6 +43,12 @@ NAMING = {
 UNMATCHED_WATCH_LIST_ID = -1
 """The built-in Unmatched list has this fixed id; it cannot be deleted, only deactivated."""
 
+NEVER_REUSE: dict[str, Any] = {"sqlite_autoincrement": True}
+"""`__table_args__` of every table with an integer id: SQLite without AUTOINCREMENT hands the id of the
+newest deleted row to the next insert, and other rows, vectors, files and event ids (job id + track id)
+still name it, so a re-uploaded video's events were taken for retries of the deleted one's. PostgreSQL
+sequences never go back. tests/test_ids_never_reused.py checks every table has it."""
+
 # BigInteger primary keys still autoincrement on SQLite only as INTEGER; this variant keeps both happy.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -103,6 +109,7 @@ dossier_watch_lists = Table(
 
 class CameraGroup(Timestamped, Base):
     __tablename__ = "camera_groups"
+    __table_args__ = NEVER_REUSE
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     comment: Mapped[str] = mapped_column(Text, default="")
@@ -118,6 +125,7 @@ class CameraGroup(Timestamped, Base):
 
 class Camera(Timestamped, Base):
     __tablename__ = "cameras"
+    __table_args__ = NEVER_REUSE
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     camera_group_id: Mapped[int] = mapped_column(ForeignKey("camera_groups.id", ondelete="RESTRICT"), index=True)
@@ -137,8 +145,8 @@ class Camera(Timestamped, Base):
 
 class WatchList(Timestamped, Base):
     __tablename__ = "watch_lists"
-    # AUTOINCREMENT keeps SQLite ids starting at 1 beside the built-in row -1 (it would pick 0).
-    __table_args__ = {"sqlite_autoincrement": True}
+    # AUTOINCREMENT also keeps SQLite ids starting at 1 beside the built-in row -1 (it would pick 0).
+    __table_args__ = NEVER_REUSE
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     comment: Mapped[str] = mapped_column(Text, default="")
@@ -154,6 +162,7 @@ class WatchList(Timestamped, Base):
 
 class Dossier(Timestamped, Base):
     __tablename__ = "dossiers"
+    __table_args__ = NEVER_REUSE
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(300), index=True)
     comment: Mapped[str] = mapped_column(Text, default="")
@@ -169,6 +178,7 @@ class Dossier(Timestamped, Base):
 
 class DossierFace(Timestamped, Base):
     __tablename__ = "dossier_faces"
+    __table_args__ = NEVER_REUSE
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     dossier_id: Mapped[int] = mapped_column(ForeignKey("dossiers.id", ondelete="CASCADE"), index=True)
     # Media keys are indexed: media visibility and the media sweep look rows up by key.
@@ -189,6 +199,7 @@ class Gallery(Timestamped, Base):
     """A named vector collection: the built-in `dossiers` and `events` galleries, or a user's own."""
 
     __tablename__ = "galleries"
+    __table_args__ = NEVER_REUSE
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     model: Mapped[str] = mapped_column(String(100))
@@ -201,7 +212,7 @@ class FaceVector(Base):
     """The source of truth for every vector in every gallery (one row per item and model)."""
 
     __tablename__ = "face_vectors"
-    __table_args__ = (UniqueConstraint("gallery", "item_id", "model", name="uq_face_vectors_item"),)
+    __table_args__ = (UniqueConstraint("gallery", "item_id", "model", name="uq_face_vectors_item"), NEVER_REUSE)
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     gallery: Mapped[str] = mapped_column(String(100), index=True)
     item_id: Mapped[str] = mapped_column(String(100))
@@ -216,7 +227,7 @@ class GalleryChange(Base):
     """Append-only log of gallery changes; a shard replays the rows newer than its snapshot."""
 
     __tablename__ = "gallery_changes"
-    __table_args__ = (Index("ix_gallery_changes_gallery_seq", "gallery", "seq"),)
+    __table_args__ = (Index("ix_gallery_changes_gallery_seq", "gallery", "seq"), NEVER_REUSE)
     seq: Mapped[int] = mapped_column(BigId, primary_key=True)
     gallery: Mapped[str] = mapped_column(String(100))
     item_id: Mapped[str] = mapped_column(String(100))
@@ -226,6 +237,7 @@ class GalleryChange(Base):
 
 class Episode(Timestamped, Base):
     __tablename__ = "episodes"
+    __table_args__ = NEVER_REUSE
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     camera_group_id: Mapped[int | None] = mapped_column(
         ForeignKey("camera_groups.id", ondelete="SET NULL"), nullable=True, index=True
@@ -302,6 +314,7 @@ class Event(Timestamped, Base):
 
 class Video(Timestamped, Base):
     __tablename__ = "videos"
+    __table_args__ = NEVER_REUSE
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(300))
     source_url: Mapped[str] = mapped_column(Text, default="")
@@ -323,6 +336,7 @@ class Job(Timestamped, Base):
     """The JobManager's record per camera or video: desired state, lease, attempts, statistics."""
 
     __tablename__ = "jobs"
+    __table_args__ = NEVER_REUSE
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     kind: Mapped[str] = mapped_column(String(10))  # camera | video
     camera_id: Mapped[int | None] = mapped_column(
@@ -346,6 +360,7 @@ class Job(Timestamped, Base):
 
 class Webhook(Timestamped, Base):
     __tablename__ = "webhooks"
+    __table_args__ = NEVER_REUSE
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     title: Mapped[str] = mapped_column(String(200))
     url: Mapped[str] = mapped_column(Text)
@@ -365,6 +380,7 @@ class WebhookOutbox(Base):
     __table_args__ = (
         UniqueConstraint("webhook_id", "event_id", name="uq_webhook_outbox_item"),
         Index("ix_webhook_outbox_pending", "webhook_id", "status", "id"),
+        NEVER_REUSE,
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
@@ -381,6 +397,7 @@ class WebhookDelivery(Base):
     """One delivery attempt (a POST of a batch), kept for `GET /v1/webhooks/{id}/deliveries`."""
 
     __tablename__ = "webhook_deliveries"
+    __table_args__ = NEVER_REUSE
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"), index=True)
     event_ids: Mapped[list[Any]] = mapped_column(default=list)
@@ -394,6 +411,7 @@ class WebhookDelivery(Base):
 
 class User(Timestamped, Base):
     __tablename__ = "users"
+    __table_args__ = NEVER_REUSE
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     username: Mapped[str] = mapped_column(String(150), unique=True)
     role: Mapped[str] = mapped_column(String(20))  # admin | operator | viewer
@@ -407,6 +425,7 @@ class Token(Timestamped, Base):
     """An API token; only its SHA-256 is stored, the plain token is shown once at creation."""
 
     __tablename__ = "tokens"
+    __table_args__ = NEVER_REUSE
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
@@ -429,6 +448,7 @@ class RuntimeSetting(Base):
 
 class AuditRecord(Base):
     __tablename__ = "audit_log"
+    __table_args__ = NEVER_REUSE
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     user_id: Mapped[int | None] = mapped_column(BigId, nullable=True)
     username: Mapped[str] = mapped_column(String(150), default="")

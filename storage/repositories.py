@@ -185,6 +185,10 @@ RUNTIME_SETTING_DEFAULTS: dict[str, Any] = {
     "ignore_unmatched": False,
     "retention_days_matched": 30,
     "retention_days_unmatched": 30,
+    # Tables that would otherwise only grow (storage.retention.prune_logs); 0 keeps every row.
+    "retention_days_audit_log": 365,
+    "retention_days_webhook_deliveries": 30,
+    "retention_days_gallery_changes": 30,
     "min_dossier_photo_quality": 0.3,
     "embedder": "dlib_resnet_v1",
 }

@@ -1,4 +1,5 @@
-"""Retention (SPEC §9): deleting events older than the configured number of days.
+"""Retention (SPEC §9): deleting events older than the configured number of days, and pruning the
+tables that would otherwise only grow (audit log, webhook deliveries, gallery change log: `prune_logs`).
 
 What "older" means: an event's age counts from when it was recorded (`created_at`), not from its
 `timestamp` (a video file processed today with stream timestamps from last year is kept for the
@@ -204,5 +205,58 @@ def cleanup(db_url: str, media_root: str | Path, older_than_days: float | None =
     return report.as_dict()
 
 
-__all__ = ["CleanupReport", "cleanup", "cutoffs", "delete_events", "expired_clause", "media_columns",
-           "referenced_keys"]
+# -- tables that would otherwise only grow ------------------------------------------------------
+
+LOG_RETENTION: dict[str, str] = {
+    "audit_log": "retention_days_audit_log",
+    "webhook_deliveries": "retention_days_webhook_deliveries",
+    "gallery_changes": "retention_days_gallery_changes",
+}
+"""Table → the runtime setting holding its retention in days (0 keeps every row forever)."""
+
+
+def prune_logs(db_url: str, gallery_positions: dict[str, int] | None = None, *, now: datetime | None = None,
+               batch: int = DEFAULT_BATCH) -> dict[str, int]:
+    """Deletes audit records, webhook delivery attempts and gallery change-log rows older than their
+    retention settings; returns the rows deleted per table.
+
+    The gallery change log is what a shard replays after loading its snapshot, so a row is deleted only
+    when, besides being old, every snapshot of its gallery already contains it: `gallery_positions`
+    maps a gallery to the lowest `applied_seq` of its snapshots (galleries not named keep their whole
+    log). A shard without a snapshot loads from `face_vectors`, not from the log.
+    """
+    now = now or datetime.now(UTC)
+    with UnitOfWork(db_url) as uow:
+        settings = uow.settings.all()
+    deleted = dict.fromkeys(LOG_RETENTION, 0)
+    for table, key in LOG_RETENTION.items():
+        days = _days(settings.get(key))
+        if days is None:
+            continue
+        cutoff = now - timedelta(days=days)
+        if table == "gallery_changes":
+            for gallery, position in sorted((gallery_positions or {}).items()):
+                c = orm.GalleryChange
+                deleted[table] += _delete_in_batches(db_url, c.seq, and_(
+                    c.gallery == gallery, c.seq <= position, c.created_at < cutoff), batch)
+        else:
+            model = orm.AuditRecord if table == "audit_log" else orm.WebhookDelivery
+            deleted[table] += _delete_in_batches(db_url, model.id, model.created_at < cutoff, batch)
+    return deleted
+
+
+def _delete_in_batches(db_url: str, key: Any, where: Any, batch: int) -> int:
+    """Deletes the rows of `key`'s table matching `where`, `batch` per transaction (short write locks)."""
+    total = 0
+    while True:
+        with UnitOfWork(db_url) as uow:
+            ids = list(uow.session.scalars(select(key).where(where).order_by(key).limit(batch)))
+            if not ids:
+                return total
+            uow.session.execute(delete(key.class_).where(key.in_(ids)))
+            uow.commit()
+        total += len(ids)
+
+
+__all__ = ["LOG_RETENTION", "CleanupReport", "cleanup", "cutoffs", "delete_events", "expired_clause",
+           "media_columns", "prune_logs", "referenced_keys"]

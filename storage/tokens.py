@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
+from datetime import UTC, datetime
+
+from sqlalchemy import func, or_, select
 
 from storage import orm
 from storage.repositories import hash_token
@@ -32,3 +34,40 @@ def ensure_admin(uow: UnitOfWork, token: str | None = None) -> str | None:
     _, plain = issue_token(uow, admin, name="first start", plain=token)
     uow.commit()
     return plain
+
+
+def admin_tokens_left(uow: UnitOfWork, without_token_id: int | None = None) -> int:
+    """Unexpired tokens of active admins (leaving out `without_token_id`): while there is one, someone
+    can still administer the installation over the API."""
+    stmt = (select(func.count()).select_from(orm.Token).join(orm.User, orm.User.id == orm.Token.user_id)
+            .where(orm.User.role == "admin", orm.User.active.is_(True),
+                   or_(orm.Token.expires_at.is_(None), orm.Token.expires_at > datetime.now(UTC))))
+    if without_token_id is not None:
+        stmt = stmt.where(orm.Token.id != without_token_id)
+    return int(uow.session.scalar(stmt) or 0)
+
+
+def local_admin_token(uow: UnitOfWork, username: str | None = None, name: str = "local admin-token",
+                      expires_at: datetime | None = None) -> tuple[orm.User, orm.Token, str]:
+    """A new token for an admin, made with the installation's own database: the operator's way back in
+    when no admin can authenticate any more (`facewatch admin-token`), and the local CLI's own access.
+
+    `username`: that user, created as an admin if missing (an existing non-admin or inactive user is
+    refused: promoting is a decision for the API, where it is audited). Without it: the oldest active
+    admin, or a new `admin` user when there is none (`admin-2`, … when that name is taken).
+    """
+    if username is not None:
+        user = uow.users.by_username(username)
+        if user is not None and (user.role != "admin" or not user.active):
+            raise ValueError(f"user {username!r} is not an active admin")
+    else:
+        user = uow.session.scalars(select(orm.User).where(orm.User.role == "admin", orm.User.active.is_(True))
+                                   .order_by(orm.User.id).limit(1)).first()
+        if user is None:
+            taken = set(uow.session.scalars(select(orm.User.username).where(orm.User.username.like("admin%"))))
+            username = next(n for n in ("admin", *(f"admin-{i}" for i in range(2, 10_000))) if n not in taken)
+    if user is None:
+        user = uow.users.add(orm.User(username=username, role="admin", comment="created by facewatch admin-token"))
+    row, plain = issue_token(uow, user, name=name, expires_at=expires_at)
+    uow.commit()
+    return user, row, plain

@@ -59,3 +59,21 @@ def test_openapi_says_which_patch_fields_may_be_null(api: ApiClient) -> None:
         for field, prop in properties.items():
             allows_null = any(s.get("type") == "null" for s in prop.get("anyOf", []))
             assert allows_null == (field in model.NULLABLE), (model.__name__, field, prop)
+
+
+def test_patching_stream_settings_changes_only_the_keys_sent(api: ApiClient) -> None:
+    """Issue 11, item 12: the stored settings are merged with the keys sent, then checked as a whole."""
+    group = api.post("/v1/camera-groups", json={"name": "merge"}).json()
+    created = api.post("/v1/cameras", json={"name": "door", "camera_group_id": group["id"], "stream_settings": {
+        "roi": [0, 0, 640, 480], "detect_every_n": 2, "max_face_size": 500}}).json()
+    path = f"/v1/cameras/{created['id']}"
+    patched = api.patch(path, json={"stream_settings": {"jpeg_quality": 80}})
+    assert patched.status_code == 200, patched.text
+    after = patched.json()["stream_settings"]
+    assert after == {**created["stream_settings"], "jpeg_quality": 80}
+    assert api.get(path).json()["stream_settings"] == after
+    cleared = api.patch(path, json={"stream_settings": {"roi": None}}).json()["stream_settings"]
+    assert cleared["roi"] is None and cleared["detect_every_n"] == 2
+    # Checked against the stored values: min_face_size may not pass the stored max_face_size (500).
+    assert_error(api.patch(path, json={"stream_settings": {"min_face_size": 600}}), 422, "BAD_PARAM")
+    assert api.get(path).json()["stream_settings"] == cleared

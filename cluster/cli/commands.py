@@ -136,3 +136,29 @@ def cmd_sweep_media(args: argparse.Namespace) -> int:
     from cluster.maintenance import cli_sweep_media
 
     return cli_sweep_media(args)
+
+
+def cmd_admin_token(args: argparse.Namespace) -> int:
+    """A new admin token made in this installation's own database: the way back in when no admin can
+    authenticate (every admin token deleted or expired). Whoever can run this on the server can read
+    the database anyway, so it needs no token itself."""
+    from datetime import UTC, datetime, timedelta
+
+    from cluster.service import prepare_database
+    from storage.tokens import local_admin_token
+    from storage.unit_of_work import UnitOfWork
+
+    config = load_config()
+    prepare_database(config)  # a new installation gets its schema (and its first admin) here
+    expires = datetime.now(UTC) + timedelta(days=args.expires_in_days) if args.expires_in_days else None
+    try:
+        with UnitOfWork(config.database_url) as uow:
+            user, _, token = local_admin_token(uow, args.user, name=args.name, expires_at=expires)
+    except ValueError as exc:
+        print(f"facewatch admin-token: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print_json({"username": user.username, "user_id": user.id, "token": token})
+    else:
+        print(f"admin token for {user.username} (shown once; keep it): {token}")
+    return 0

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 
 from cluster.cli.commands import (
     BENCHMARKS,
+    cmd_admin_token,
     cmd_backup,
     cmd_bench,
     cmd_cleanup,
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         "restore": (cmd_restore, "restore a backup folder into an empty installation"),
         "migrate-model": (cmd_migrate_model, "re-embed every stored face with another model, then switch"),
         "vms-plugin": (cmd_vms_plugin, "run the reference VMS plug-in for a generic VMS declared in a file"),
+        "admin-token": (cmd_admin_token, "create an admin token in this installation's database (lock-out)"),
     }
     parsers = {}
     for name, (func, help_text) in commands.items():
@@ -58,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     enroll.add_argument("--json", action="store_true", help="print one JSON summary")
     enroll.add_argument("--token", help="API token (default FACEWATCH_ADMIN_TOKEN)")
     enroll.add_argument("--url", help="a running service (default FACEWATCH_URL or the local port)")
+    admin_token = parsers["admin-token"]
+    admin_token.add_argument("--user", help="for this admin (created if missing); default: the first active admin")
+    admin_token.add_argument("--name", default="facewatch admin-token", help="the token's name")
+    admin_token.add_argument("--expires-in-days", type=float, help="let the token expire (default: never)")
+    admin_token.add_argument("--json", action="store_true", help="print {username, user_id, token} as JSON")
     cleanup = parsers["cleanup"]
     cleanup.add_argument("--older-than", type=float, metavar="DAYS",
                          help="delete every event older than DAYS (default: the retention_days_* settings)")

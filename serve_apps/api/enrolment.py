@@ -15,7 +15,7 @@ import numpy as np
 from actors.galleries import Galleries
 from facewatch.errors import BadImage, BadParam, FacewatchError, LowQuality
 from models.face_analysis import FaceInPhoto, FaceSelect, select_faces
-from models.images import encode_png
+from models.images import encode_png, image_extension
 from serve_apps.api.services import Services, decode_photo, translate_face_errors
 from storage import orm
 from storage.dossier_vectors import DOSSIERS_GALLERY, store_dossier_face_vector
@@ -69,7 +69,10 @@ async def enrol_photo(
         gate(face, min_quality)
     chips = photo.chips[[f.index for f in chosen]]
     extracted = await services.extract(chips)
-    source_key = media.put(data, extension if extension in {"jpg", "jpeg", "png", "webp", "bmp"} else "jpg")
+    # The stored photo's extension comes from its content; `extension` (from the client's file name) only
+    # when the header names no format we know.
+    fallback = extension if extension in {"jpg", "jpeg", "png", "webp", "bmp"} else "jpg"
+    source_key = media.put(data, image_extension(data, fallback))
     rows = []
     for face, chip, vector, attributes in zip(chosen, chips, extracted["embeddings"], extracted["attributes"],
                                               strict=True):

@@ -438,6 +438,9 @@ class RuntimeSettings(Output):
     ignore_unmatched: bool
     retention_days_matched: int
     retention_days_unmatched: int
+    retention_days_audit_log: int
+    retention_days_webhook_deliveries: int
+    retention_days_gallery_changes: int
     min_dossier_photo_quality: float
     embedder: str
 
@@ -449,8 +452,12 @@ class RuntimeSettingsPatch(Patch):
     episode_idle_timeout_s: float | None = Field(None, gt=0.0, le=86_400.0)
     episode_max_duration_s: float | None = Field(None, gt=0.0, le=7 * 86_400.0)
     ignore_unmatched: bool | None = None
-    retention_days_matched: int | None = Field(None, ge=1, le=36_500)
-    retention_days_unmatched: int | None = Field(None, ge=1, le=36_500)
+    # Days; 0 keeps forever (as the README has always said for events).
+    retention_days_matched: int | None = Field(None, ge=0, le=36_500)
+    retention_days_unmatched: int | None = Field(None, ge=0, le=36_500)
+    retention_days_audit_log: int | None = Field(None, ge=0, le=36_500)
+    retention_days_webhook_deliveries: int | None = Field(None, ge=0, le=36_500)
+    retention_days_gallery_changes: int | None = Field(None, ge=0, le=36_500)
     min_dossier_photo_quality: float | None = Field(None, ge=0.0, le=1.0)
 
 

@@ -59,10 +59,21 @@ class Services:
     async def _call(self, method: str, *args: Any) -> Any:
         try:
             return await getattr(self.extractor(), method).remote(*args)
-        except FacewatchError:
-            raise
         except Exception as exc:  # noqa: BLE001 - a dead or unreachable replica is a 503, not a 500
-            raise ServiceUnavailable(f"the extractor pool failed: {type(exc).__name__}") from exc
+            raise pool_error(exc) from exc
+
+
+def pool_error(exc: Exception) -> FacewatchError:
+    """What an exception from an extractor replica means to the client.
+
+    Ray hands a replica's exception back wrapped (a RayTaskError whose `cause` is the original). A typed
+    error the replica raised (BAD_IMAGE for a photo the models cannot take) is the client's and keeps its
+    code and status; anything else means the pool itself failed (503).
+    """
+    cause = getattr(exc, "cause", None) or exc
+    if isinstance(cause, FacewatchError):
+        return FacewatchError.from_dict(cause.to_dict())
+    return ServiceUnavailable(f"the extractor pool failed: {type(cause).__name__}")
 
 
 def get_services(request: Request) -> Services:
@@ -87,12 +98,21 @@ async def read_upload(upload: UploadFile, limit: int, param: str = "photo") -> b
     return data
 
 
+MIN_PHOTO_SIDE = 12
+"""The detector's smallest window (models/detector.py): a smaller photo cannot show a face."""
+
+
 def decode_photo(data: bytes, limit: int, param: str = "photo") -> np.ndarray:
     try:
-        return decode_image(data, max_bytes=limit)
+        image = decode_image(data, max_bytes=limit)
     except ImageError as exc:
         error = TooLarge if exc.code == "TOO_LARGE" else BadImage
         raise error(str(exc), param=param) from exc
+    height, width = image.shape[:2]
+    if min(height, width) < MIN_PHOTO_SIDE:
+        raise BadImage(f"the image is {width}x{height} pixels; a face needs at least "
+                       f"{MIN_PHOTO_SIDE}x{MIN_PHOTO_SIDE}", param=param)
+    return image
 
 
 def translate_face_errors(exc: Exception, param: str = "photo") -> FacewatchError:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from pydantic import ValidationError
 
 from facewatch.states import CameraStatus
 from serve_apps.api.deps import Admin, Operator, Pages, Scope, Uow
 from serve_apps.api.jobs_client import notify_camera_changed
 from serve_apps.api.routes._common import apply_patch, dialect_of, ensure_visible, meta_query
-from serve_apps.api.schemas import CameraIn, CameraOut, CameraPatch, DbId, Page
+from serve_apps.api.routes.videos import Unprocessable
+from serve_apps.api.schemas import CameraIn, CameraOut, CameraPatch, DbId, Page, StreamSettings
 from storage import orm
 from storage.meta_filters import apply_meta
 from storage.unit_of_work import UnitOfWork
@@ -74,12 +76,26 @@ def update_camera(camera_id: DbId, body: CameraPatch, uow: Uow, _: Admin) -> orm
     camera = uow.cameras.get(camera_id)
     if body.camera_group_id is not None:
         _group_for(uow, body.camera_group_id)
-    changes = apply_patch(camera, body)
+    if body.stream_settings is not None:
+        camera.stream_settings = merged_stream_settings(camera.stream_settings, body.stream_settings)
+    changes = apply_patch(camera, body, skip=("stream_settings",))
     if "active" in changes:
         camera.status = "starting" if camera.active else "disabled"
     uow.commit()
     notify_camera_changed(camera.id)  # the JobManager starts, re-reads or stops its job now
     return camera
+
+
+def merged_stream_settings(stored: dict[str, Any] | None, sent: StreamSettings) -> dict[str, Any]:
+    """A PATCH changes only the stream settings keys it sends; the result is checked as a whole (e.g.
+    `max_face_size` sent alone must still be >= the stored `min_face_size`)."""
+    merged = {**(stored or {}), **sent.model_dump(mode="json", exclude_unset=True)}
+    try:
+        return StreamSettings.model_validate(merged).model_dump(mode="json")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(["stream_settings", *(str(p) for p in first.get("loc", ()))])
+        raise Unprocessable(f"{param}: {first['msg']}", param=param) from None
 
 
 @router.delete("/{camera_id}", status_code=204)

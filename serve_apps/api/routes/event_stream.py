@@ -23,7 +23,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
@@ -51,18 +51,39 @@ class _Cursor:
         self.created_at, self.event_id = created_at, event_id
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def sse_id(created_at: datetime, event_id: str) -> str:
+    """The SSE `id` of an event: its feed position (creation time in µs since the epoch) and its id, so
+    a client reconnecting with it resumes at the next newer event even when this one is gone
+    (retention, erasure) and its creation time can no longer be looked up."""
+    micros = (created_at.astimezone(UTC) - _EPOCH) // timedelta(microseconds=1)  # exact, no float
+    return f"{micros}~{event_id}"
+
+
+def _parse_sse_id(value: str) -> _Cursor | None:
+    micros, sep, event_id = value.partition("~")
+    if not sep or not micros.isdigit() or len(micros) > 18:
+        return None
+    return _Cursor(_EPOCH + timedelta(microseconds=int(micros)), event_id)
+
+
 def _start(db_url: str, since: datetime | None, last_event_id: str | None) -> _Cursor:
     if last_event_id:
         with UnitOfWork(db_url) as uow:
-            event = uow.events.find(last_event_id)
+            event = uow.events.find(last_event_id)  # a plain event id (clients of older versions)
             if event is not None:
                 return _Cursor(event.created_at, event.id)
+        cursor = _parse_sse_id(last_event_id)
+        if cursor is not None:
+            return cursor
     moment = since or datetime.now(UTC)
     return _Cursor(moment if moment.tzinfo else moment.replace(tzinfo=UTC), "")
 
 
 def _next_events(db_url: str, caller: Caller, filters: dict[str, Any], cursor: _Cursor,
-                 base: str) -> list[dict[str, Any]]:
+                 base: str) -> list[tuple[dict[str, Any], datetime]]:
     with UnitOfWork(db_url) as uow:
         # The scope is read at every poll, so hiding a group or list takes effect on open feeds too.
         stmt = event_filters(uow.events.query().where(scope_of(uow, caller).events()), filters)
@@ -72,11 +93,12 @@ def _next_events(db_url: str, caller: Caller, filters: dict[str, Any], cursor: _
         events = list(uow.session.scalars(stmt))
         if events:
             cursor.created_at, cursor.event_id = events[-1].created_at, events[-1].id
-        return [event_to_dict(e, base) for e in events]
+        return [(event_to_dict(e, base), e.created_at) for e in events]
 
 
-def _message(event: dict[str, Any]) -> str:
-    return f"id: {event['id']}\nevent: event\ndata: {json.dumps(event, default=str, separators=(',', ':'))}\n\n"
+def _message(event: dict[str, Any], created_at: datetime) -> str:
+    data = json.dumps(event, default=str, separators=(",", ":"))
+    return f"id: {sse_id(created_at, event['id'])}\nevent: event\ndata: {data}\n\n"
 
 
 @router.get(
@@ -91,7 +113,7 @@ async def stream_events(
     since: Annotated[Timestamp | None, Query(description="start after this moment (default: now)")] = None,
     max_events: Annotated[int | None, Query(ge=1, le=100_000, description="end after this many events")] = None,
     timeout_s: Annotated[float | None, Query(gt=0, le=86_400, description="end after this long")] = None,
-    last_event_id: Annotated[str | None, Header(max_length=64)] = None,
+    last_event_id: Annotated[str | None, Header(max_length=100)] = None,
 ) -> StreamingResponse:
     db_url = request.app.state.config.database_url
     wanted = filters.model_dump(exclude_none=True)
@@ -105,8 +127,8 @@ async def stream_events(
         while True:
             if await request.is_disconnected():
                 return
-            for event in await run_in_threadpool(_next_events, db_url, caller, wanted, cursor, base):
-                yield _message(event)
+            for event, created_at in await run_in_threadpool(_next_events, db_url, caller, wanted, cursor, base):
+                yield _message(event, created_at)
                 sent += 1
                 last_sent = time.monotonic()
                 if max_events is not None and sent >= max_events:

@@ -44,6 +44,10 @@ from storage.visibility import VisibilityScope
 router = APIRouter(tags=["faces"])
 Svc = Annotated[Services, Depends(get_services)]
 FaceSelectForm = Annotated[str, Form(pattern="^(biggest|all|reject)$")]
+BulkFaceSelectForm = Annotated[str, Form(
+    pattern="^(biggest|reject)$",
+    description="each photo is one person: `all` is refused, since the faces of a group photo would all "
+                "go into that one person's dossier (enrol group photos one by one with face_select=all)")]
 MAX_BULK_FILES = 1000
 MAX_ZIP_BYTES = 512 * 1024 * 1024
 
@@ -300,7 +304,7 @@ async def bulk_enrol(
     request: Request, services: Svc, uow: Uow, media: Media, caller: Operator,
     files: Annotated[list[UploadFile], File(description="photos, or zip files of photos / sub-folders")],
     watch_list_ids: Annotated[str, Form(description="comma-separated watch list ids")] = "",
-    face_select: FaceSelectForm = "biggest",
+    face_select: BulkFaceSelectForm = "biggest",
 ) -> BulkEnrolOut:
     try:
         list_ids = [int(v) for v in watch_list_ids.replace("[", "").replace("]", "").split(",") if v.strip()]
@@ -332,7 +336,7 @@ async def _enrol_person(request: Request, services: Services, media: Any, person
         for file_name, data in photos:
             try:
                 await enrol_photo(uow, media, services, dossier, data, limit=_limit(request),
-                                  face_select="biggest" if face_select == "all" else face_select,
+                                  face_select=face_select,  # type: ignore[arg-type]  # the form checked it
                                   extension=photo_extension(file_name))
                 uow.flush()
                 results.append({"file": file_name, "dossier": person, "status": "ok", "error": None})

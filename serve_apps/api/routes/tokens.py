@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, Response
 
-from facewatch.errors import Forbidden, NotFound
+from facewatch.errors import Conflict, Forbidden, NotFound
 from serve_apps.api.deps import Uow, Viewer
 from serve_apps.api.schemas import DbId, TokenCreated, TokenIn
-from storage.tokens import issue_token
+from storage.tokens import admin_tokens_left, issue_token
 
 router = APIRouter(prefix="/tokens", tags=["tokens"])
 
@@ -34,6 +34,10 @@ def delete_token(token_id: DbId, uow: Uow, caller: Viewer) -> Response:
     row = uow.tokens.get(token_id)
     if row.user_id != caller.user_id and caller.role != "admin":
         raise NotFound(f"token {token_id} does not exist", param="id")
+    if admin_tokens_left(uow) > 0 and admin_tokens_left(uow, without_token_id=row.id) == 0:
+        raise Conflict("this is the last token of any active admin: without it nobody could administer the "
+                       "installation; create another admin token first (or, on the server, run "
+                       "`facewatch admin-token`)", param="id")
     uow.tokens.delete(row)
     uow.commit()
     return Response(status_code=204)

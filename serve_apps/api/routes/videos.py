@@ -81,6 +81,26 @@ def _extension(filename: str | None) -> str:
     return suffix if _EXTENSION.match(suffix) else "mp4"
 
 
+# FFmpeg's demuxer names → the extensions of that family, the usual one first.
+_CONTAINER_EXTENSIONS: dict[str, tuple[str, ...]] = {
+    "mov,mp4,m4a,3gp,3g2,mj2": ("mp4", "mov", "m4v", "3gp", "3g2"),
+    "matroska,webm": ("mkv", "webm"),
+    "avi": ("avi",), "flv": ("flv",), "mpegts": ("ts",), "mpeg": ("mpg", "mpeg"), "asf": ("wmv", "asf"),
+    "mjpeg": ("mjpeg",), "h264": ("h264",), "hevc": ("hevc",), "ogg": ("ogv",),
+}
+
+
+def _content_extension(container_format: str, filename: str | None) -> str:
+    """The stored video's extension from what FFmpeg found inside, not from the client's file name (the
+    name's extension is kept when it belongs to that family, e.g. `.mov` for a QuickTime file)."""
+    family = _CONTAINER_EXTENSIONS.get(container_format)
+    if family is None:  # a rarer demuxer: its own name, when that makes an extension
+        first = container_format.split(",")[0]
+        return first if _EXTENSION.match(first) else "bin"
+    named = _extension(filename)
+    return named if named in family else family[0]
+
+
 def _store_upload(media: LocalMediaStore, spooled: Any, filename: str | None) -> tuple[str, int, float]:
     """Copies the upload to disk, checks it is a readable video, stores it; (key, frames, seconds)."""
     incoming = media.root / ".incoming"
@@ -96,14 +116,15 @@ def _store_upload(media: LocalMediaStore, spooled: Any, filename: str | None) ->
         if size == 0:
             raise Unprocessable("the uploaded file is empty", param="file")
         try:
-            with VideoSource(str(path), live=False) as probe:
+            with VideoSource(str(path), live=False, name="the uploaded file") as probe:
                 frames = int(probe.frames_total or 0)
+                extension = _content_extension(probe.container_format, filename)
                 duration = float(probe.duration_s or 0.0)
                 if not frames and duration and probe.fps:
                     frames = round(duration * probe.fps)
         except SourceError as exc:
             raise Unprocessable(f"the upload is not a readable video: {exc.reason}", param="file") from None
-        return media.put_file(path, _extension(filename)), frames, duration
+        return media.put_file(path, extension), frames, duration
     finally:
         path.unlink(missing_ok=True)
 
