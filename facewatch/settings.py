@@ -25,6 +25,13 @@ class Config:
     extractor_target_ongoing_requests: float
     extractor_max_batch: int
     camera_slots: int
+    # Console sign-in (README "Console and sign-in"): the first admin's password, session lifetime,
+    # and the throttle on failed sign-ins (per user name and per client address, in a sliding window).
+    admin_password: str | None = None
+    session_ttl_s: float = 12 * 3600.0
+    login_max_failures: int = 5
+    login_max_failures_per_client: int = 20
+    login_failure_window_s: float = 300.0
 
     @property
     def snapshot_dir(self) -> Path:
@@ -56,4 +63,9 @@ def load_config(env: dict[str, str] | None = None) -> Config:
         extractor_target_ongoing_requests=float(env.get("FACEWATCH_EXTRACTOR_TARGET_ONGOING_REQUESTS") or 8),
         extractor_max_batch=int(env.get("FACEWATCH_EXTRACTOR_MAX_BATCH") or 64),
         camera_slots=int(env.get("FACEWATCH_CAMERA_SLOTS") or 4),
+        admin_password=env.get("FACEWATCH_ADMIN_PASSWORD") or None,
+        session_ttl_s=float(env.get("FACEWATCH_SESSION_TTL_S") or 12 * 3600),
+        login_max_failures=int(env.get("FACEWATCH_LOGIN_MAX_FAILURES") or 5),
+        login_max_failures_per_client=int(env.get("FACEWATCH_LOGIN_MAX_FAILURES_PER_CLIENT") or 20),
+        login_failure_window_s=float(env.get("FACEWATCH_LOGIN_FAILURE_WINDOW_S") or 300),
     )

@@ -7,6 +7,7 @@ from types import TracebackType
 from sqlalchemy.orm import Session, sessionmaker
 
 from storage import repositories as r
+from storage import sign_in
 from storage.db import session_factory, translate_db_errors
 
 
@@ -35,6 +36,8 @@ class UnitOfWork:
         self.settings = r.SettingsRepository(s)
         self.audit = r.AuditRepository(s)
         self.vectors = r.VectorRepository(s)
+        self.sessions = sign_in.SessionRepository(s)
+        self.login_failures = sign_in.LoginFailureRepository(s)
         return self
 
     def flush(self) -> None:
