@@ -26,6 +26,7 @@ from serve_apps.api.services import Services
 from serve_apps.api_deployment import API_APP, build_api_application
 from serve_apps.extractor import EXTRACTOR_APP, build_extractor_application
 from storage.db import migrate
+from storage.sign_in import ensure_admin_password
 from storage.tokens import ensure_admin
 from storage.unit_of_work import UnitOfWork
 
@@ -40,6 +41,15 @@ class Started:
     url: str
     admin_token: str | None  # set only at first start, when no FACEWATCH_ADMIN_TOKEN was given
     dashboard_url: str | None = None  # the local Ray dashboard, when this process started one
+    admin_password: str | None = None  # set only at first start, when no FACEWATCH_ADMIN_PASSWORD was given
+
+
+@dataclass(frozen=True)
+class FirstStart:
+    """What to show once: the generated admin token and console password (None when chosen or not new)."""
+
+    admin_token: str | None
+    admin_password: str | None
 
 
 def connect_ray(config: Config, num_cpus: int | None = None, dashboard: bool = False) -> str | None:
@@ -63,12 +73,19 @@ def connect_ray(config: Config, num_cpus: int | None = None, dashboard: bool = F
 
 def prepare_database(config: Config) -> str | None:
     """Applies migrations and creates the first admin; returns a generated admin token once."""
+    return prepare_installation(config).admin_token
+
+
+def prepare_installation(config: Config) -> FirstStart:
+    """Applies migrations, creates the first admin and gives it a console password: FACEWATCH_ADMIN_PASSWORD
+    (also for an existing admin without one), else at first start a generated one, returned to print once."""
     config.home.mkdir(parents=True, exist_ok=True)
     config.media_root.mkdir(parents=True, exist_ok=True)
     migrate(config.database_url)
     with UnitOfWork(config.database_url) as uow:
         token = ensure_admin(uow, config.admin_token)
-    return token if token and token != config.admin_token else None
+        password = ensure_admin_password(uow, config.admin_password, generate=token is not None)
+    return FirstStart(admin_token=token if token and token != config.admin_token else None, admin_password=password)
 
 
 def active_embedder(config: Config) -> str:
@@ -145,14 +162,15 @@ def start_service(config: Config, num_cpus: int | None = None, faces: bool = Tru
     `faces=False` leaves out the extractor pool, galleries, event pipeline and JobManager (the API then
     answers 503 on face and job endpoints); used where only the CRUD API is needed.
     """
-    token = prepare_database(config)
+    first = prepare_installation(config)
     dashboard_url = connect_ray(config, num_cpus, dashboard=dashboard)
     serve.start(http_options={"host": config.http_host, "port": config.http_port})
     services = start_face_services(config) if faces else None
     if services is not None:
         start_job_services(config, services.embedder)
     serve.run(build_api_application(config, services), name=API_APP, route_prefix="/", blocking=False)
-    return Started(url=f"http://{config.http_host}:{config.http_port}", admin_token=token, dashboard_url=dashboard_url)
+    return Started(url=f"http://{config.http_host}:{config.http_port}", admin_token=first.admin_token,
+                   admin_password=first.admin_password, dashboard_url=dashboard_url)
 
 
 def stop_named_actors(namespace: str = NAMESPACE) -> int:
@@ -188,6 +206,9 @@ def serve_forever(config: Config) -> None:
         print(f"Ray dashboard at {started.dashboard_url} (FACEWATCH_DASHBOARD=0 turns it off)", flush=True)
     if started.admin_token:
         print(f"First start: the admin token is {started.admin_token} (shown once; keep it)", flush=True)
+    if started.admin_password:
+        print(f"First start: sign in to the console at {started.url}/ as admin with password "
+              f"{started.admin_password} (shown once; change it under Administration)", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

@@ -19,6 +19,10 @@ class FacewatchError(Exception):
         self.param = param
         self.extra = extra
 
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the answer carries beside the body (none, except where a subclass says)."""
+        return {}
+
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {"code": self.code, "reason": self.reason}
         if self.param is not None:
@@ -79,6 +83,15 @@ class BadImage(FacewatchError):
 
 class LowQuality(FacewatchError):
     code, status = "LOW_QUALITY", 422
+
+
+class TooManyRequests(FacewatchError):
+    """Refused for now (e.g. too many failed sign-ins); `retry_after_s` says when to try again."""
+
+    code, status = "TOO_MANY_REQUESTS", 429
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(int(self.extra.get("retry_after_s", 1)))}
 
 
 class ServiceUnavailable(FacewatchError):

@@ -49,6 +49,14 @@ class Config(BaseSettings):
     extractor_target_ongoing_requests: float = Field(8.0, gt=0)
     extractor_max_batch: int = Field(64, ge=1)
     camera_slots: int = Field(4, ge=0)
+    # Console sign-in (README "Console and sign-in"): the first admin's password, session lifetime,
+    # and the throttle on failed sign-ins (per user name and per client address, in a sliding window).
+    admin_password: str | None = Field(None, description="the first admin's console password at first start")
+    session_ttl_s: float = Field(12 * 3600.0, gt=0, description="console sessions expire after this many seconds")
+    login_max_failures: int = Field(5, ge=1, description="failed sign-ins per user name in the window before 429")
+    login_max_failures_per_client: int = Field(20, ge=1,
+                                               description="failed sign-ins per client address in the window")
+    login_failure_window_s: float = Field(300.0, gt=0, description="the failed sign-in window, in seconds")
     # Read elsewhere before; now here too so that every variable has one definition.
     dashboard: bool = Field(True, description="a local Ray (no FACEWATCH_RAY_ADDRESS) starts its dashboard")
     dashboard_port: int = Field(8265, description="port of the local Ray dashboard")

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from storage import notices as _notices  # noqa: F401 - registers the camera-status flush hook
 from storage import repositories as r
+from storage import sign_in
 from storage import vms as vms_repositories
 from storage.db import session_factory, translate_db_errors
 
@@ -39,6 +40,8 @@ class UnitOfWork:
         self.vectors = r.VectorRepository(s)
         self.vms = vms_repositories.VmsRepository(s)
         self.links = vms_repositories.LinkRepository(s)
+        self.sessions = sign_in.SessionRepository(s)
+        self.login_failures = sign_in.LoginFailureRepository(s)
         return self
 
     def flush(self) -> None:

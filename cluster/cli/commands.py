@@ -19,13 +19,15 @@ def cmd_serve(_: argparse.Namespace) -> int:
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:
-    from cluster.service import prepare_database
+    from cluster.service import prepare_installation
 
     config = load_config()
-    token = prepare_database(config)
+    first = prepare_installation(config)
     print(f"database at {config.database_url} is up to date")
-    if token:
-        print(f"First start: the admin token is {token} (shown once; keep it)")
+    if first.admin_token:
+        print(f"First start: the admin token is {first.admin_token} (shown once; keep it)")
+    if first.admin_password:
+        print(f"First start: the admin's console password is {first.admin_password} (shown once; keep it)")
     return 0
 
 

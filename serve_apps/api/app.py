@@ -20,6 +20,7 @@ from serve_apps.api.deps import refuse_nul_in_url
 from serve_apps.api.linked_lists import start_link_scheduler
 from serve_apps.api.routes import (
     audit,
+    auth,
     camera_groups,
     cameras,
     dossiers,
@@ -75,7 +76,7 @@ def _validation_param(loc: tuple[Any, ...]) -> str | None:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FacewatchError)
     async def _typed(_: Request, exc: FacewatchError) -> JSONResponse:
-        return JSONResponse(exc.to_dict(), status_code=exc.status)
+        return JSONResponse(exc.to_dict(), status_code=exc.status, headers=exc.headers() or None)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -187,7 +188,8 @@ def _audit(request: Request, status: int, request_id: str) -> None:
         with UnitOfWork(request.app.state.config.database_url) as uow:
             uow.audit.record(
                 user_id=caller.user_id if caller else None,
-                username=caller.username if caller else "",
+                # A failed sign-in has no caller: the user name it tried (routes/auth.py) is kept instead.
+                username=caller.username if caller else getattr(request.state, "audit_username", ""),
                 method=request.method,
                 path=request.url.path,
                 status=status,
@@ -222,7 +224,7 @@ def create_app(config: Config, services: Services | None = None) -> FastAPI:
     # event_stream before events: /events/stream must not be taken for an event id.
     for module in (camera_groups, cameras, watch_lists, dossiers, faces, search, galleries, event_stream, events,
                    episodes, media, webhooks, users, tokens, settings, audit, jobs, videos, vms, links, tasks,
-                   still_events):
+                   still_events, auth):
         app.include_router(module.router, prefix="/v1")
     # Last: the console's catch-all (deep links answer index.html) must not shadow any API route.
     mount_console(app)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,9 +13,15 @@ from fastapi.exceptions import RequestValidationError
 
 from facewatch.errors import AuthFailed, Forbidden
 from facewatch.settings import Config
+from storage import orm
 from storage.media import LocalMediaStore
 from storage.unit_of_work import UnitOfWork
 from storage.visibility import VisibilityScope
+
+SESSION_COOKIE = "fw_session"
+CSRF_COOKIE = "fw_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def refuse_nul_in_url(request: Request) -> None:
@@ -48,18 +55,25 @@ class Caller:
     user_id: int
     username: str
     role: str
-    token_id: int
+    token_id: int | None = None
+    session_id: int | None = None  # signed in with the console's session cookie
 
 
 def _bearer(request: Request) -> str:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "token" or not token.strip():
-        raise AuthFailed("send 'Authorization: Token <token>'")
+        raise AuthFailed("send 'Authorization: Token <token>' or sign in (POST /v1/auth/login)")
     return token.strip()
 
 
 def get_caller(request: Request, uow: Annotated[UnitOfWork, Depends(get_uow)]) -> Caller:
+    """The caller, by `Authorization: Token …` or, without that header, by the `fw_session` cookie."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie and "authorization" not in request.headers:
+        caller = session_caller(request, uow, cookie)
+        request.state.caller = caller
+        return caller
     token = uow.tokens.by_plain_token(_bearer(request))
     now = datetime.now(UTC)
     if token is None or (token.expires_at is not None and token.expires_at <= now):
@@ -70,6 +84,35 @@ def get_caller(request: Request, uow: Annotated[UnitOfWork, Depends(get_uow)]) -
     caller = Caller(user_id=user.id, username=user.username, role=user.role, token_id=token.id)
     request.state.caller = caller  # read by the audit log
     return caller
+
+
+def live_session(uow: UnitOfWork, cookie: str) -> orm.UserSession:
+    """The session the cookie names, if it can still be used (else AUTH_FAILED)."""
+    session = uow.sessions.by_plain(cookie)
+    if session is None or session.revoked or session.expires_at <= datetime.now(UTC):
+        raise AuthFailed("the session is unknown, expired or signed out; sign in again")
+    if not session.user.active:
+        raise AuthFailed("the user is deactivated")
+    return session
+
+
+def check_csrf(request: Request, session: orm.UserSession) -> None:
+    """A cookie-authenticated write must echo the session's CSRF token in X-CSRF-Token: another site can
+    make a browser send the cookie, but cannot read the token (the fw_csrf cookie is same-origin)."""
+    if request.method in SAFE_METHODS:
+        return
+    sent = request.headers.get(CSRF_HEADER, "")
+    if not hmac.compare_digest(sent.encode(), session.csrf_token.encode()):
+        raise Forbidden(f"a signed-in {request.method} needs the {CSRF_HEADER} header (the fw_csrf cookie's value)")
+
+
+def session_caller(request: Request, uow: UnitOfWork, cookie: str) -> Caller:
+    session = live_session(uow, cookie)
+    check_csrf(request, session)
+    if uow.sessions.touch(session, datetime.now(UTC)):
+        uow.commit()
+    user = session.user
+    return Caller(user_id=user.id, username=user.username, role=user.role, session_id=session.id)
 
 
 def require(*roles: str) -> Callable[..., Caller]:

@@ -16,6 +16,8 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -387,11 +389,29 @@ class WebhookOut(Output):
 # -- users, tokens, settings -----------------------------------------------------------------------
 
 
+def _password_rules(value: SecretStr) -> SecretStr:
+    length = len(value.get_secret_value())
+    if length < 8:
+        raise ValueError("must be at least 8 characters long")
+    if length > 1024:
+        raise ValueError("must be at most 1024 characters long")
+    return value
+
+
+Password = Annotated[
+    SecretStr,  # never stripped (Input strips str fields), never shown in logs or reprs
+    AfterValidator(_password_rules),
+    WithJsonSchema({"type": "string", "format": "password", "writeOnly": True, "minLength": 8, "maxLength": 1024}),
+]
+"""A new password: 8 to 1024 characters, taken exactly as sent."""
+
+
 class UserIn(Input):
     username: str = Field(min_length=1, max_length=150, pattern=r"^[A-Za-z0-9_.@-]+$")
     role: Role
     active: bool = True
     comment: str = Field("", max_length=10_000)
+    password: Password | None = Field(None, description="for console sign-in; without one, API tokens only")
 
 
 class UserPatch(Patch):
@@ -406,6 +426,7 @@ class UserOut(Output):
     role: str
     active: bool
     comment: str
+    has_password: bool = Field(description="whether the user can sign in to the console with a password")
     created_at: datetime
     updated_at: datetime
 

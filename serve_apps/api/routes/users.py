@@ -11,6 +11,7 @@ from serve_apps.api.deps import Admin, Pages, Uow
 from serve_apps.api.routes._common import apply_patch
 from serve_apps.api.schemas import DbId, Page, Role, UserIn, UserOut, UserPatch
 from storage import orm
+from storage.passwords import hash_password
 from storage.unit_of_work import UnitOfWork
 
 router = APIRouter(prefix="/users", tags=["users"])
@@ -23,7 +24,9 @@ def _keep_an_admin(uow: UnitOfWork, user: orm.User) -> None:
 
 @router.post("", status_code=201, response_model=UserOut)
 def create_user(body: UserIn, uow: Uow, _: Admin) -> orm.User:
-    user = uow.users.add(orm.User(**body.model_dump(mode="json")))
+    password = body.password.get_secret_value() if body.password is not None else None
+    user = uow.users.add(orm.User(**body.model_dump(mode="json", exclude={"password"}),
+                                  password_hash=hash_password(password) if password is not None else None))
     uow.commit()
     return user
 
@@ -59,6 +62,8 @@ def update_user(user_id: DbId, body: UserPatch, uow: Uow, _: Admin) -> orm.User:
     if (body.role is not None and body.role != "admin") or body.active is False:
         _keep_an_admin(uow, user)
     apply_patch(user, body)
+    if body.active is False:
+        uow.sessions.revoke_for_user(user.id)  # a deactivated user's console sessions end now
     uow.commit()
     return user
 

@@ -12,12 +12,12 @@ Tables whose rows are referenced last are rebuilt last; the order does not matte
 since foreign keys are off, only for readability.
 
 Revision ID: 0003
-Revises: 0002
+Revises: 0008
 """
 from alembic import op
 
 revision = "0003"
-down_revision = "0002"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
