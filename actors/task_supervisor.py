@@ -135,6 +135,7 @@ class SupervisorTuning:
     poll_s: float = 0.5
     max_parallel: int = 4
     part_cpus: float = 1.0
+    part_resources: dict[str, float] | None = None  # e.g. {"task_slots": 1}: parts only on nodes that have it
     part_retries: int = 3  # Ray's own retries of a part whose worker or node died
     part_attempts: int = 3  # launches of one part by the supervisor before it is marked LOST
     notify_attempts: int = 5
@@ -158,7 +159,8 @@ class TaskSupervisorCore:
         self.wake_event = threading.Event()
         self._lock = threading.Lock()
         self._part = ray.remote(execute_part).options(
-            num_cpus=self.tuning.part_cpus, max_retries=self.tuning.part_retries, retry_exceptions=False)
+            num_cpus=self.tuning.part_cpus, resources=self.tuning.part_resources or {},
+            max_retries=self.tuning.part_retries, retry_exceptions=False)
         self._finish = ray.remote(execute_finish).options(
             num_cpus=0, max_retries=self.tuning.part_retries, retry_exceptions=False)
 

@@ -178,9 +178,13 @@ def _check_stream_url(value: str | None) -> str | None:
 
 
 def _meta(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    from facewatch.errors import BadParam
     from facewatch.meta import check_meta
 
-    return None if value is None else check_meta(value)
+    try:
+        return None if value is None else check_meta(value)
+    except BadParam as exc:
+        raise ValueError(exc.reason) from None
 
 
 Meta = Annotated[dict[str, Any], AfterValidator(_meta), Field(description="user metadata: a JSON object, at most 4 KB")]
@@ -632,10 +636,18 @@ class DetectOut(BaseModel):
     results: list[DetectPhotoResult] | None = None
 
 
+class VerifyPair(BaseModel):
+    face1: list[float] | None
+    face2: list[float] | None
+    confidence: float
+    verified: bool
+
+
 class VerifyOut(BaseModel):
     confidence: float
     verified: bool
     threshold: float
+    pairs: list[VerifyPair] | None = Field(None, description="face_select=all: every pair of faces, best first")
 
 
 class DossierFaceOut(BaseModel):

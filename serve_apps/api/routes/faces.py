@@ -71,7 +71,7 @@ def _bbox(value: str | None) -> list[float] | None:
 MAX_BATCH_PHOTOS = 32
 
 
-@router.post("/detect", response_model=DetectOut)
+@router.post("/detect", response_model=DetectOut, response_model_exclude_unset=True)
 async def detect(
     request: Request, services: Svc, caller: Viewer,
     photo: Annotated[UploadFile | None, File(description="one photo (answer: faces)")] = None,

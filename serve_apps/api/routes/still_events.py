@@ -121,7 +121,7 @@ async def post_still_event(
         raise
     except Exception as exc:  # noqa: BLE001 - a dead or restarting pipeline actor is a 503
         raise ServiceUnavailable(f"the event pipeline failed: {type(exc).__name__}") from exc
-    uow.session.expire_all()
+    uow.rollback()  # end this request's read transaction: the pipeline's commit is newer than its snapshot
     events = [event_to_dict(visible_event(uow, i, scope), base_url(request)) for i in ids if i is not None]
     return {"events": events, "dropped": sum(1 for i in ids if i is None)}
 

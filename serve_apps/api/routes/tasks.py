@@ -150,7 +150,18 @@ async def _store_upload(upload: Any, media: Any) -> str:
         Path(tmp.name).unlink(missing_ok=True)
 
 
-@router.post("", status_code=201, response_model=TaskOut)
+TASK_FORM = {"type": "object", "required": ["kind"], "properties": {
+    "kind": {"type": "string", "enum": list(PARAMS)},
+    "params": {"type": "string", "description": "the kind's parameters as JSON text"},
+    "notify_url": {"type": "string", "format": "uri"},
+    "file": {"type": "string", "format": "binary", "description": "evaluate / estimate: a ZIP of photos"},
+}}
+
+
+@router.post("", status_code=201, response_model=TaskOut, openapi_extra={"requestBody": {"content": {
+    "application/json": {"schema": TaskIn.model_json_schema()},
+    "multipart/form-data": {"schema": TASK_FORM},
+}, "required": True}})
 async def create_task(request: Request, uow: Uow, media: Media, caller: Operator) -> TaskOut:
     body = await _read_request(request, media)
     params = _validated(body.kind, body.params, caller)
