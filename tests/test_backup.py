@@ -30,6 +30,7 @@ from storage.outbox import enqueue_event
 from storage.tokens import ensure_admin
 from storage.unit_of_work import UnitOfWork
 from tests.conftest import PG_URL_ENV, _create_pg_database, _drop_pg_database, make_config
+from tests.helpers import local_ray
 
 pytestmark = pytest.mark.pg_capable
 
@@ -42,9 +43,8 @@ USER_GALLERY = "visitors"
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_cluster():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="test-backup", log_to_driver=False)
-    yield
-    ray.shutdown()
+    with local_ray(2, namespace="test-backup"):
+        yield
 
 
 def unit(seed: int) -> np.ndarray:

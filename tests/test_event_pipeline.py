@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import ray
 from sqlalchemy import func, select
 
 from actors.event_pipeline import EventPipelineCore
@@ -22,6 +21,7 @@ from models.calibration import Calibration
 from storage import orm
 from storage.dossier_vectors import DOSSIERS_GALLERY, EVENTS_GALLERY, store_dossier_face_vector
 from storage.unit_of_work import UnitOfWork
+from tests.helpers import local_ray
 
 DIM = 16
 MODEL = "test_model"
@@ -32,9 +32,8 @@ T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 
 @pytest.fixture(scope="module", autouse=True)
 def ray_cluster():
-    ray.init(address="local", num_cpus=4, include_dashboard=False, namespace="test-events")
-    yield
-    ray.shutdown()
+    with local_ray(4, namespace="test-events"):
+        yield
 
 
 def unit(seed: int) -> np.ndarray:
