@@ -1,4 +1,4 @@
-"""JobManager on one local Ray node with real probe job actors (actors/probe_job.py) and SQLite.
+"""JobManager on one local Ray node with real probe job actors (tests/probe_job.py) and SQLite.
 
 Timings are shrunk (lease 3 s, heartbeat 0.3 s) so leases, back-off and re-adoption run in seconds.
 """
@@ -27,7 +27,7 @@ from storage import orm
 from storage.unit_of_work import UnitOfWork
 from tests.helpers import local_ray, wait_for
 
-PROBE = "actors.probe_job:ProbeJob"
+PROBE = "tests.probe_job:ProbeJob"
 SLOTS = 3
 FAST: dict[str, Any] = {
     "lease_ttl_s": 3.0,  # 10 heartbeats of slack: the machine running the tests may be busy

@@ -2,7 +2,7 @@
 
 Nodes: a head without camera_slots (the manager lives there), A `camera-group=lobby` with 2 slots,
 B unlabelled with 2 slots, C `camera-group=garage` with 2 slots, and later D unlabelled with 4 slots.
-The jobs are real probe actors (actors/probe_job.py) that report the node they run on.
+The jobs are real probe actors (tests/probe_job.py) that report the node they run on.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.multinode, pytest.mark.timeout(300)]
 
-PROBE = "actors.probe_job:ProbeJob"
+PROBE = "tests.probe_job:ProbeJob"
 TIMING: dict[str, Any] = {
     "lease_ttl_s": 5.0,  # roomy: five nodes share two cores; a lost node is noticed through its dead actors
     "heartbeat_s": 0.5,
