@@ -18,6 +18,7 @@ from actors.galleries import Galleries
 from actors.job_manager import MANAGER_NAME, NAMESPACE, start_job_manager
 from actors.webhook_dispatcher import WebhookDispatcher
 from cluster.maintenance import start_maintenance
+from facewatch.names import EVENT_PIPELINE, WEBHOOK_DISPATCHER
 from facewatch.settings import Config
 from models.embedders import embedder_spec
 from serve_apps.api.services import Services
@@ -27,10 +28,8 @@ from storage.db import migrate
 from storage.tokens import ensure_admin
 from storage.unit_of_work import UnitOfWork
 
-WEBHOOK_DISPATCHER = "webhook-dispatcher"
 log = logging.getLogger("facewatch")
 
-EVENT_PIPELINE = "event-pipeline"
 
 
 @dataclass

@@ -20,13 +20,12 @@ from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
 from facewatch import metrics
+from facewatch.names import EXTRACTOR_APP, EXTRACTOR_DEPLOYMENT
 from facewatch.settings import Config
 from models.attributes import get_attribute_model
 from models.embedders import embedder_spec, l2_normalize, load_embedder
 from models.face_analysis import PhotoAnalyzer
 
-EXTRACTOR_DEPLOYMENT = "facewatch-extractor"
-EXTRACTOR_APP = "facewatch-extractor"
 DEFAULT_ATTRIBUTES = ("age_gender",)
 
 
