@@ -21,19 +21,14 @@ from models.calibration import Calibration
 from storage import orm
 from storage.dossier_vectors import DOSSIERS_GALLERY, EVENTS_GALLERY, store_dossier_face_vector
 from storage.unit_of_work import UnitOfWork
-from tests.helpers import local_ray
 
 DIM = 16
 MODEL = "test_model"
 # cosine 0.70 → 0.65 (low), 0.80 → 0.75 (medium), 0.90 → 0.85 (strict)
 CAL = Calibration(strict_cosine=0.90, medium_cosine=0.80, low_cosine=0.70)
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_cluster():
-    with local_ray(4, namespace="test-events"):
-        yield
+pytestmark = pytest.mark.usefixtures("ray_module")
+RAY_OPTIONS = {"num_cpus": 4, "namespace": "test-events"}
 
 
 def unit(seed: int) -> np.ndarray:

@@ -21,16 +21,11 @@ from facewatch.errors import BadParam, ServiceUnavailable
 from storage import orm
 from storage.db import migrate
 from storage.unit_of_work import UnitOfWork
-from tests.helpers import local_ray, wait_for
+from tests.helpers import wait_for
 
 DIM = 32
 MODEL = "test-model"
-
-
-@pytest.fixture(scope="module")
-def ray_session() -> Iterator[None]:
-    with local_ray(4):
-        yield
+RAY_OPTIONS = {"num_cpus": 4}
 
 
 @pytest.fixture
@@ -41,7 +36,7 @@ def db_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def galleries(ray_session: None) -> Iterator[Callable[..., GalleryRouter]]:
+def galleries(ray_module: None) -> Iterator[Callable[..., GalleryRouter]]:
     """create_gallery for the test; every gallery it made is killed afterwards."""
     made: list[GalleryRouter] = []
 
@@ -391,7 +386,7 @@ class UnreachableShard(GalleryShard):
         return self.endpoint_requests
 
 
-def test_a_replica_whose_port_cannot_be_reached_is_searched_through_ray(ray_session: None) -> None:
+def test_a_replica_whose_port_cannot_be_reached_is_searched_through_ray(ray_module: None) -> None:
     shard = UnreachableShard.remote(ShardConfig("walled", MODEL, DIM))
     try:
         router = GalleryRouter("walled", MODEL, DIM, [[shard]])

@@ -25,10 +25,11 @@ from actors.job_manager import (
 from facewatch.errors import Conflict, NotFound
 from storage import orm
 from storage.unit_of_work import UnitOfWork
-from tests.helpers import local_ray, wait_for
+from tests.helpers import wait_for
 
 PROBE = "tests.probe_job:ProbeJob"
 SLOTS = 3
+RAY_OPTIONS = {"num_cpus": 2, "resources": {"camera_slots": SLOTS}}
 FAST: dict[str, Any] = {
     "lease_ttl_s": 3.0,  # 10 heartbeats of slack: the machine running the tests may be busy
     "heartbeat_s": 0.3,
@@ -78,14 +79,8 @@ def test_pending_reason_names_the_missing_capacity() -> None:
 # -- fixtures and helpers --------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def ray_local() -> Iterator[None]:
-    with local_ray(2, resources={"camera_slots": SLOTS}):
-        yield
-
-
 @pytest.fixture
-def namespace(ray_local: None) -> Iterator[str]:
+def namespace(ray_module: None) -> Iterator[str]:
     """A namespace per test, so job-{id} names never meet; every actor in it is killed afterwards."""
     ns = f"jm-test-{uuid.uuid4().hex[:8]}"
     yield ns
