@@ -268,7 +268,7 @@ class CameraJob:
         status, error = self._status()
         return {"job_id": self.job_id, "holder": self.holder, "attempt": self.attempt, "node_id": self.node_id,
                 "status": status, "error": error, "outcome": self._outcome, "stats": self._stats(),
-                "url": self.spec.get("url"), "settings": dataclasses.asdict(self.settings)}
+                "url": self.spec.get("url"), "settings": self.settings.model_dump()}
 
     def stop(self) -> None:
         """Stop the pipeline soon (without reporting an outcome); the manager normally kills instead."""

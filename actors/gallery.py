@@ -46,8 +46,8 @@ from actors.gallery_shard import (
 )
 from actors.search_channel import ChannelBroken, SearchChannel
 from facewatch.errors import BadParam, FacewatchError, NotFound, ServiceUnavailable
+from facewatch.names import NAMESPACE
 
-NAMESPACE = "facewatch"
 # RayActorError covers ActorDiedError and ActorUnavailableError (a replica that is restarting).
 FAILOVER_ERRORS = (RayActorError, GetTimeoutError, TimeoutError)
 INLINE_QUERY_BYTES = 64 * 1024  # bigger query batches sent through Ray go via the object store

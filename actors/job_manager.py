@@ -32,7 +32,7 @@ can take yet and starts it once a slot frees up; until then the job is `pending`
 `last_error`. A running job is never moved; `restart_camera` re-places it.
 
 Job actor contract (`job_factory`: `actors.camera_job:CameraJob` in production, the test probe
-`actors.probe_job:ProbeJob` in tests):
+`tests.probe_job:ProbeJob` in tests):
 - a Ray actor class importable as "module:Class" (a plain class is wrapped with `ray.remote`),
   constructed as `Class(job_spec: dict, manager_name: str, namespace: str)`. The manager sets the
   options: name `job-{job_id}` in `namespace`, detached lifetime, `max_restarts=0` (the manager

@@ -398,39 +398,20 @@ def restore(config: Config, source: Path | str, force: bool = False) -> dict[str
 
 def cli_backup(args: Any) -> int:
     """`facewatch backup DIR [--json]`."""
-    import sys
-
-    from cluster.output import print_json
+    from cluster.output import print_outcome
     from facewatch.settings import load_config
 
-    try:
-        manifest = backup(load_config(), args.dir)
-    except BackupError as exc:
-        print(f"facewatch backup: {exc}", file=sys.stderr)
-        return 2
-    if args.json:
-        print_json(manifest)
-    else:
-        print(f"backed up {sum(manifest['tables'].values())} rows, {manifest['media']['files']} media files and "
-              f"{len(manifest['gallery_snapshots'])} gallery snapshots to {args.dir}")
-    return 0
+    return print_outcome("backup", lambda: backup(load_config(), args.dir), BackupError, args.json, lambda m: (
+        f"backed up {sum(m['tables'].values())} rows, {m['media']['files']} media files and "
+        f"{len(m['gallery_snapshots'])} gallery snapshots to {args.dir}"))
 
 
 def cli_restore(args: Any) -> int:
     """`facewatch restore DIR [--force] [--json]`."""
-    import sys
-
-    from cluster.output import print_json
+    from cluster.output import print_outcome
     from facewatch.settings import load_config
 
-    try:
-        report = restore(load_config(), args.dir, force=args.force)
-    except BackupError as exc:
-        print(f"facewatch restore: {exc}", file=sys.stderr)
-        return 2
-    if args.json:
-        print_json(report)
-    else:
-        print(f"restored {sum(report['tables'].values())} rows, {report['media_files']} media files and "
-              f"{len(report['gallery_snapshots'])} gallery snapshots from {args.dir}")
-    return 0
+    return print_outcome("restore", lambda: restore(load_config(), args.dir, force=args.force), BackupError,
+                         args.json, lambda r: (
+                             f"restored {sum(r['tables'].values())} rows, {r['media_files']} media files and "
+                             f"{len(r['gallery_snapshots'])} gallery snapshots from {args.dir}"))

@@ -18,6 +18,8 @@ from ray.actor import ActorHandle
 from actors.galleries import Galleries
 from actors.maintenance import DEFAULT_INTERVAL_S, Maintenance, snapshot_positions
 from facewatch.errors import FacewatchError
+from facewatch.names import MAINTENANCE as MAINTENANCE_NAME
+from facewatch.names import NAMESPACE
 from facewatch.settings import Config
 from models.embedders import embedder_spec
 from storage.dossier_vectors import EVENTS_GALLERY
@@ -25,8 +27,6 @@ from storage.retention import DEFAULT_BATCH, cleanup, prune_logs
 from storage.unit_of_work import UnitOfWork
 
 log = logging.getLogger("facewatch.maintenance")
-MAINTENANCE_NAME = "maintenance"
-NAMESPACE = "facewatch"
 INTERVAL_ENV = "FACEWATCH_CLEANUP_INTERVAL_S"
 
 

@@ -20,6 +20,7 @@ from actors.task_supervisor import start_task_supervisor
 from actors.vms_agent import VMS_AGENT, VmsAgent
 from actors.webhook_dispatcher import WebhookDispatcher
 from cluster.maintenance import start_maintenance
+from facewatch.names import EVENT_PIPELINE, WEBHOOK_DISPATCHER
 from facewatch.settings import Config
 from models.embedders import embedder_spec
 from serve_apps.api.services import Services
@@ -30,10 +31,8 @@ from storage.sign_in import ensure_admin_password
 from storage.tokens import ensure_admin
 from storage.unit_of_work import UnitOfWork
 
-WEBHOOK_DISPATCHER = "webhook-dispatcher"
 log = logging.getLogger("facewatch")
 
-EVENT_PIPELINE = "event-pipeline"
 
 
 @dataclass

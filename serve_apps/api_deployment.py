@@ -6,12 +6,11 @@ import ray
 from ray import serve
 from ray.serve import Application
 
+from facewatch.names import API_APP as API_APP  # re-exported: cluster/service.py imports it from here
+from facewatch.names import API_DEPLOYMENT
 from facewatch.settings import Config
 from serve_apps.api.app import create_app
 from serve_apps.api.services import Services
-
-API_DEPLOYMENT = "facewatch-api"
-API_APP = "facewatch"
 
 
 def build_api_application(config: Config, services: Services | None = None, num_replicas: int = 1) -> Application:

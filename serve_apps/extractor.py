@@ -21,6 +21,7 @@ from ray.serve.handle import DeploymentHandle
 
 from facewatch import metrics
 from facewatch.errors import BadImage
+from facewatch.names import EXTRACTOR_APP, EXTRACTOR_DEPLOYMENT
 from facewatch.settings import Config
 from models.alignment import AlignmentError
 from models.attributes import get_attribute_model
@@ -28,8 +29,6 @@ from models.detector import DetectorError
 from models.embedders import embedder_spec, l2_normalize, load_embedder
 from models.face_analysis import PhotoAnalyzer
 
-EXTRACTOR_DEPLOYMENT = "facewatch-extractor"
-EXTRACTOR_APP = "facewatch-extractor"
 DEFAULT_ATTRIBUTES = ("age_gender",)
 
 

@@ -156,6 +156,19 @@ def api_any_db(tmp_path: Path, db_url: str) -> ApiClient:
     return build_api(tmp_path, db_url)
 
 
+# -- one local Ray per test module -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ray_module(request: pytest.FixtureRequest):
+    """The one local-Ray fixture: a Ray for the whole test module, started with the module's
+    `RAY_OPTIONS` (num_cpus, namespace, resources; see tests/helpers.py `local_ray`)."""
+    from tests.helpers import local_ray
+
+    with local_ray(**getattr(request.module, "RAY_OPTIONS", {})):
+        yield
+
+
 # -- multi-node Ray on this machine ----------------------------------------------------------------
 
 

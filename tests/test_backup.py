@@ -31,20 +31,14 @@ from storage.tokens import ensure_admin
 from storage.unit_of_work import UnitOfWork
 from tests.conftest import PG_URL_ENV, _create_pg_database, _drop_pg_database, make_config
 
-pytestmark = pytest.mark.pg_capable
+pytestmark = [pytest.mark.pg_capable, pytest.mark.usefixtures("ray_module")]
+RAY_OPTIONS = {"num_cpus": 2, "namespace": "test-backup"}
 
 MODEL, DIM = "dlib_resnet_v1", 128
 TOKEN = "fw_backup-test-admin-token-0123456789"
 AUTH = {"Authorization": f"Token {TOKEN}"}
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 USER_GALLERY = "visitors"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_cluster():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="test-backup", log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def unit(seed: int) -> np.ndarray:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import http.server
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from storage import orm
 from storage.db import migrate
 from storage.media import LocalMediaStore
 from storage.unit_of_work import UnitOfWork
+from tests.helpers import wait_for
 from tests.http_range_server import RangeHandler, SwitchableServer
 
 EMBEDDER = "dlib_resnet_v1"
@@ -162,16 +163,6 @@ def world(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[
     yield w
     serve.shutdown()
     ray.shutdown()
-
-
-def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.25)
-    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
 
 
 def test_stream_config_reads_api_settings() -> None:

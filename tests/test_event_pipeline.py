@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import ray
 from sqlalchemy import func, select, update
 
 from actors.event_pipeline import EventPipelineCore
@@ -29,13 +28,8 @@ MODEL = "test_model"
 # cosine 0.70 → 0.65 (low), 0.80 → 0.75 (medium), 0.90 → 0.85 (strict)
 CAL = Calibration(strict_cosine=0.90, medium_cosine=0.80, low_cosine=0.70)
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_cluster():
-    ray.init(address="local", num_cpus=4, include_dashboard=False, namespace="test-events")
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("ray_module")
+RAY_OPTIONS = {"num_cpus": 4, "namespace": "test-events"}
 
 
 def unit(seed: int) -> np.ndarray:

@@ -23,7 +23,7 @@ import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from sqlalchemy import select
 from storage import orm
 from storage.unit_of_work import UnitOfWork
 from tests.conftest import local_cluster, make_config
+from tests.helpers import wait_for
 from tests.http_range_server import SwitchableServer
 from tests.private_postgres import PrivatePostgres
 
@@ -51,17 +52,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_for(probe: Callable[[], Any], timeout_s: float, what: str, every_s: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(every_s)
 
 
 class Receiver(SwitchableServer):

@@ -21,16 +21,11 @@ from facewatch.errors import BadParam, ServiceUnavailable
 from storage import orm
 from storage.db import migrate
 from storage.unit_of_work import UnitOfWork
+from tests.helpers import wait_for
 
 DIM = 32
 MODEL = "test-model"
-
-
-@pytest.fixture(scope="module")
-def ray_session() -> Iterator[None]:
-    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+RAY_OPTIONS = {"num_cpus": 4}
 
 
 @pytest.fixture
@@ -41,7 +36,7 @@ def db_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def galleries(ray_session: None) -> Iterator[Callable[..., GalleryRouter]]:
+def galleries(ray_module: None) -> Iterator[Callable[..., GalleryRouter]]:
     """create_gallery for the test; every gallery it made is killed afterwards."""
     made: list[GalleryRouter] = []
 
@@ -89,13 +84,6 @@ def assert_same_results(left: list[list[tuple[str, float]]], right: list[list[tu
     assert [[i for i, _ in hits] for hits in left] == [[i for i, _ in hits] for hits in right]
     for a, b in zip(left, right, strict=True):
         np.testing.assert_allclose([s for _, s in a], [s for _, s in b], atol=1e-5)
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def wait_restarted(handle: Any, old_pid: int, timeout_s: float = 90) -> dict[str, Any]:
@@ -345,11 +333,11 @@ def test_killing_one_replica_fails_no_search_and_it_comes_back(
     searcher = threading.Thread(target=stream)
     searcher.start()
     try:
-        wait_until(lambda: len(answered) >= 5)
+        wait_for(lambda: len(answered) >= 5, timeout_s=60)
         killed_at = time.monotonic()
         ray.kill(victim, no_restart=False)
         back = wait_restarted(victim, old["pid"])
-        wait_until(lambda: sum(t > killed_at for t in answered) >= 20)
+        wait_for(lambda: sum(t > killed_at for t in answered) >= 20, timeout_s=60)
     finally:
         stop.set()
         searcher.join()
@@ -398,7 +386,7 @@ class UnreachableShard(GalleryShard):
         return self.endpoint_requests
 
 
-def test_a_replica_whose_port_cannot_be_reached_is_searched_through_ray(ray_session: None) -> None:
+def test_a_replica_whose_port_cannot_be_reached_is_searched_through_ray(ray_module: None) -> None:
     shard = UnreachableShard.remote(ShardConfig("walled", MODEL, DIM))
     try:
         router = GalleryRouter("walled", MODEL, DIM, [[shard]])

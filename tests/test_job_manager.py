@@ -1,4 +1,4 @@
-"""JobManager on one local Ray node with real probe job actors (actors/probe_job.py) and SQLite.
+"""JobManager on one local Ray node with real probe job actors (tests/probe_job.py) and SQLite.
 
 Timings are shrunk (lease 3 s, heartbeat 0.3 s) so leases, back-off and re-adoption run in seconds.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -25,9 +25,11 @@ from actors.job_manager import (
 from facewatch.errors import Conflict, NotFound
 from storage import orm
 from storage.unit_of_work import UnitOfWork
+from tests.helpers import wait_for
 
-PROBE = "actors.probe_job:ProbeJob"
+PROBE = "tests.probe_job:ProbeJob"
 SLOTS = 3
+RAY_OPTIONS = {"num_cpus": 2, "resources": {"camera_slots": SLOTS}}
 FAST: dict[str, Any] = {
     "lease_ttl_s": 3.0,  # 10 heartbeats of slack: the machine running the tests may be busy
     "heartbeat_s": 0.3,
@@ -77,16 +79,8 @@ def test_pending_reason_names_the_missing_capacity() -> None:
 # -- fixtures and helpers --------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def ray_local() -> Iterator[None]:
-    ray.init(address="local", num_cpus=2, resources={"camera_slots": SLOTS}, include_dashboard=False,
-             log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 @pytest.fixture
-def namespace(ray_local: None) -> Iterator[str]:
+def namespace(ray_module: None) -> Iterator[str]:
     """A namespace per test, so job-{id} names never meet; every actor in it is killed afterwards."""
     ns = f"jm-test-{uuid.uuid4().hex[:8]}"
     yield ns
@@ -101,16 +95,6 @@ def manager(sqlite_url: str, namespace: str) -> Any:
 
 def named_actors(namespace: str) -> list[str]:
     return sorted(e["name"] for e in ray.util.list_named_actors(all_namespaces=True) if e["namespace"] == namespace)
-
-
-def wait_for(probe: Callable[[], T], timeout: float = 10.0, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def add_camera(url: str, group: str = "plain", labels: dict[str, str] | None = None,
@@ -195,7 +179,7 @@ def test_disabling_a_camera_kills_its_job_at_once(sqlite_url: str, namespace: st
     set_active(sqlite_url, camera_id, False)
     stopped = ray.get(manager.ensure_camera.remote(camera_id))
     assert stopped["desired_state"] == "stopped" and stopped["state"] == "stopped"
-    wait_for(lambda: actor_gone(namespace, job.id), timeout=1.0, what="the actor killed")
+    wait_for(lambda: actor_gone(namespace, job.id), timeout_s=1.0, what="the actor killed")
     assert camera_row(sqlite_url, camera_id).status == "disabled"
 
     set_active(sqlite_url, camera_id, True)
@@ -203,7 +187,7 @@ def test_disabling_a_camera_kills_its_job_at_once(sqlite_url: str, namespace: st
     running_job(sqlite_url, camera_id, attempt=2)
 
     ray.get(manager.stop_camera.remote(camera_id))  # the API's "disable": persists active=false
-    wait_for(lambda: actor_gone(namespace, job.id), timeout=1.0, what="the actor killed")
+    wait_for(lambda: actor_gone(namespace, job.id), timeout_s=1.0, what="the actor killed")
     assert camera_row(sqlite_url, camera_id).active is False
     with pytest.raises(Conflict):
         ray.get(manager.restart_camera.remote(camera_id))
@@ -215,7 +199,7 @@ def test_disabling_a_camera_kills_its_job_at_once(sqlite_url: str, namespace: st
         uow.cameras.delete(uow.cameras.get(camera_id))
         uow.commit()
     assert ray.get(manager.ensure_camera.remote(camera_id)) is None
-    wait_for(lambda: actor_gone(namespace, job.id), timeout=1.0, what="the actor killed")
+    wait_for(lambda: actor_gone(namespace, job.id), timeout_s=1.0, what="the actor killed")
 
 
 def test_restart_places_a_new_attempt_with_a_new_holder(sqlite_url: str, namespace: str, manager: Any) -> None:
@@ -253,7 +237,7 @@ def test_a_hung_job_loses_its_lease_and_is_placed_again(sqlite_url: str, namespa
     running_job(sqlite_url, camera_id)
 
     job = wait_for(lambda: (j := job_row(sqlite_url, camera_id)).attempts >= 2 and j,
-                   timeout=FAST["lease_ttl_s"] + 5, what="a second attempt")
+                   timeout_s=FAST["lease_ttl_s"] + 5, what="a second attempt")
     assert "lease lapsed" in job.last_error
     assert camera_row(sqlite_url, camera_id).status in ("failing", "starting")
 
@@ -304,7 +288,7 @@ def test_a_finished_single_pass_job_is_not_restarted(sqlite_url: str, namespace:
     assert running.frames_total == 100
     done = wait_for(lambda: (v := video_row()).status == "done" and v, what="video done")
     assert done.frames_done == 100
-    wait_for(lambda: actor_gone(namespace, job["id"]), timeout=3.0, what="the finished actor killed")
+    wait_for(lambda: actor_gone(namespace, job["id"]), timeout_s=3.0, what="the finished actor killed")
 
     time.sleep(2 * FAST["lease_ttl_s"])
     final = ray.get(manager.get_job.remote(job["id"]))

@@ -2,7 +2,7 @@
 
 Nodes: a head without camera_slots (the manager lives there), A `camera-group=lobby` with 2 slots,
 B unlabelled with 2 slots, C `camera-group=garage` with 2 slots, and later D unlabelled with 4 slots.
-The jobs are real probe actors (actors/probe_job.py) that report the node they run on.
+The jobs are real probe actors (tests/probe_job.py) that report the node they run on.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,10 +23,11 @@ from storage import orm
 from storage.db import migrate
 from storage.unit_of_work import UnitOfWork
 from tests.conftest import local_cluster
+from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.multinode, pytest.mark.timeout(300)]
 
-PROBE = "actors.probe_job:ProbeJob"
+PROBE = "tests.probe_job:ProbeJob"
 TIMING: dict[str, Any] = {
     "lease_ttl_s": 5.0,  # roomy: five nodes share two cores; a lost node is noticed through its dead actors
     "heartbeat_s": 0.5,
@@ -42,16 +43,6 @@ T = TypeVar("T")
 def cluster() -> Iterator[Cluster]:
     # Two cores for five nodes: one CPU each is plenty, the probe jobs need none.
     yield from local_cluster(head_cpus=1)
-
-
-def wait_for(probe: Callable[[], T], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 class Site:

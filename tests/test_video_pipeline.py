@@ -26,8 +26,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,18 +37,9 @@ import pytest
 from storage import orm
 from storage.unit_of_work import UnitOfWork
 from tests.conftest import ApiClient, make_config
+from tests.helpers import wait_for
 
 # -- helpers ---------------------------------------------------------------------------------------------
-
-
-def wait_for(predicate: Callable[[], Any], timeout_s: float, what: str, every_s: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
 
 
 def sse_events(text: str) -> list[dict[str, Any]]:

@@ -1,0 +1,37 @@
+"""Helpers shared by the test modules: one way to start a local Ray, one way to wait for a condition."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import ray
+
+T = TypeVar("T")
+
+
+@contextmanager
+def local_ray(num_cpus: int = 2, namespace: str | None = None, resources: dict[str, float] | None = None,
+              **options: Any) -> Iterator[None]:
+    """A fresh single-node Ray for the block: no dashboard (it costs CPU the tests need), worker logs
+    kept out of the test output, shut down afterwards. Module fixtures wrap it: `with local_ray(4): yield`."""
+    ray.init(address="local", num_cpus=num_cpus, namespace=namespace, resources=resources, include_dashboard=False,
+             log_to_driver=options.pop("log_to_driver", False), **options)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def wait_for(probe: Callable[[], T], timeout_s: float = 10.0, what: str = "condition", every_s: float = 0.1) -> T:
+    """The first truthy value of `probe()`, polled every `every_s`; AssertionError after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+        time.sleep(every_s)
