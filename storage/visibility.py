@@ -92,6 +92,14 @@ class VisibilityScope:
     def sees_dossier(self, dossier: orm.Dossier) -> bool:
         return not dossier.watch_lists or any(self.sees_list(w.id) for w in dossier.watch_lists)
 
+    def refuse_hidden(self, ids: Iterable[int], kind: str, param: str) -> None:
+        """BAD_PARAM when a write names camera groups (`kind` "camera groups") or watch lists hidden from
+        the role: to it they do not exist."""
+        hidden = self.hidden_group_ids if kind == "camera groups" else self.hidden_list_ids
+        named = sorted(set(ids) & hidden)
+        if named:
+            raise BadParam(f"{kind} {named} do not exist", param=param)
+
     def visible_list_ids(self, ids: Iterable[int]) -> list[int]:
         """`ids` without the hidden watch lists (e.g. a dossier's `watch_list_ids` as this role sees them)."""
         return sorted(i for i in ids if self.sees_list(i))

@@ -280,3 +280,20 @@ def test_unacknowledged_counts_and_acknowledging_touch_only_visible_events(world
     assert hidden and not any(e["acknowledged"] for e in hidden)
     assert {w["id"]: w["unacknowledged_events"] for w in api.get("/v1/watch-lists").json()["results"]}[
         world.vip] == 20
+
+
+def test_writes_cannot_name_or_drop_what_the_role_cannot_see(world: World) -> None:
+    api = world.api
+    refused = api.post("/v1/dossiers", role="operator", json={"name": "x", "watch_list_ids": [world.covert]})
+    assert refused.status_code == 400 and refused.json()["param"] == "watch_list_ids"
+    bulk = api.post("/v1/dossiers/bulk", role="operator", data={"watch_list_ids": str(world.covert)},
+                    files={"files": ("x.jpg", b"not read", "image/jpeg")})
+    assert bulk.status_code == 400 and bulk.json()["param"] == "watch_list_ids"
+    grouped = api.post("/v1/watch-lists", role="operator", json={"name": "g", "camera_group_ids": [world.vault]})
+    assert grouped.status_code == 400 and grouped.json()["param"] == "camera_group_ids"
+    # the operator rewrites dual's lists: the covert membership they cannot see stays
+    patched = api.patch(f"/v1/dossiers/{world.dual}", role="operator", json={"watch_list_ids": [world.vip]})
+    assert patched.status_code == 200 and patched.json()["watch_list_ids"] == [world.vip]
+    assert api.get(f"/v1/dossiers/{world.dual}").json()["watch_list_ids"] == sorted([world.vip, world.covert])
+    not_found(api.patch(f"/v1/dossiers/{world.spy}", role="operator", json={"comment": "x"}))
+    not_found(api.delete(f"/v1/dossiers/{world.spy}", role="operator"))

@@ -33,9 +33,7 @@ def dossier_out(row: orm.Dossier, scope: VisibilityScope) -> DossierOut:
 def _watch_lists(uow: UnitOfWork, ids: list[int], scope: VisibilityScope) -> list[orm.WatchList]:
     if orm.UNMATCHED_WATCH_LIST_ID in ids:
         raise BadParam("a dossier cannot be put on the Unmatched list", param="watch_list_ids")
-    hidden = [i for i in ids if not scope.sees_list(i)]
-    if hidden:  # a list the caller cannot see does not exist for them
-        raise BadParam(f"watch lists {hidden} do not exist", param="watch_list_ids")
+    scope.refuse_hidden(ids, "watch lists", "watch_list_ids")
     return uow.watch_lists.get_many(ids, param="watch_list_ids")
 
 

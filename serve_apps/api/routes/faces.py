@@ -301,7 +301,7 @@ def _zip_entries(data: bytes, name: str) -> list[tuple[str, bytes]]:
 
 @router.post("/dossiers/bulk", response_model=BulkEnrolOut)
 async def bulk_enrol(
-    request: Request, services: Svc, uow: Uow, media: Media, caller: Operator,
+    request: Request, services: Svc, uow: Uow, media: Media, caller: Operator, scope: Scope,
     files: Annotated[list[UploadFile], File(description="photos, or zip files of photos / sub-folders")],
     watch_list_ids: Annotated[str, Form(description="comma-separated watch list ids")] = "",
     face_select: BulkFaceSelectForm = "biggest",
@@ -310,6 +310,7 @@ async def bulk_enrol(
         list_ids = [int(v) for v in watch_list_ids.replace("[", "").replace("]", "").split(",") if v.strip()]
     except ValueError:
         raise BadParam("watch_list_ids must be comma-separated integers", param="watch_list_ids") from None
+    scope.refuse_hidden(list_ids, "watch lists", "watch_list_ids")
     lists = uow.watch_lists.get_many(list_ids, param="watch_list_ids")
     if any(w.builtin for w in lists):
         raise BadParam("a dossier cannot be put on the Unmatched list", param="watch_list_ids")

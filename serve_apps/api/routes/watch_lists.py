@@ -20,16 +20,19 @@ from storage.visibility import VisibilityScope
 router = APIRouter(prefix="/watch-lists", tags=["watch lists"])
 
 
-def watch_list_out(row: orm.WatchList, unacknowledged: int = 0) -> WatchListOut:
+def watch_list_out(row: orm.WatchList, unacknowledged: int = 0,
+                   scope: VisibilityScope | None = None) -> WatchListOut:
+    """The list as the caller sees it: camera groups hidden from the caller's role are left out."""
     data = {c: getattr(row, c) for c in WatchListOut.model_fields if c not in ("camera_group_ids",
                                                                                "unacknowledged_events")}
-    return WatchListOut(**data, camera_group_ids=sorted(g.id for g in row.camera_groups),
+    return WatchListOut(**data, camera_group_ids=sorted(g.id for g in row.camera_groups
+                                                             if scope is None or scope.sees_group(g.id)),
                         unacknowledged_events=unacknowledged)
 
 
 def watch_lists_out(uow: UnitOfWork, rows: list[orm.WatchList], scope: VisibilityScope) -> list[WatchListOut]:
     counts = unacknowledged_counts(uow, [w.id for w in rows], scope.events())
-    return [watch_list_out(w, counts.get(w.id, 0)) for w in rows]
+    return [watch_list_out(w, counts.get(w.id, 0), scope) for w in rows]
 
 
 def _visible_list(uow: UnitOfWork, scope: VisibilityScope, watch_list_id: int) -> orm.WatchList:
@@ -38,12 +41,13 @@ def _visible_list(uow: UnitOfWork, scope: VisibilityScope, watch_list_id: int) -
 
 
 @router.post("", status_code=201, response_model=WatchListOut)
-def create_watch_list(body: WatchListIn, uow: Uow, _: Operator) -> WatchListOut:
+def create_watch_list(body: WatchListIn, uow: Uow, _: Operator, scope: Scope) -> WatchListOut:
+    scope.refuse_hidden(body.camera_group_ids, "camera groups", "camera_group_ids")
     groups = uow.camera_groups.get_many(body.camera_group_ids, param="camera_group_ids")
     row = orm.WatchList(**body.model_dump(mode="json", exclude={"camera_group_ids"}), camera_groups=groups)
     uow.watch_lists.add(row)
     uow.commit()
-    return watch_list_out(row)
+    return watch_lists_out(uow, [row], scope)[0]
 
 
 @router.get("", response_model=Page[WatchListOut])
@@ -81,7 +85,9 @@ def update_watch_list(
     if row.builtin and body.name is not None and body.name != row.name:
         raise BadParam("the built-in Unmatched list cannot be renamed", param="name")
     if body.camera_group_ids is not None:
-        row.camera_groups = uow.camera_groups.get_many(body.camera_group_ids, param="camera_group_ids")
+        scope.refuse_hidden(body.camera_group_ids, "camera groups", "camera_group_ids")
+        kept = [g for g in row.camera_groups if not scope.sees_group(g.id)]  # the caller cannot see or change them
+        row.camera_groups = kept + uow.camera_groups.get_many(body.camera_group_ids, param="camera_group_ids")
     changes = apply_patch(row, body, skip=("camera_group_ids",))
     if "active" in changes:  # its dossiers' faces gain or lose this list in their metadata
         uow.flush()
@@ -89,7 +95,7 @@ def update_watch_list(
     uow.commit()
     if "active" in changes:
         sync_dossier_gallery(request)
-    return watch_list_out(row)
+    return watch_lists_out(uow, [row], scope)[0]
 
 
 @router.delete("/{watch_list_id}", status_code=204)
