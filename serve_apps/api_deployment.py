@@ -12,6 +12,10 @@ from facewatch.settings import Config
 from serve_apps.api.app import create_app
 from serve_apps.api.services import Services
 
+# Open live feeds (SSE) count as ongoing requests for as long as they are open, and a console keeps one
+# open per tab: Serve's default (5 per replica) would queue every request behind five feeds.
+API_MAX_ONGOING_REQUESTS = 1000
+
 
 def build_api_application(config: Config, services: Services | None = None, num_replicas: int = 1) -> Application:
     """A Serve application serving the facewatch API at `/` with `config` (and face `services`)."""
@@ -20,6 +24,7 @@ def build_api_application(config: Config, services: Services | None = None, num_
     @serve.deployment(
         name=API_DEPLOYMENT,
         num_replicas=num_replicas,
+        max_ongoing_requests=API_MAX_ONGOING_REQUESTS,
         ray_actor_options={"num_cpus": 0.25},
         health_check_period_s=5,
     )

@@ -1,10 +1,10 @@
 """`GET /v1/events/stream`: the live feed of new events as Server-Sent Events (SPEC §5.3, §6).
 
-The feed polls the database every 0.5 s for events newer than the last one sent, in the order they
-were committed (created_at, then id; the event pipeline commits one event at a time), and sends each
-as one SSE message::
+One poller per API replica (serve_apps/api/feed_hub.py) looks for new events every 0.5 s, in the
+order they were committed (created_at, then id; the event pipeline commits one event at a time), and
+fans them out to every open stream, which sends each as one SSE message::
 
-    id: <event id>
+    id: <feed position: creation time in µs since the epoch>~<event id>
     event: event
     data: <the event as JSON, the same shape as GET /v1/events/{id}>
 
@@ -28,10 +28,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
-from sqlalchemy import and_, or_
+from sqlalchemy import Select
 from starlette.concurrency import run_in_threadpool
 
 from serve_apps.api.deps import Caller, Viewer, scope_of
+from serve_apps.api.feed_hub import Cursor, FeedHub
 from serve_apps.api.routes.events import base_url, event_filters
 from serve_apps.api.schemas import EventFilters, Timestamp
 from storage import orm
@@ -44,11 +45,10 @@ KEEPALIVE_S = 15.0
 BATCH = 200
 
 
-class _Cursor:
-    """The last event sent: (created_at, id)."""
-
-    def __init__(self, created_at: datetime, event_id: str) -> None:
-        self.created_at, self.event_id = created_at, event_id
+def feed_events(uow: UnitOfWork, caller: Caller, filters: dict[str, Any]) -> Select[Any]:
+    """The events a caller's feed may send: the filters of GET /v1/events and the caller's visibility."""
+    # The scope is read at every poll, so hiding a group or list takes effect on open feeds too.
+    return event_filters(uow.events.query().where(scope_of(uow, caller).events()), filters)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -62,43 +62,47 @@ def sse_id(created_at: datetime, event_id: str) -> str:
     return f"{micros}~{event_id}"
 
 
-def _parse_sse_id(value: str) -> _Cursor | None:
+def _parse_sse_id(value: str) -> Cursor | None:
     micros, sep, event_id = value.partition("~")
     if not sep or not micros.isdigit() or len(micros) > 18:
         return None
-    return _Cursor(_EPOCH + timedelta(microseconds=int(micros)), event_id)
+    return Cursor(_EPOCH + timedelta(microseconds=int(micros)), event_id)
 
 
-def _start(db_url: str, since: datetime | None, last_event_id: str | None) -> _Cursor:
+def _start(db_url: str, since: datetime | None, last_event_id: str | None) -> Cursor:
     if last_event_id:
         with UnitOfWork(db_url) as uow:
             event = uow.events.find(last_event_id)  # a plain event id (clients of older versions)
             if event is not None:
-                return _Cursor(event.created_at, event.id)
+                return Cursor(event.created_at, event.id)
         cursor = _parse_sse_id(last_event_id)
         if cursor is not None:
             return cursor
     moment = since or datetime.now(UTC)
-    return _Cursor(moment if moment.tzinfo else moment.replace(tzinfo=UTC), "")
+    return Cursor(moment if moment.tzinfo else moment.replace(tzinfo=UTC), "")
 
 
-def _next_events(db_url: str, caller: Caller, filters: dict[str, Any], cursor: _Cursor,
-                 base: str) -> list[tuple[dict[str, Any], datetime]]:
+def _catch_up(db_url: str, caller: Caller, filters: dict[str, Any], after: Cursor, upto: Cursor,
+              base: str) -> list[tuple[Cursor, str]]:
+    """Up to BATCH events after `after` and not after `upto` (the hub's head when the stream subscribed)."""
     with UnitOfWork(db_url) as uow:
-        # The scope is read at every poll, so hiding a group or list takes effect on open feeds too.
-        stmt = event_filters(uow.events.query().where(scope_of(uow, caller).events()), filters)
-        after = or_(orm.Event.created_at > cursor.created_at,
-                    and_(orm.Event.created_at == cursor.created_at, orm.Event.id > cursor.event_id))
-        stmt = stmt.where(after).order_by(orm.Event.created_at, orm.Event.id).limit(BATCH)
-        events = list(uow.session.scalars(stmt))
-        if events:
-            cursor.created_at, cursor.event_id = events[-1].created_at, events[-1].id
-        return [(event_to_dict(e, base), e.created_at) for e in events]
+        stmt = feed_events(uow, caller, filters).where(after.after_clause(), ~upto.after_clause())
+        events = uow.session.scalars(stmt.order_by(orm.Event.created_at, orm.Event.id).limit(BATCH))
+        return [(Cursor(e.created_at, e.id), _message(e, base)) for e in events]
 
 
-def _message(event: dict[str, Any], created_at: datetime) -> str:
-    data = json.dumps(event, default=str, separators=(",", ":"))
-    return f"id: {sse_id(created_at, event['id'])}\nevent: event\ndata: {data}\n\n"
+def _message(event: orm.Event, base: str) -> str:
+    data = json.dumps(event_to_dict(event, base), default=str, separators=(",", ":"))
+    return f"id: {sse_id(event.created_at, event.id)}\nevent: event\ndata: {data}\n\n"
+
+
+def feed_hub(request: Request) -> FeedHub:
+    """This process's hub (one per API replica), made on first use."""
+    hub = getattr(request.app.state, "feed_hub", None)
+    if hub is None:
+        hub = FeedHub(request.app.state.config.database_url, feed_events, _message, poll_s=POLL_S)
+        request.app.state.feed_hub = hub
+    return hub
 
 
 @router.get(
@@ -119,27 +123,46 @@ async def stream_events(
     wanted = filters.model_dump(exclude_none=True)
     base = base_url(request)
     cursor = await run_in_threadpool(_start, db_url, since, last_event_id)
+    hub = feed_hub(request)
 
     async def feed() -> AsyncIterator[str]:
+        nonlocal cursor
         started = last_sent = time.monotonic()
         sent = 0
-        yield "retry: 2000\n: connected\n\n"
-        while True:
-            if await request.is_disconnected():
-                return
-            for event, created_at in await run_in_threadpool(_next_events, db_url, caller, wanted, cursor, base):
-                yield _message(event, created_at)
-                sent += 1
-                last_sent = time.monotonic()
-                if max_events is not None and sent >= max_events:
+        subscriber, head = hub.subscribe(caller, wanted, base)
+        try:
+            yield "retry: 2000\n: connected\n\n"
+            while True:
+                # What happened before the hub's head at subscription, from the database; then the hub's batches.
+                batch = (await run_in_threadpool(_catch_up, db_url, caller, wanted, cursor, head, base)
+                         if cursor < head else None)
+                if not batch:
+                    head = cursor  # caught up: from now on only the hub's batches
+                    try:
+                        batch = await asyncio.wait_for(subscriber.queue.get(), timeout=POLL_S)
+                    except TimeoutError:
+                        batch = []
+                for position, message in batch:
+                    if position <= cursor:
+                        continue  # already sent (caught up past it)
+                    yield message
+                    cursor = position
+                    sent += 1
+                    last_sent = time.monotonic()
+                    if max_events is not None and sent >= max_events:
+                        return
+                if subscriber.cut_off and subscriber.queue.empty():
+                    return  # fell too far behind: the client reconnects with Last-Event-ID
+                now = time.monotonic()
+                if timeout_s is not None and now - started >= timeout_s:
                     return
-            now = time.monotonic()
-            if timeout_s is not None and now - started >= timeout_s:
-                return
-            if now - last_sent >= KEEPALIVE_S:
-                yield ": keep-alive\n\n"
-                last_sent = now
-            await asyncio.sleep(POLL_S)
+                if now - last_sent >= KEEPALIVE_S:
+                    yield ": keep-alive\n\n"
+                    last_sent = now
+                if await request.is_disconnected():
+                    return
+        finally:
+            hub.unsubscribe(subscriber)
 
     return StreamingResponse(feed(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
