@@ -13,7 +13,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from actors.live_view import read_live_faces, read_snapshot
-from serve_apps.api.deps import Caller, Media, Operator, Uow
+from serve_apps.api.deps import Caller, Media, Operator, Uow, scope_of
 from serve_apps.api.routes._common import ensure_visible
 from serve_apps.api.schemas import DbId
 from storage.unit_of_work import UnitOfWork
@@ -35,7 +35,7 @@ class LiveFaces(BaseModel):
 
 def _visible_camera(uow: UnitOfWork, camera_id: int, caller: Caller) -> None:
     camera = uow.cameras.get(camera_id)
-    ensure_visible(camera.camera_group, caller, "camera", camera_id)
+    ensure_visible(camera, scope_of(uow, caller).sees_group(camera.camera_group_id), "camera", camera_id)
 
 
 @router.get("/{camera_id}/snapshot", response_class=Response,
