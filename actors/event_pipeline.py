@@ -35,6 +35,7 @@ import ray
 from sqlalchemy import select
 
 from actors.galleries import Galleries
+from actors.persons import PersonAssigner
 from facewatch import metrics
 from facewatch.sightings import FaceSighting
 from models.calibration import Calibration
@@ -118,6 +119,7 @@ class EventPipelineCore:
         self.episodes: dict[int, list[OpenEpisode]] = {}
         self.created = 0
         self.dropped = 0
+        self.persons = PersonAssigner(galleries, calibration)  # every event gets a person (docs/persons.md)
         self._load_open_episodes()
 
     # ---- public --------------------------------------------------------------------------------
@@ -131,11 +133,12 @@ class EventPipelineCore:
         if any(r is not None for r in results):
             # One sync per batch: matching reads the dossiers gallery, never the events gallery.
             await self.galleries.sync_async(EVENTS_GALLERY)
+        await self.persons.sync()
         return results
 
     def stats(self) -> dict[str, int]:
         return {"events_created": self.created, "sightings_dropped": self.dropped,
-                "open_episodes": sum(len(v) for v in self.episodes.values())}
+                "open_episodes": sum(len(v) for v in self.episodes.values()), **self.persons.stats()}
 
     # ---- one sighting ----------------------------------------------------------------------------
     async def _post_one(self, s: FaceSighting, ctx: Context) -> str | None:
@@ -150,7 +153,9 @@ class EventPipelineCore:
         if self._is_duplicate(s, embedding, match, ctx):
             self.dropped += 1
             return None
+        await self.persons.prepare(s.event_id, embedding, s.camera_group_id, match is not None, ctx.settings)
         event_id = self._commit(s, embedding, match, ctx)
+        self.persons.forget(s.event_id)
         if event_id is not None:
             self.created += 1
             metrics.events_created(1, matched=match is not None)
@@ -250,6 +255,7 @@ class EventPipelineCore:
                     camera_group_id=s.camera_group_id, camera_id=s.camera_id, started_at=s.timestamp,
                     last_at=s.timestamp, first_event_id=s.event_id))
             event = self._event_row(s, match, episode)
+            self.persons.attach(uow, event, embedding, s.model, ctx.settings)
             uow.session.add(event)
             self._update_episode(episode, event, match)
             enqueue_event(uow, event)

@@ -1,4 +1,4 @@
-"""The system galleries (`dossiers`: the watch-list gallery; `events`) of one installation.
+"""The system galleries (`dossiers`: the watch-list gallery; `events`; `persons`) of one installation.
 
 `Galleries` opens (creates or finds) the shard actors of each gallery for the active embedder and
 hands out their routers. Writers commit rows to the DB first, then call `sync_async(name)` so the
@@ -13,12 +13,15 @@ from dataclasses import dataclass, field
 from actors.gallery import GalleryRouter, create_gallery
 from facewatch.errors import FacewatchError
 from storage.dossier_vectors import DOSSIERS_GALLERY, EVENTS_GALLERY
+from storage.persons import PERSONS_GALLERY
 
 log = logging.getLogger("facewatch.galleries")
 
 DOSSIER_COLUMNS = {"dossier_id": "scalar", "watch_list_ids": "list", "active": "scalar"}
 EVENT_COLUMNS = {"camera_id": "scalar", "camera_group_id": "scalar", "timestamp": "scalar"}
-SYSTEM_GALLERY_COLUMNS = {DOSSIERS_GALLERY: DOSSIER_COLUMNS, EVENTS_GALLERY: EVENT_COLUMNS}
+PERSON_COLUMNS = {"person_id": "scalar", "scope": "scalar"}
+SYSTEM_GALLERY_COLUMNS = {DOSSIERS_GALLERY: DOSSIER_COLUMNS, EVENTS_GALLERY: EVENT_COLUMNS,
+                          PERSONS_GALLERY: PERSON_COLUMNS}
 
 
 @dataclass

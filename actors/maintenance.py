@@ -23,6 +23,7 @@ from actors.background_loop import BackgroundLoop
 from actors.galleries import Galleries
 from facewatch import metrics
 from storage.dossier_vectors import EVENTS_GALLERY
+from storage.persons import PERSONS_GALLERY
 from storage.retention import DEFAULT_BATCH, cleanup
 
 log = logging.getLogger("facewatch.maintenance")
@@ -50,6 +51,7 @@ class MaintenanceCore:
                                                  batch=self.batch)
                 if report["vectors_deleted"] and self.galleries is not None:
                     await self.galleries.sync_async(EVENTS_GALLERY)
+                    await self.galleries.sync_async(PERSONS_GALLERY)  # representative faces of deleted events
                 self.last_error = ""
             except Exception as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"

@@ -46,4 +46,6 @@ def event_to_dict(event: orm.Event, base_url: str = "") -> dict[str, Any]:
             "frame": media_url(base_url, event.frame_key),
         },
         "created_at": event.created_at.isoformat() if event.created_at else None,
+        "person_id": event.person_id,
+        "person_status": event.person_status,
     }

@@ -31,6 +31,7 @@ from serve_apps.api.routes import (
     jobs,
     media,
     metrics,
+    persons,
     search,
     settings,
     tokens,
@@ -214,6 +215,6 @@ def create_app(config: Config, services: Services | None = None) -> FastAPI:
     app.include_router(metrics.router)
     # event_stream before events: /events/stream must not be taken for an event id.
     for module in (camera_groups, cameras, watch_lists, dossiers, faces, search, galleries, event_stream, events,
-                   episodes, media, webhooks, users, tokens, settings, audit, jobs, videos):
+                   episodes, media, webhooks, users, tokens, settings, audit, jobs, videos, persons):
         app.include_router(module.router, prefix="/v1")
     return app

@@ -315,6 +315,8 @@ class WebhookFilters(Input):
     dossier_in: list[int] | None = None
     matched: bool | None = None
     confidence_gte: float | None = Field(None, ge=0.0, le=1.0)
+    person_in: list[int] | None = None
+    person_status_in: list[Literal["new", "known", "regular"]] | None = None
 
 
 class WebhookIn(Input):
@@ -406,6 +408,13 @@ class RuntimeSettings(Output):
     retention_days_unmatched: int
     min_dossier_photo_quality: float
     embedder: str
+    person_threshold: float
+    person_min_quality: float
+    person_max_faces: int
+    person_scope: Literal["installation", "camera_group"]
+    person_merge_threshold: float
+    friend_days: int
+    friend_window_days: int
 
 
 class RuntimeSettingsPatch(Input):
@@ -418,6 +427,13 @@ class RuntimeSettingsPatch(Input):
     retention_days_matched: int | None = Field(None, ge=1, le=36_500)
     retention_days_unmatched: int | None = Field(None, ge=1, le=36_500)
     min_dossier_photo_quality: float | None = Field(None, ge=0.0, le=1.0)
+    person_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    person_min_quality: float | None = Field(None, ge=0.0, le=1.0)
+    person_max_faces: int | None = Field(None, ge=1, le=64)
+    person_scope: Literal["installation", "camera_group"] | None = None
+    person_merge_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    friend_days: int | None = Field(None, ge=1, le=3650)
+    friend_window_days: int | None = Field(None, ge=1, le=3650)
 
 
 class ErrorOut(BaseModel):
@@ -471,6 +487,8 @@ class EventOut(BaseModel):
     acknowledged_at: datetime | None
     media: EventMedia
     created_at: datetime | None
+    person_id: int | None = None
+    person_status: Literal["new", "known", "regular"] | None = None
 
 
 class EventFilters(BaseModel):
@@ -490,6 +508,8 @@ class EventFilters(BaseModel):
     age_lte: float | None = Field(None, ge=0, le=150)
     gender: Literal["male", "female"] | None = None
     confidence_gte: float | None = Field(None, ge=0, le=1)
+    person_id: int | None = None
+    person_status: Literal["new", "known", "regular"] | None = None
 
 
 class EventAckFilter(Input):

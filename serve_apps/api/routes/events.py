@@ -38,7 +38,8 @@ def visible_events(stmt: Select[Any], uow: UnitOfWork, caller: Caller) -> Select
 
 
 def event_filters(stmt: Select[Any], f: dict[str, Any]) -> Select[Any]:
-    equal = ("camera_id", "camera_group_id", "watch_list_id", "dossier_id", "episode_id", "video_id", "gender")
+    equal = ("camera_id", "camera_group_id", "watch_list_id", "dossier_id", "episode_id", "video_id", "gender",
+             "person_id", "person_status")
     for name in equal:
         if f.get(name) is not None:
             stmt = stmt.where(getattr(orm.Event, name) == f[name])
