@@ -1,4 +1,5 @@
-"""The Maintenance actor: retention cleanup on a schedule, then an events-gallery sync.
+"""The Maintenance actor: retention cleanup on a schedule, then an events-gallery sync and an
+incremental re-clustering of persons (`actors/person_clustering.py`).
 
 One detached actor per installation (named `maintenance` in the `facewatch` namespace, started by
 `cluster.maintenance.start_maintenance`). Every `interval_s` (default hourly; the first run
@@ -21,7 +22,9 @@ import ray
 
 from actors.background_loop import BackgroundLoop
 from actors.galleries import Galleries
+from actors.person_clustering import PersonClustering
 from facewatch import metrics
+from models.embedders import EMBEDDERS, embedder_spec
 from storage.dossier_vectors import EVENTS_GALLERY
 from storage.persons import PERSONS_GALLERY
 from storage.retention import DEFAULT_BATCH, cleanup
@@ -52,6 +55,7 @@ class MaintenanceCore:
                 if report["vectors_deleted"] and self.galleries is not None:
                     await self.galleries.sync_async(EVENTS_GALLERY)
                     await self.galleries.sync_async(PERSONS_GALLERY)  # representative faces of deleted events
+                report["persons_clustering"] = await self._recluster_persons()
                 self.last_error = ""
             except Exception as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
@@ -68,6 +72,13 @@ class MaintenanceCore:
                 log.info("retention: deleted %d events, %d media files", report["events_deleted"],
                          report["media_deleted"])
             return report
+
+    async def _recluster_persons(self) -> dict[str, Any] | None:
+        """The periodic, incremental re-clustering of persons (docs/persons.md), after each clean-up."""
+        if self.galleries is None or self.galleries.model not in EMBEDDERS:
+            return None  # no galleries here, or a test model without a calibration
+        calibration = embedder_spec(self.galleries.model).calibration
+        return await PersonClustering(self.db_url, self.galleries, calibration).run_async()
 
     async def run_forever(self) -> None:
         delay = self.first_run_s
