@@ -202,3 +202,20 @@ def test_settings_and_webhook_filters_validate(api: ApiClient) -> None:
     assert api.post("/v1/webhooks", json=hook).status_code == 201
     bad = {**hook, "filters": {"person_status_in": ["old"]}}
     assert api.post("/v1/webhooks", json=bad).status_code == 422
+
+
+def test_retention_forgets_the_persons_of_deleted_events(rows: dict[str, Any], sqlite_url: str, tmp_path) -> None:
+    from storage.media import LocalMediaStore
+    from storage.retention import CleanupReport, delete_events
+
+    report = CleanupReport()
+    with UnitOfWork(sqlite_url) as uow:
+        delete_events(uow, LocalMediaStore(tmp_path / "media"), rows["events"]["b"] + rows["events"]["a"][:1], report)
+        uow.commit()
+    with UnitOfWork(sqlite_url) as uow:
+        assert report.persons_deleted == 1 and uow.session.get(orm.Person, rows["b"]) is None
+        a = uow.session.get(orm.Person, rows["a"])
+        assert a is not None and a.event_count == 3 and a.first_seen_at == T0 + timedelta(hours=1)
+        # no representative face outlives its event
+        assert sorted(f.event_id for f in p.faces_of(uow, [a.id])) == sorted(rows["events"]["a"][1:])
+        assert uow.vectors.find(p.PERSONS_GALLERY, "1", MODEL) is None
