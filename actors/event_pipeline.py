@@ -40,6 +40,7 @@ from sqlalchemy import select
 from actors import episode_clock
 from actors.background_loop import BackgroundLoop
 from actors.galleries import Galleries
+from actors.persons import PersonAssigner
 from facewatch import metrics
 from facewatch.sightings import FaceSighting
 from models.calibration import Calibration
@@ -131,6 +132,7 @@ class EventPipelineCore:
         self.dropped = 0
         self.closed_by_clock = 0
         self._lock = threading.Lock()  # episode state: posts vs. the clock (actors/episode_clock.py)
+        self.persons = PersonAssigner(galleries, calibration)  # every event gets a person (docs/persons.md)
         self._load_open_episodes()
 
     # ---- public --------------------------------------------------------------------------------
@@ -145,6 +147,7 @@ class EventPipelineCore:
         if any(r is not None for r in results):
             # One sync per batch: matching reads the dossiers gallery, never the events gallery.
             await self.galleries.sync_async(EVENTS_GALLERY)
+        await self.persons.sync()
         return results
 
     def _discard_media(self, dropped: list[FaceSighting]) -> None:
@@ -162,7 +165,7 @@ class EventPipelineCore:
     def stats(self) -> dict[str, int]:
         return {"events_created": self.created, "sightings_dropped": self.dropped,
                 "open_episodes": sum(len(v) for v in self.episodes.values()),
-                "episodes_closed_by_clock": self.closed_by_clock}
+                "episodes_closed_by_clock": self.closed_by_clock, **self.persons.stats()}
 
     def close_idle(self, now: datetime | None = None) -> int:
         """Closes the open episodes that are idle or too long by the clock, and those beyond the
@@ -205,8 +208,10 @@ class EventPipelineCore:
         if self._is_duplicate(s, embedding, match, ctx):
             self.dropped += 1
             return None
+        await self.persons.prepare(s.event_id, embedding, s.camera_group_id, match is not None, ctx.settings)
         with self._lock:
             event_id = self._commit(s, embedding, match, ctx)
+        self.persons.forget(s.event_id)
         if event_id is not None:
             self.created += 1
             metrics.events_created(1, matched=match is not None)
@@ -309,6 +314,7 @@ class EventPipelineCore:
             first = not episode.event_count
             event.acknowledged, event.acknowledged_by, event.acknowledged_at = initial_ack(
                 self._requires_ack(match, ctx), episode, datetime.now(UTC))
+            self.persons.attach(uow, event, embedding, s.model, ctx.settings)
             uow.session.add(event)
             self._update_episode(episode, event, match)
             episode_after_event(episode, event, first)

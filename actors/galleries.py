@@ -1,4 +1,4 @@
-"""The system galleries (`dossiers`: the watch-list gallery; `events`) of one installation.
+"""The system galleries (`dossiers`: the watch-list gallery; `events`; `persons`) of one installation.
 
 `Galleries` opens (creates or finds) the shard actors of each gallery for the active embedder and
 hands out their routers. Writers commit rows to the DB first, then call `sync_async(name)` so the

@@ -1,4 +1,5 @@
-"""The Maintenance actor: retention cleanup on a schedule, then an events-gallery sync.
+"""The Maintenance actor: retention cleanup on a schedule, then an events-gallery sync and an
+incremental re-clustering of persons (`actors/person_clustering.py`).
 
 Each run also prunes the audit log, webhook deliveries and the gallery change log by their retention
 settings (`storage.retention.prune_logs`; change-log rows only once every snapshot holds them).
@@ -27,9 +28,12 @@ import ray
 
 from actors.background_loop import BackgroundLoop
 from actors.galleries import Galleries
+from actors.person_clustering import PersonClustering
 from facewatch import metrics
+from models.embedders import EMBEDDERS, embedder_spec
 from storage.dossier_vectors import EVENTS_GALLERY
 from storage.erasure import sweep_media
+from storage.persons import PERSONS_GALLERY
 from storage.retention import DEFAULT_BATCH, cleanup, prune_logs
 
 log = logging.getLogger("facewatch.maintenance")
@@ -81,6 +85,8 @@ class MaintenanceCore:
                     prune_logs, self.db_url, snapshot_positions(snapshots), batch=self.batch)
                 if report["vectors_deleted"] and self.galleries is not None:
                     await self.galleries.sync_async(EVENTS_GALLERY)
+                    await self.galleries.sync_async(PERSONS_GALLERY)  # representative faces of deleted events
+                report["persons_clustering"] = await self._recluster_persons()
                 self.last_error = ""
             except Exception as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
@@ -97,6 +103,13 @@ class MaintenanceCore:
                 log.info("retention: deleted %d events, %d media files", report["events_deleted"],
                          report["media_deleted"])
             return report
+
+    async def _recluster_persons(self) -> dict[str, Any] | None:
+        """The periodic, incremental re-clustering of persons (docs/persons.md), after each clean-up."""
+        if self.galleries is None or self.galleries.model not in EMBEDDERS:
+            return None  # no galleries here, or a test model without a calibration
+        calibration = embedder_spec(self.galleries.model).calibration
+        return await PersonClustering(self.db_url, self.galleries, calibration).run_async()
 
     async def run_forever(self) -> None:
         delay = self.first_run_s

@@ -18,10 +18,13 @@ COLUMN_KINDS: tuple[str, ...] = ("scalar", "list")
 
 DOSSIERS_GALLERY = "dossiers"  # faces of watch-list dossiers: what a sighting is matched against
 EVENTS_GALLERY = "events"  # every event's face: what a "search the past" request scans
+PERSONS_GALLERY = "persons"  # representative faces of persons: what an unmatched face is assigned by
 
 DOSSIER_COLUMNS: dict[str, str] = {"dossier_id": "scalar", "watch_list_ids": "list", "active": "scalar"}
 EVENT_COLUMNS: dict[str, str] = {"camera_id": "scalar", "camera_group_id": "scalar", "timestamp": "scalar"}
-SYSTEM_GALLERY_COLUMNS: dict[str, dict[str, str]] = {DOSSIERS_GALLERY: DOSSIER_COLUMNS, EVENTS_GALLERY: EVENT_COLUMNS}
+PERSON_COLUMNS: dict[str, str] = {"person_id": "scalar", "scope": "scalar"}
+SYSTEM_GALLERY_COLUMNS: dict[str, dict[str, str]] = {DOSSIERS_GALLERY: DOSSIER_COLUMNS, EVENTS_GALLERY: EVENT_COLUMNS,
+                                                     PERSONS_GALLERY: PERSON_COLUMNS}
 # A gallery created without columns (user galleries, benchmarks) gets all of them: unused ones cost nothing.
 DEFAULT_COLUMNS: dict[str, str] = {**EVENT_COLUMNS, **DOSSIER_COLUMNS}
 

@@ -10,7 +10,8 @@ from sqlalchemy import Select, or_
 from storage import orm
 from storage.meta_filters import apply_meta
 
-EQUAL = ("camera_id", "camera_group_id", "watch_list_id", "dossier_id", "episode_id", "video_id", "gender")
+EQUAL = ("camera_id", "camera_group_id", "watch_list_id", "dossier_id", "episode_id", "video_id", "gender",
+         "person_id", "person_status")
 FLAGS = ("matched", "acknowledged")
 BOUNDS = {"timestamp_gte": (orm.Event.timestamp, ">="), "timestamp_lte": (orm.Event.timestamp, "<="),
           "age_gte": (orm.Event.age, ">="), "age_lte": (orm.Event.age, "<="),

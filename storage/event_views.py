@@ -48,4 +48,6 @@ def event_to_dict(event: orm.Event, base_url: str = "") -> dict[str, Any]:
         "meta": event.meta or {},
         "external_id": event.external_id,
         "created_at": event.created_at.isoformat() if event.created_at else None,
+        "person_id": event.person_id,
+        "person_status": event.person_status,
     }

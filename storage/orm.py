@@ -264,6 +264,70 @@ class Episode(Timestamped, Base):
     acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
+class Person(Timestamped, Base):
+    """A lasting identity: a dossier's person (one per dossier) or an anonymous one (docs/persons.md).
+
+    `scope` is 0 for installation-wide persons, else the camera group the person lives in. The
+    statistics (first/last seen, cameras, distinct days, best event) are kept in step with its events
+    by `storage.persons`; `dirty` marks persons the next incremental re-clustering must look at.
+    """
+
+    __tablename__ = "persons"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    dossier_id: Mapped[int | None] = mapped_column(
+        ForeignKey("dossiers.id", ondelete="CASCADE"), nullable=True, unique=True
+    )
+    scope: Mapped[int] = mapped_column(BigInteger, default=0, index=True)
+    first_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, index=True)
+    event_count: Mapped[int] = mapped_column(Integer, default=0)
+    camera_ids: Mapped[list[Any]] = mapped_column(default=list)
+    camera_group_ids: Mapped[list[Any]] = mapped_column(default=list)
+    seen_days: Mapped[list[Any]] = mapped_column(default=list)
+    days_seen: Mapped[int] = mapped_column(Integer, default=0)
+    best_event_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    best_quality: Mapped[float] = mapped_column(Float, default=0.0)
+    dirty: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
+
+
+class PersonFace(Base):
+    """A representative face of a person; its vector is in the `persons` gallery (item id = this id)."""
+
+    __tablename__ = "person_faces"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), index=True)
+    event_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    quality: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PersonExclusion(Base):
+    """An operator's "these two are not one person": no merge, automatic or online, joins them."""
+
+    __tablename__ = "person_exclusions"
+    __table_args__ = (UniqueConstraint("person_id", "other_person_id", name="uq_person_exclusions_pair"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    person_id: Mapped[int] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), index=True)
+    other_person_id: Mapped[int] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class PersonClusteringRun(Base):
+    """One re-clustering pass: its progress, so an interrupted pass resumes where it stopped."""
+
+    __tablename__ = "person_clustering_runs"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    status: Mapped[str] = mapped_column(String(12), default="running")  # running | done | failed
+    full: Mapped[bool] = mapped_column(Boolean, default=False)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    done: Mapped[int] = mapped_column(Integer, default=0)
+    cursor: Mapped[int] = mapped_column(BigInteger, default=0)
+    merges: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
 class Event(Timestamped, Base):
     __tablename__ = "events"
     # (created_at, id): the live feed's read order and retention's age.
@@ -310,6 +374,11 @@ class Event(Timestamped, Base):
     frame_key: Mapped[str] = mapped_column(String(200), default="", index=True)
     meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
     external_id: Mapped[str | None] = mapped_column(String(200), nullable=True, index=True)
+    # Persons (docs/persons.md): the event's person and whether it was new, known or a regular then.
+    person_id: Mapped[int | None] = mapped_column(
+        ForeignKey("persons.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    person_status: Mapped[str | None] = mapped_column(String(10), nullable=True)
 
 
 class Video(Timestamped, Base):

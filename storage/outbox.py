@@ -23,6 +23,8 @@ _LIST_FILTERS = {
     "camera_in": "camera_id",
     "watch_list_in": "watch_list_id",
     "dossier_in": "dossier_id",
+    "person_in": "person_id",
+    "person_status_in": "person_status",  # new | known | regular (docs/persons.md)
 }
 
 

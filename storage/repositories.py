@@ -191,6 +191,14 @@ RUNTIME_SETTING_DEFAULTS: dict[str, Any] = {
     "retention_days_gallery_changes": 30,
     "min_dossier_photo_quality": 0.3,
     "embedder": "dlib_resnet_v1",
+    # Persons (docs/persons.md).
+    "person_threshold": 0.78,
+    "person_min_quality": 0.5,
+    "person_max_faces": 8,
+    "person_scope": "installation",
+    "person_merge_threshold": 0.80,
+    "friend_days": 3,
+    "friend_window_days": 30,
 }
 
 

@@ -34,6 +34,7 @@ from sqlalchemy import String, and_, delete, func, or_, select
 from storage import orm
 from storage.dossier_vectors import EVENTS_GALLERY
 from storage.media import LocalMediaStore
+from storage.persons import forget_events, persons_of_events
 from storage.unit_of_work import UnitOfWork
 
 DEFAULT_BATCH = 500
@@ -52,6 +53,7 @@ class CleanupReport:
     media_deleted: int = 0
     media_kept_shared: int = 0
     batches: int = 0
+    persons_deleted: int = 0
     cutoff_matched: str | None = None
     cutoff_unmatched: str | None = None
     event_ids_sample: list[str] = field(default_factory=list)
@@ -152,6 +154,7 @@ def delete_events(uow: UnitOfWork, media: LocalMediaStore, event_ids: list[str],
         return
     keys = {k for r in rows for k in (r.thumbnail_key, r.crop_key, r.frame_key) if k}
     episodes = {r.episode_id for r in rows if r.episode_id is not None}
+    people = persons_of_events(uow, ids)
     for chunk in _chunks(ids):
         result = uow.session.execute(delete(orm.WebhookOutbox).where(orm.WebhookOutbox.event_id.in_(chunk)))
         report.outbox_deleted += int(result.rowcount or 0)  # type: ignore[attr-defined]
@@ -159,6 +162,7 @@ def delete_events(uow: UnitOfWork, media: LocalMediaStore, event_ids: list[str],
         uow.session.execute(delete(e).where(e.id.in_(chunk)), execution_options={"synchronize_session": False})
     uow.session.expire_all()  # episodes (and anything else loaded) re-read after the bulk deletes
     _tidy_episodes(uow, episodes, report)
+    report.persons_deleted += forget_events(uow, ids, people)
     uow.flush()
     shared = referenced_keys(uow, keys)
     for key in sorted(keys - shared):

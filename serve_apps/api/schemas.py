@@ -350,6 +350,8 @@ class WebhookFilters(Input):
     dossier_in: list[int] | None = None
     matched: bool | None = None
     confidence_gte: float | None = Field(None, ge=0.0, le=1.0)
+    person_in: list[int] | None = None
+    person_status_in: list[Literal["new", "known", "regular"]] | None = None
 
 
 class WebhookIn(Input):
@@ -468,6 +470,13 @@ class RuntimeSettings(Output):
     retention_days_gallery_changes: int
     min_dossier_photo_quality: float
     embedder: str
+    person_threshold: float
+    person_min_quality: float
+    person_max_faces: int
+    person_scope: Literal["installation", "camera_group"]
+    person_merge_threshold: float
+    friend_days: int
+    friend_window_days: int
 
 
 class RuntimeSettingsPatch(Patch):
@@ -484,6 +493,13 @@ class RuntimeSettingsPatch(Patch):
     retention_days_webhook_deliveries: int | None = Field(None, ge=0, le=36_500)
     retention_days_gallery_changes: int | None = Field(None, ge=0, le=36_500)
     min_dossier_photo_quality: float | None = Field(None, ge=0.0, le=1.0)
+    person_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    person_min_quality: float | None = Field(None, ge=0.0, le=1.0)
+    person_max_faces: int | None = Field(None, ge=1, le=64)
+    person_scope: Literal["installation", "camera_group"] | None = None
+    person_merge_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    friend_days: int | None = Field(None, ge=1, le=3650)
+    friend_window_days: int | None = Field(None, ge=1, le=3650)
 
 
 class ErrorOut(BaseModel):
@@ -539,6 +555,8 @@ class EventOut(BaseModel):
     meta: dict[str, Any] = Field(default_factory=dict)
     external_id: str | None = None
     created_at: datetime | None
+    person_id: int | None = None
+    person_status: Literal["new", "known", "regular"] | None = None
 
 
 class EventFilters(BaseModel):
@@ -558,6 +576,8 @@ class EventFilters(BaseModel):
     age_lte: float | None = Field(None, ge=0, le=150)
     gender: Literal["male", "female"] | None = None
     confidence_gte: float | None = Field(None, ge=0, le=1)
+    person_id: int | None = None
+    person_status: Literal["new", "known", "regular"] | None = None
 
 
 class EventAckFilter(Input):

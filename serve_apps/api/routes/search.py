@@ -66,21 +66,24 @@ class SearchQuery(Input):
         return None if value is None else resolve_threshold(value)
 
 
-async def _query_vectors(request: Request, uow: UnitOfWork, services: Services, query: SearchQuery,
+async def query_vectors(request: Request, uow: UnitOfWork, services: Services, query: SearchQuery,
                          photo: Any, scope: VisibilityScope) -> tuple[np.ndarray, list[Any]]:
-    """The query vectors (one, or every face of the photo with face_select=all) and their faces."""
+    """The query vectors (one, or every face of the photo with face_select=all) and their faces. Queries
+    without `vector` / `face_select` (the persons search) get the biggest face of a photo."""
+    vector_given = getattr(query, "vector", None)
+    face_select = getattr(query, "face_select", "biggest")
     given = [photo is not None, query.event_id is not None, query.dossier_face_id is not None,
-             query.vector is not None]
+             vector_given is not None]
     if sum(given) != 1:
         raise BadParam("give exactly one of photo, event_id, dossier_face_id and vector", param="photo")
     if photo is not None:
         limit = request.app.state.config.max_upload_bytes
         data = await read_upload(photo, limit)
         _, analyzed = await analyze_photo(services, data, limit)
-        faces = choose(analyzed, query.face_select, None)
+        faces = choose(analyzed, face_select, None)
         return (await services.extract(analyzed.chips[[f.index for f in faces]]))["embeddings"], faces
-    if query.vector is not None:
-        return raw_vector(query.vector, services.spec.dim, "vector")[None], []
+    if vector_given is not None:
+        return raw_vector(vector_given, services.spec.dim, "vector")[None], []
     if query.dossier_face_id is not None:
         if not scope.keep_dossier_faces(uow.session, [query.dossier_face_id]):
             raise BadParam(f"dossier face {query.dossier_face_id} does not exist", param="dossier_face_id")
@@ -136,7 +139,7 @@ async def search(request: Request, uow: Uow, caller: Viewer) -> dict[str, Any]:
     query, photo = await read_file_query(request, SearchQuery, json_fields=("vector",))
     services = get_services(request)
     scope = scope_of(uow, caller)
-    vectors, faces = await _query_vectors(request, uow, services, query, photo, scope)
+    vectors, faces = await query_vectors(request, uow, services, query, photo, scope)
     threshold = query.threshold if query.threshold is not None else float(uow.settings.get("default_threshold"))
     min_score = services.calibration.cosine(threshold)
     galleries = get_galleries(request)

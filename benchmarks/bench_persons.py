@@ -1,0 +1,187 @@
+"""Persons benchmark: online assignment latency with N persons, and re-clustering time for M faces.
+
+    PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_persons.py --persons 1000000 --cluster-faces 100000 --json
+
+Online assignment (what the event pipeline adds per unmatched face): `PersonAssigner.prepare` (a
+search of the `persons` gallery: N random 128-d unit vectors, one representative face per person, in 2
+shard actors) plus `attach` and the commit (SQLite: the face's owner, the person row, its faces, the
+new face or person, the event row). Half the queries are noisy copies (cosine 0.95) of existing persons
+(they join one), half are strangers (they make a person). The gallery is filled through the router
+(`add`), not from the DB; the DB holds the N person and face rows (not their vectors: a join then
+looks up the person's representative vectors and finds none, the same indexed query).
+
+Re-clustering: M faces, one per person, in M/2 pairs that are one identity (cosine 0.95), all in the
+DB and a DB-backed persons gallery; one full pass (`PersonClustering.run_async(full=True)`, Ray tasks
+of `--chunk` candidates). Reported: seconds, faces per second, merges (M/2 expected).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+from sqlalchemy import insert
+
+from actors.galleries import PERSON_COLUMNS, Galleries
+from actors.gallery import create_gallery
+from actors.person_clustering import PersonClustering
+from actors.persons import PersonAssigner
+from models.embedders import embedder_spec
+from storage import orm
+from storage.db import migrate
+from storage.persons import PERSONS_GALLERY
+from storage.unit_of_work import UnitOfWork
+
+DIM = 128
+MODEL = "bench_model"
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def unit_rows(rng: np.random.Generator, n: int) -> np.ndarray:
+    v = rng.standard_normal((n, DIM), dtype=np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def near(rng: np.random.Generator, base: np.ndarray, cos: float) -> np.ndarray:
+    noise = unit_rows(rng, len(base))
+    noise -= (noise * base).sum(axis=1, keepdims=True) * base
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    return (cos * base + np.sqrt(1 - cos**2) * noise).astype(np.float32)
+
+
+def insert_persons(url: str, n: int, vectors: np.ndarray | None = None, chunk: int = 20_000) -> None:
+    """Persons 1..n with face i = person i (and, given `vectors`, their rows in face_vectors)."""
+    now = datetime.now(UTC)
+    with UnitOfWork(url) as uow:
+        for start in range(0, n, chunk):
+            ids = range(start + 1, min(n, start + chunk) + 1)
+            uow.session.execute(insert(orm.Person), [
+                {"id": i, "scope": 0, "event_count": 1, "camera_ids": [], "camera_group_ids": [],
+                 "seen_days": ["2026-03-01"], "days_seen": 1, "best_quality": 0.8, "dirty": True,
+                 "created_at": now, "updated_at": now} for i in ids])
+            uow.session.execute(insert(orm.PersonFace), [
+                {"id": i, "person_id": i, "quality": 0.8, "created_at": now} for i in ids])
+            if vectors is not None:
+                uow.session.execute(insert(orm.FaceVector), [
+                    {"gallery": PERSONS_GALLERY, "item_id": str(i), "model": MODEL, "dim": DIM,
+                     "vector": vectors[i - 1].tobytes(), "meta": {"person_id": i, "scope": 0}, "created_at": now}
+                    for i in ids])
+                uow.session.execute(insert(orm.GalleryChange), [
+                    {"gallery": PERSONS_GALLERY, "item_id": str(i), "op": "add", "created_at": now} for i in ids])
+        uow.commit()
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    a = np.asarray(values) * 1000
+    return {"p50_ms": round(float(np.percentile(a, 50)), 2), "p95_ms": round(float(np.percentile(a, 95)), 2),
+            "p99_ms": round(float(np.percentile(a, 99)), 2)}
+
+
+async def online(tmp: Path, persons: int, queries: int, seed: int) -> dict[str, Any]:
+    url = f"sqlite:///{tmp / 'online.db'}"
+    migrate(url)
+    rng = np.random.default_rng(seed)
+    started = time.monotonic()
+    vectors = unit_rows(rng, persons)
+    insert_persons(url, persons)
+    db_s = time.monotonic() - started
+    router = create_gallery(PERSONS_GALLERY, MODEL, DIM, shards=2, columns=PERSON_COLUMNS,
+                            actor_options={"num_cpus": 0}, ready_timeout_s=None)
+    await router.wait_ready_async(600)
+    for start in range(0, persons, 50_000):
+        stop = min(persons, start + 50_000)
+        await router.add_async([str(i + 1) for i in range(start, stop)], vectors[start:stop],
+                               [{"person_id": i + 1, "scope": 0} for i in range(start, stop)])
+    gallery_s = time.monotonic() - started - db_s
+    galleries = Galleries(db_url=url, snapshot_dir=str(tmp / "snap"), model=MODEL, dim=DIM)
+    galleries._routers[PERSONS_GALLERY] = router  # the filled, DB-less gallery stands in for the system one
+    spec = embedder_spec("dlib_resnet_v1")
+    assigner = PersonAssigner(galleries, spec.calibration)
+    with UnitOfWork(url) as uow:
+        settings = uow.settings.all()
+    picks = rng.integers(0, persons, queries)
+    probes = near(rng, vectors[picks], 0.95)
+    probes[1::2] = unit_rows(rng, len(probes[1::2]))  # every other query is a stranger
+    search_s, commit_s, total_s = [], [], []
+    for i, probe in enumerate(probes):
+        event_id = f"bench-{i}"
+        t0 = time.perf_counter()
+        await assigner.prepare(event_id, probe, None, False, settings)
+        t1 = time.perf_counter()
+        with UnitOfWork(url) as uow:
+            event = orm.Event(id=event_id, timestamp=T0 + timedelta(seconds=i), quality=0.8, bbox=[],
+                              watch_list_id=orm.UNMATCHED_WATCH_LIST_ID)
+            assigner.attach(uow, event, probe, MODEL, settings)
+            uow.session.add(event)
+            uow.commit()
+        t2 = time.perf_counter()
+        search_s.append(t1 - t0)
+        commit_s.append(t2 - t1)
+        total_s.append(t2 - t0)
+    router.kill()
+    joined = len(range(0, queries, 2))
+    return {"persons": persons, "queries": queries, "setup_db_s": round(db_s, 1),
+            "setup_gallery_s": round(gallery_s, 1),
+            "total": percentiles(total_s[20:]), "search": percentiles(search_s[20:]),
+            "attach_commit": percentiles(commit_s[20:]), "stats": assigner.stats(), "expected_joins": joined}
+
+
+async def recluster(tmp: Path, faces: int, chunk: int, seed: int) -> dict[str, Any]:
+    url = f"sqlite:///{tmp / 'cluster.db'}"
+    migrate(url)
+    rng = np.random.default_rng(seed + 1)
+    base = unit_rows(rng, faces // 2)
+    vectors = np.empty((faces // 2 * 2, DIM), np.float32)
+    vectors[0::2], vectors[1::2] = near(rng, base, 0.975), near(rng, base, 0.975)  # pairs at cosine ≈ 0.95
+    insert_persons(url, len(vectors), vectors)
+    galleries = Galleries(db_url=url, snapshot_dir=str(tmp / "snap-c"), model=MODEL, dim=DIM, shards=2)
+    loaded = time.monotonic()
+    await galleries.router_async(PERSONS_GALLERY)
+    load_s = time.monotonic() - loaded
+    spec = embedder_spec("dlib_resnet_v1")
+    clustering = PersonClustering(url, galleries, spec.calibration, chunk=chunk, parallel=2)
+    started = time.monotonic()
+    report = await clustering.run_async(full=True)
+    seconds = time.monotonic() - started
+    (await galleries.router_async(PERSONS_GALLERY)).kill()
+    return {"faces": len(vectors), "gallery_load_s": round(load_s, 1), "seconds": round(seconds, 1),
+            "faces_per_s": round(len(vectors) / seconds, 1), "merges": report["merges"],
+            "expected_merges": len(vectors) // 2, "chunk": chunk}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--persons", type=int, default=1_000_000)
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--cluster-faces", type=int, default=100_000)
+    parser.add_argument("--chunk", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--ray-address", default=None, help="join a running cluster instead of starting one")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if args.ray_address:
+        ray.init(address=args.ray_address, namespace=f"bench-persons-{os.getpid()}")
+    else:
+        ray.init(num_cpus=2, include_dashboard=False, namespace=f"bench-persons-{os.getpid()}")
+    result: dict[str, Any] = {"load_avg_1m": os.getloadavg()[0]}
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.persons:
+            result["online"] = asyncio.run(online(Path(tmp), args.persons, args.queries, args.seed))
+        if args.cluster_faces:
+            result["recluster"] = asyncio.run(recluster(Path(tmp), args.cluster_faces, args.chunk, args.seed))
+    result["load_avg_1m_after"] = os.getloadavg()[0]
+    ray.shutdown()
+    print(json.dumps(result, indent=None if args.json else 2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,348 @@
+"""Persons in the database: the truth behind the `persons` gallery (docs/persons.md).
+
+A person is a dossier's person (one per dossier, made on its first event) or an anonymous one. An
+anonymous person is represented by up to `person_max_faces` representative faces (`PersonFace`),
+whose vectors live in the `persons` gallery with metadata `{"person_id", "scope"}`. Dossier persons
+have no representative faces: their faces are the dossier's.
+
+Everything here runs inside the caller's unit of work and never commits; callers sync the persons
+gallery after their commit. Operators' decisions are rows too: a `PersonExclusion` says two persons
+are not one, and neither re-clustering nor a merge of other persons ever joins them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, update
+
+from facewatch.errors import BadParam, Conflict, NotFound
+from facewatch.gallery_schema import PERSONS_GALLERY
+from storage import orm
+from storage.dossier_vectors import DOSSIERS_GALLERY, EVENTS_GALLERY, store_dossier_face_vector
+from storage.unit_of_work import UnitOfWork
+
+PERSON_STATUSES = ("new", "known", "regular")
+INSTALLATION_SCOPE = 0
+
+
+def scope_of(settings: dict[str, Any], camera_group_id: int | None) -> int:
+    """0 for installation-wide persons, else the camera group (setting `person_scope`)."""
+    if settings.get("person_scope") == "camera_group" and camera_group_id:
+        return int(camera_group_id)
+    return INSTALLATION_SCOPE
+
+
+def face_meta(person: orm.Person) -> dict[str, Any]:
+    return {"person_id": int(person.id), "scope": int(person.scope)}
+
+
+# ---- statistics -----------------------------------------------------------------------------------------
+def note_event(person: orm.Person, event: orm.Event) -> None:
+    """Fold one new event into the person's statistics (no query: the pipeline's hot path)."""
+    person.event_count = (person.event_count or 0) + 1
+    ts = event.timestamp
+    person.first_seen_at = min(person.first_seen_at, ts) if person.first_seen_at else ts
+    person.last_seen_at = max(person.last_seen_at, ts) if person.last_seen_at else ts
+    if event.camera_id is not None and event.camera_id not in (person.camera_ids or []):
+        person.camera_ids = sorted([*(person.camera_ids or []), event.camera_id])
+    if event.camera_group_id is not None and event.camera_group_id not in (person.camera_group_ids or []):
+        person.camera_group_ids = sorted([*(person.camera_group_ids or []), event.camera_group_id])
+    day = ts.date().isoformat()
+    if day not in (person.seen_days or []):
+        person.seen_days = sorted([*(person.seen_days or []), day])
+        person.days_seen = len(person.seen_days)
+    if person.best_event_id is None or event.quality > (person.best_quality or 0.0):
+        person.best_event_id, person.best_quality = event.id, float(event.quality)
+
+
+def recompute(uow: UnitOfWork, person: orm.Person) -> None:
+    """Re-derive the statistics from the person's events (after a merge, a removal or retention)."""
+    rows = uow.session.execute(
+        select(orm.Event.id, orm.Event.timestamp, orm.Event.camera_id, orm.Event.camera_group_id,
+               orm.Event.quality).where(orm.Event.person_id == person.id)
+    ).all()
+    person.event_count = len(rows)
+    person.first_seen_at = min((r.timestamp for r in rows), default=None)
+    person.last_seen_at = max((r.timestamp for r in rows), default=None)
+    person.camera_ids = sorted({r.camera_id for r in rows if r.camera_id is not None})
+    person.camera_group_ids = sorted({r.camera_group_id for r in rows if r.camera_group_id is not None})
+    person.seen_days = sorted({r.timestamp.date().isoformat() for r in rows})
+    person.days_seen = len(person.seen_days)
+    best = max(rows, key=lambda r: (r.quality, r.id), default=None)
+    person.best_event_id = best.id if best else None
+    person.best_quality = float(best.quality) if best else 0.0
+
+
+def status_at(person: orm.Person, at: datetime, created: bool, settings: dict[str, Any],
+              count_today: bool = True) -> str:
+    """`new` for a person this event created, `regular` when seen on ≥ friend_days distinct days within
+    the friend_window_days before `at` (the day of `at` included: the event's own day), `known` otherwise."""
+    if created:
+        return "new"
+    first = (at - timedelta(days=float(settings["friend_window_days"]))).date().isoformat()
+    last = at.date().isoformat()
+    days = {d for d in (person.seen_days or []) if first <= d <= last} | ({last} if count_today else set())
+    return "regular" if len(days) >= int(settings["friend_days"]) else "known"
+
+
+# ---- making and finding ---------------------------------------------------------------------------------
+def person_of_dossier(uow: UnitOfWork, dossier_id: int) -> tuple[orm.Person, bool]:
+    """The dossier's person, created on first use; (person, created)."""
+    person = uow.session.scalar(select(orm.Person).where(orm.Person.dossier_id == dossier_id))
+    if person is not None:
+        return person, False
+    person = orm.Person(dossier_id=dossier_id, scope=INSTALLATION_SCOPE, dirty=False, camera_ids=[],
+                        camera_group_ids=[], seen_days=[])
+    uow.session.add(person)
+    uow.flush()
+    return person, True
+
+
+def new_person(uow: UnitOfWork, scope: int) -> orm.Person:
+    person = orm.Person(scope=scope, camera_ids=[], camera_group_ids=[], seen_days=[], dirty=True)
+    uow.session.add(person)
+    uow.flush()
+    return person
+
+
+def add_face(uow: UnitOfWork, person: orm.Person, event_id: str | None, quality: float, model: str,
+             vector: np.ndarray) -> orm.PersonFace:
+    array = np.ascontiguousarray(vector, dtype=np.float32).ravel()
+    face = orm.PersonFace(person_id=person.id, event_id=event_id, quality=float(quality))
+    uow.session.add(face)
+    uow.flush()
+    uow.vectors.upsert(PERSONS_GALLERY, str(face.id), model, array.tobytes(), int(array.size), face_meta(person))
+    person.dirty = True
+    return face
+
+
+def remove_faces(uow: UnitOfWork, faces: Sequence[orm.PersonFace]) -> None:
+    if not faces:
+        return
+    uow.vectors.remove(PERSONS_GALLERY, [str(f.id) for f in faces])
+    uow.session.execute(delete(orm.PersonFace).where(orm.PersonFace.id.in_([f.id for f in faces])))
+
+
+def faces_of(uow: UnitOfWork, person_ids: Iterable[int]) -> list[orm.PersonFace]:
+    ids = sorted(set(person_ids))
+    if not ids:
+        return []
+    stmt = select(orm.PersonFace).where(orm.PersonFace.person_id.in_(ids)).order_by(orm.PersonFace.id)
+    return list(uow.session.scalars(stmt))
+
+
+def face_vectors(uow: UnitOfWork, model: str, faces: Sequence[orm.PersonFace]) -> dict[int, np.ndarray]:
+    rows = uow.vectors.by_items(PERSONS_GALLERY, model, [str(f.id) for f in faces])
+    return {int(r.item_id): np.frombuffer(r.vector, dtype=np.float32) for r in rows}
+
+
+def owners(uow: UnitOfWork, face_ids: Sequence[int]) -> dict[int, int]:
+    """person id per representative face id (faces deleted since the shard synced are left out)."""
+    if not face_ids:
+        return {}
+    stmt = select(orm.PersonFace.id, orm.PersonFace.person_id).where(orm.PersonFace.id.in_(list(face_ids)))
+    return {face_id: person_id for face_id, person_id in uow.session.execute(stmt)}
+
+
+def excluded_pairs(uow: UnitOfWork, person_ids: Iterable[int] | None = None) -> set[tuple[int, int]]:
+    stmt = select(orm.PersonExclusion.person_id, orm.PersonExclusion.other_person_id)
+    if person_ids is not None:
+        ids = sorted(set(person_ids))
+        stmt = stmt.where(or_(orm.PersonExclusion.person_id.in_(ids), orm.PersonExclusion.other_person_id.in_(ids)))
+    return {(min(a, b), max(a, b)) for a, b in uow.session.execute(stmt)}
+
+
+def exclude(uow: UnitOfWork, a: int, b: int) -> None:
+    low, high = min(a, b), max(a, b)
+    if (low, high) not in excluded_pairs(uow, [low]):
+        uow.session.add(orm.PersonExclusion(person_id=low, other_person_id=high))
+        uow.flush()
+
+
+# ---- operators' corrections and re-clustering -----------------------------------------------------------
+def merge(uow: UnitOfWork, keep_id: int, other_id: int, max_faces: int, *, by_operator: bool) -> orm.Person:
+    """Fold `other` into `keep`: events, representative faces (best `max_faces` kept), exclusions.
+
+    The kept person is the dossier's if one of them has a dossier (two dossiers' persons are two
+    people: 409). An automatic merge (`by_operator=False`) of an excluded pair is refused; an
+    operator's merge overrides the exclusion between the two (and removes it).
+    """
+    if keep_id == other_id:
+        raise BadParam("a person cannot be merged with itself", param="other_id")
+    keep, other = uow.session.get(orm.Person, keep_id), uow.session.get(orm.Person, other_id)
+    if keep is None or other is None:
+        raise NotFound(f"person {keep_id if keep is None else other_id} does not exist",
+                       param="id" if keep is None else "other_id")
+    if keep.dossier_id is not None and other.dossier_id is not None:
+        raise Conflict("both persons belong to dossiers; merge the dossiers instead")
+    if other.dossier_id is not None:
+        keep, other = other, keep
+    pair = (min(keep.id, other.id), max(keep.id, other.id))
+    if pair in excluded_pairs(uow, [keep.id]):
+        if not by_operator:
+            raise Conflict(f"an operator said persons {pair[0]} and {pair[1]} are not one")
+        uow.session.execute(delete(orm.PersonExclusion).where(
+            orm.PersonExclusion.person_id == pair[0], orm.PersonExclusion.other_person_id == pair[1]))
+    uow.session.execute(update(orm.Event).where(orm.Event.person_id == other.id).values(person_id=keep.id))
+    _move_exclusions(uow, other.id, keep.id)
+    moved = faces_of(uow, [other.id])
+    if keep.dossier_id is not None:
+        remove_faces(uow, moved)  # a dossier's person is represented by the dossier's own faces
+    else:
+        for face in moved:
+            face.person_id = keep.id
+        uow.flush()
+        faces = sorted(faces_of(uow, [keep.id]), key=lambda f: (-f.quality, f.id))
+        remove_faces(uow, faces[max_faces:])
+        kept = faces[:max_faces]
+        if kept:
+            uow.vectors.set_meta(PERSONS_GALLERY, [str(f.id) for f in kept], {str(f.id): face_meta(keep) for f in kept})
+        keep.dirty = True
+    uow.session.delete(other)
+    uow.flush()
+    recompute(uow, keep)
+    return keep
+
+
+def _move_exclusions(uow: UnitOfWork, old: int, new: int) -> None:
+    rows = list(uow.session.scalars(select(orm.PersonExclusion).where(
+        or_(orm.PersonExclusion.person_id == old, orm.PersonExclusion.other_person_id == old))))
+    others = {r.other_person_id if r.person_id == old else r.person_id for r in rows}
+    for row in rows:
+        uow.session.delete(row)
+    uow.flush()
+    for other in others - {new}:
+        exclude(uow, new, other)
+
+
+def split_off(uow: UnitOfWork, event: orm.Event, model: str) -> orm.Person:
+    """"Not this person": the event becomes its own person, which never joins the old one again."""
+    if event.person_id is None:
+        raise Conflict(f"event {event.id} has no person")
+    old = uow.session.get(orm.Person, event.person_id)
+    if old is None:
+        raise NotFound(f"person {event.person_id} does not exist")
+    if old.event_count <= 1 and old.dossier_id is None:
+        raise Conflict(f"event {event.id} is the only event of person {old.id}")
+    person = new_person(uow, old.scope)
+    event.person_id = person.id
+    face = uow.session.scalar(select(orm.PersonFace).where(orm.PersonFace.person_id == old.id,
+                                                            orm.PersonFace.event_id == event.id))
+    if face is not None:
+        face.person_id = person.id
+        uow.vectors.set_meta(PERSONS_GALLERY, [str(face.id)], {str(face.id): face_meta(person)})
+    else:
+        vector = uow.vectors.find(EVENTS_GALLERY, event.id, model)
+        if vector is not None:
+            add_face(uow, person, event.id, event.quality, model, np.frombuffer(vector.vector, np.float32))
+    uow.flush()
+    exclude(uow, person.id, old.id)
+    recompute(uow, person)
+    recompute(uow, old)
+    if old.event_count == 0 and old.dossier_id is None:
+        erase(uow, [old.id])
+    return person
+
+
+def promote(uow: UnitOfWork, person: orm.Person, name: str, watch_list_ids: Sequence[int],
+            event_ids: Sequence[str], model: str, comment: str = "") -> orm.Dossier:
+    """A dossier for an anonymous person, its faces taken from chosen events (their crops and vectors)."""
+    if person.dossier_id is not None:
+        raise Conflict(f"person {person.id} already has dossier {person.dossier_id}")
+    if not event_ids:
+        raise BadParam("choose at least one event of the person", param="event_ids")
+    events = uow.events.get_many(event_ids, "event_ids")
+    strangers = [e.id for e in events if e.person_id != person.id]
+    if strangers:
+        raise BadParam(f"event {strangers[0]} is not an event of person {person.id}", param="event_ids")
+    vectors = {v.item_id: v for v in uow.vectors.by_items(EVENTS_GALLERY, model, [e.id for e in events])}
+    missing = [e.id for e in events if e.id not in vectors]
+    if missing:
+        raise BadParam(f"event {missing[0]} has no {model} vector", param="event_ids")
+    lists = uow.watch_lists.get_many(watch_list_ids, "watch_list_ids")
+    if any(w.builtin for w in lists):
+        raise BadParam("a dossier cannot be put on a built-in watch list", param="watch_list_ids")
+    dossier = uow.dossiers.add(orm.Dossier(name=name, comment=comment, watch_lists=lists))
+    for event in events:
+        face = uow.dossier_faces.add(orm.DossierFace(
+            dossier_id=dossier.id, source_key=event.frame_key, crop_key=event.crop_key, bbox=event.bbox,
+            detection_score=event.detection_score, quality=event.quality, attributes=event.attributes or {}))
+        store_dossier_face_vector(uow, face, dossier, model, np.frombuffer(vectors[event.id].vector, np.float32))
+    remove_faces(uow, faces_of(uow, [person.id]))
+    person.dossier_id, person.dirty = dossier.id, False
+    uow.flush()
+    return dossier
+
+
+def erase(uow: UnitOfWork, person_ids: Sequence[int]) -> int:
+    """Delete persons and their gallery vectors (their events stay, person-less)."""
+    if not person_ids:
+        return 0
+    remove_faces(uow, faces_of(uow, person_ids))
+    uow.session.execute(update(orm.Event).where(orm.Event.person_id.in_(list(person_ids))).values(person_id=None))
+    result = uow.session.execute(delete(orm.Person).where(orm.Person.id.in_(list(person_ids))))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def prune_empty(uow: UnitOfWork) -> int:
+    """Persons with no events left disappear (after retention or event deletion)."""
+    has_events = exists().where(orm.Event.person_id == orm.Person.id)
+    ids = list(uow.session.scalars(select(orm.Person.id).where(~has_events)))
+    erase(uow, ids)
+    return len(ids)
+
+
+def persons_of_events(uow: UnitOfWork, event_ids: Sequence[str]) -> set[int]:
+    found: set[int] = set()
+    for start in range(0, len(event_ids), 500):
+        found.update(uow.session.scalars(select(orm.Event.person_id).where(
+            orm.Event.id.in_(list(event_ids[start:start + 500])), orm.Event.person_id.is_not(None))))
+    return found
+
+
+def forget_events(uow: UnitOfWork, event_ids: Sequence[str], person_ids: set[int]) -> int:
+    """After these events were deleted (retention, erasure): their representative faces go too (no
+    vector outlives its event), the persons' statistics are re-derived, and persons left without
+    events are deleted. Returns the persons deleted."""
+    for start in range(0, len(event_ids), 500):
+        faces = list(uow.session.scalars(select(orm.PersonFace).where(
+            orm.PersonFace.event_id.in_(list(event_ids[start:start + 500])))))
+        remove_faces(uow, faces)
+    refresh_counts(uow, person_ids)
+    empty = [x.id for x in uow.session.scalars(select(orm.Person).where(
+        orm.Person.id.in_(sorted(person_ids)), orm.Person.event_count == 0))]
+    erase(uow, empty)
+    return len(empty)
+
+
+def refresh_counts(uow: UnitOfWork, person_ids: Iterable[int]) -> None:
+    for person in uow.session.scalars(select(orm.Person).where(orm.Person.id.in_(sorted(set(person_ids))))):
+        recompute(uow, person)
+
+
+# ---- visibility -----------------------------------------------------------------------------------------
+def visible_person_clause(hidden_watch_lists: Sequence[int], hidden_groups: Sequence[int]) -> ColumnElement[bool]:
+    """A person is visible when at least one of its events is (the events' rules, SPEC §5).
+
+    The one place persons' visibility is decided: when `storage.visibility` lands, this clause is
+    derived from its scope instead of the two id lists.
+    """
+    conditions: list[ColumnElement[bool]] = [orm.Event.person_id == orm.Person.id]
+    if hidden_watch_lists:
+        conditions.append(or_(orm.Event.watch_list_id.is_(None), orm.Event.watch_list_id.not_in(hidden_watch_lists)))
+    if hidden_groups:
+        conditions.append(or_(orm.Event.camera_group_id.is_(None), orm.Event.camera_group_id.not_in(hidden_groups)))
+    return exists().where(and_(*conditions))
+
+
+def count_all(uow: UnitOfWork) -> int:
+    return int(uow.session.scalar(select(func.count()).select_from(orm.Person)) or 0)
+
+
+__all__ = ["DOSSIERS_GALLERY", "PERSONS_GALLERY", "PERSON_STATUSES", "add_face", "erase", "exclude", "merge",
+           "new_person", "note_event", "person_of_dossier", "promote", "prune_empty", "recompute", "scope_of",
+           "split_off", "status_at", "visible_person_clause"]
