@@ -650,6 +650,8 @@ class JobManager:
             "lifetime": "detached",  # survives a manager restart, which re-adopts it by name
             "max_restarts": 0,  # the manager re-places jobs (new holder); a Ray restart would skip run()
             "num_cpus": self.job_num_cpus,
+            # A camera job gets a GPU share only when configured (FACEWATCH_CAMERA_GPU_FRACTION).
+            "num_gpus": float(self.spec_defaults.get("gpu_fraction") or 0.0),
             "resources": {SLOT_RESOURCE: 1},
             **placement_options(job_group, groups_in_use),
         }

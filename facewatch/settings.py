@@ -25,6 +25,8 @@ class Config:
     extractor_target_ongoing_requests: float
     extractor_max_batch: int
     camera_slots: int
+    face_detector: str = "auto"  # auto: yuface on CPU, MTCNN on GPU (models.detector.make_detector)
+    camera_gpu_fraction: float = 0.0  # GPU share each camera job asks Ray for; 0: CPU only
 
     @property
     def snapshot_dir(self) -> Path:
@@ -56,4 +58,6 @@ def load_config(env: dict[str, str] | None = None) -> Config:
         extractor_target_ongoing_requests=float(env.get("FACEWATCH_EXTRACTOR_TARGET_ONGOING_REQUESTS") or 8),
         extractor_max_batch=int(env.get("FACEWATCH_EXTRACTOR_MAX_BATCH") or 64),
         camera_slots=int(env.get("FACEWATCH_CAMERA_SLOTS") or 4),
+        face_detector=env.get("FACEWATCH_FACE_DETECTOR") or "auto",
+        camera_gpu_fraction=float(env.get("FACEWATCH_CAMERA_GPU_FRACTION") or 0.0),
     )
