@@ -1,5 +1,10 @@
 """CameraJob: the Ray actor that runs one camera or one video through the video pipeline (SPEC §1.2, §3).
 
+The actor only wires Ray-free parts together: `actors.frame_pipeline` (motion → detect → track →
+best shot), `actors.face_posting` (media, extraction and hand-over with retries, in a thread),
+`actors.job_lease` (heartbeats, stall watchdog, final reports) and `actors.job_status` (status,
+statistics, summary). It owns the source (open, reopen with back-off, camera changes).
+
 One actor per camera or video, placed by the JobManager (`actors.job_manager`), whose JOB-ACTOR
 CONTRACT this class follows: constructor `(job_spec, manager_name, namespace)`, an idempotent
 `run()`, a heartbeat every `heartbeat_s` with statistics, status and last error, and `finished` /
@@ -59,64 +64,36 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
-import cv2
 import numpy as np
 import ray
 from ray.actor import ActorHandle
-from ray.exceptions import RayError, RayTaskError
-from sqlalchemy import func, select
 
-from actors.best_shot import EveryIntervalBest, PostFilter, ShotCandidate, best_shot_policy
+from actors.face_posting import FacePoster, SightingSource
+from actors.frame_pipeline import Counters, FramePipeline, ShotPayload, StreamConfig
+from actors.job_lease import JobLease, ray_manager_call
+from actors.job_status import Beat, JobHealth, job_stats, short_error, video_summary
 from actors.live_view import LiveView
-from actors.motion_gate import MotionGate
-from actors.tracking import IouTracker, inside_region
-from actors.video_source import (
-    Frame,
-    SourceError,
-    SourceOpenError,
-    SourceReadError,
-    VideoSource,
-    reopen_delays,
-)
+from actors.video_source import SourceError, SourceOpenError, SourceReadError, VideoSource, reopen_delays
 from actors.vms_cameras import resolve_source_url
-from facewatch.sightings import FaceSighting, event_id_for
-from facewatch.stream_settings import StreamSettings
-from models.alignment import align_faces
-from models.detector import FaceDetector
-from models.embedders import EmbedderSpec, embedder_spec
-from models.images import encode_jpeg
-from models.quality import face_quality
-from models.types import Detections
-from storage import orm
+from facewatch.sightings import FaceSighting
+from models.detector import make_detector
+from models.embedders import embedder_spec
 from storage.media import LocalMediaStore
 from storage.unit_of_work import UnitOfWork
+
+# Re-exported: the names other modules and tests import from here.
+__all__ = ["CameraJob", "Counters", "JobTuning", "PostFailed", "ShotPayload", "StreamConfig"]
 
 log = logging.getLogger("facewatch.camera_job")
 
 PIPELINE_NAME = "event-pipeline"
 EXTRACTOR_NAME = "facewatch-extractor"  # deployment and app name of serve_apps.extractor
-DEGRADED_AFTER_FAILURE_S = 30.0
-THUMBNAIL_MARGIN = 0.3  # of the face box, on every side
-THUMBNAIL_MAX_SIDE = 320
-MANAGER_CALL_TIMEOUT_S = 10.0
-REPORT_DEADLINE_S = 120.0  # how long finished()/failed() is retried while the manager is away
-LIVE_POST_QUEUE = 32
-T = TypeVar("T")
-
-
-# -- settings --------------------------------------------------------------------------------------------
-
-
-# The one stream-settings type (API, jobs, batch driver); the old name stays for this module's callers.
-StreamConfig = StreamSettings
 
 
 @dataclass(frozen=True)
@@ -139,6 +116,7 @@ class JobTuning:
     call_timeout_s: float = 120.0
     stall_timeout_s: float = 180.0
     torch_threads: int | None = None
+    detector: str = "auto"  # FACEWATCH_FACE_DETECTOR: auto (yuface on a CPU, MTCNN on a GPU), yuface, mtcnn
 
     @classmethod
     def from_spec(cls, spec: dict[str, Any]) -> JobTuning:
@@ -149,45 +127,8 @@ class JobTuning:
         return cls(**{k: v for k, v in spec.items() if k in names and v is not None})
 
 
-# -- what a track keeps -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class ShotPayload:
-    """What the best shot of a track keeps: small crops and one frame's JPEG bytes, never a frame."""
-
-    chip: np.ndarray  # aligned chip in the embedder's geometry (uint8, S×S×3)
-    thumbnail_jpeg: bytes
-    frame_jpeg: bytes
-    detection_score: float
-    wall_time: datetime
-    frame_index: int
-
-
-@dataclass
-class Counters:
-    frames_decoded: int = 0
-    frames_handled: int = 0  # consumed by the pipeline loop (gated and sampled-out frames included)
-    frames_processed: int = 0  # the detector ran on them
-    frames_dropped: int = 0
-    frames_motion_skipped: int = 0
-    faces_detected: int = 0
-    faces_outside_rot: int = 0
-    faces_filtered: dict[str, int] = field(default_factory=dict)
-    faces_posted: int = 0
-    faces_failed: int = 0
-    events: int = 0
-    sightings_dropped: int = 0  # the pipeline dropped them (dedup, ignore_unmatched)
-    tracks: int = 0
-    source_opens: int = 0
-    source_errors: int = 0
-
-
 class PostFailed(RuntimeError):
     """Shots could not be handed over after every retry."""
-
-
-# -- the actor ---------------------------------------------------------------------------------------------
 
 
 @ray.remote(num_cpus=0, max_concurrency=4)  # run() blocks one thread; info()/stop() answer on others
@@ -198,48 +139,42 @@ class CameraJob:
         self.holder = str(self.spec["holder"])
         self.attempt = int(self.spec.get("attempt") or 1)
         self.single_pass = bool(self.spec.get("single_pass"))
-        self.heartbeat_s = float(self.spec.get("heartbeat_s") or 4.0)
         self.settings = StreamConfig.from_dict(self.spec.get("stream_settings"))
         self.tuning = JobTuning.from_spec(self.spec)
-        self.manager_name, self.namespace = manager_name, namespace
+        self.namespace = namespace
         self.node_id = ray.get_runtime_context().get_node_id()
         self.counters = Counters()
         self.media = LocalMediaStore(self.tuning.media_root)
         self.run_id = 0 if self.single_pass else self.attempt
+        self.health = JobHealth(self.job_id)
         camera_id = None if self.single_pass else self.spec.get("camera_id")  # the console's live view:
         self.live = LiveView(self.tuning.media_root, int(camera_id)) if camera_id is not None else None
+        self.lease = JobLease(self.job_id, self.holder, ray_manager_call(manager_name, namespace),
+                              float(self.spec.get("heartbeat_s") or 4.0), self.tuning.stall_timeout_s)
 
         self._stop = threading.Event()
         self._done = threading.Event()
-        self._lease_lost = False
-        self._draining = False
         self._reconfigure = threading.Event()
         self._camera_source = (self.spec.get("url") or "", dict(self.spec.get("stream_settings") or {}))
         self._pending_source = self._camera_source
         self._started = False
         self._outcome = ""
-        self._manager: ActorHandle | None = None
         self._pipeline: ActorHandle | None = None
         self._extractor: Any = None
-        self._lock = threading.Lock()
-        self._failing_error = ""  # set while the source is down
-        self._last_error = ""
-        self._last_failure_at = 0.0
-        self._progress_at = time.monotonic()
         self._frames_total: int | None = None
         self._duration_s: float | None = None
         self._processing_started: float | None = None
-        self._beat_prev: tuple[float, int, int, int] | None = None  # time, handled, processed, dropped
+        self._beat_prev: Beat | None = None
         self._decoded_before = 0
         self._dropped_before = 0
         self._source: VideoSource | None = None
-        self._post_queue: queue.Queue[list[ShotCandidate] | None] = queue.Queue(
-            maxsize=0 if self.single_pass else LIVE_POST_QUEUE)
-        self._post_error: BaseException | None = None
-        self._shot_numbers: dict[int, int] = {}
-        self._track_base = 0
-        self._local_max_track = 0
-        self._max_quality: dict[int, float] = {}
+        self.frames: FramePipeline | None = None
+        self.poster = FacePoster(
+            SightingSource(self.job_id, self.run_id, int(self.spec["camera_group_id"]), self.spec.get("camera_id"),
+                           self.spec.get("video_id"), self.single_pass),
+            self.media, self.counters, self.health, self._extract, self._hand_over, self._stop,
+            attempts=self.tuning.post_attempts, backoff_s=self.tuning.post_backoff_s, touch=self.lease.touch)
+        self.poster.jpeg_quality = self.settings.jpeg_quality
 
     # -- contract --------------------------------------------------------------------------------------
 
@@ -252,19 +187,19 @@ class CameraJob:
         try:
             self._outcome = self._run()
         except Exception as exc:  # tell the manager, which re-places the job after its back-off
-            error = _short(exc)
+            error = short_error(exc)
             if isinstance(exc, SourceError | PostFailed):
                 log.warning("job %s failed: %s", self.job_id, error)
             else:
                 log.exception("job %s failed", self.job_id)
-            self._last_error = error
-            if not self._lease_lost:
-                self._report("failed", error)
+            self.health.last_error = error
+            if not self.lease.lost:
+                self.lease.report("failed", error)
             self._outcome = f"failed: {error}"
         finally:
             self._stop.set()
             self._done.set()
-            if self.live is not None and not self._lease_lost:  # (a successor may be writing it already)
+            if self.live is not None and not self.lease.lost:  # (a successor may be writing it already)
                 self.live.close()
         return self._outcome
 
@@ -279,63 +214,48 @@ class CameraJob:
         """Stop the pipeline soon (without reporting an outcome); the manager normally kills instead."""
         self._stop.set()
 
-    # -- the pipeline ----------------------------------------------------------------------------------
+    # -- the job ---------------------------------------------------------------------------------------
 
     def _run(self) -> str:
-        self._touch()
+        self.lease.touch()
         if self.tuning.torch_threads:
             import torch
 
             torch.set_num_threads(int(self.tuning.torch_threads))
         with UnitOfWork(self.tuning.db_url) as uow:
-            self.embedder: EmbedderSpec = embedder_spec(str(uow.settings.get("embedder")))
-        self._build_filters()
-        poster = threading.Thread(target=self._post_loop, name=f"poster job {self.job_id}", daemon=True)
-        poster.start()
+            embedder = embedder_spec(str(uow.settings.get("embedder")))
+        self.frames = FramePipeline(self.settings, embedder, self.counters, detect_batch=self.tuning.detect_batch,
+                                    detector_factory=self._make_detector)
+        if self.live is not None:
+            self.frames.on_tracked = self.live.faces
+        self.poster.start()
         try:
             if self.single_pass:
-                return self._run_video(poster)
+                return self._run_video()
             self._run_live()
             return "stopped"
         finally:
-            if poster.is_alive():
-                self._draining = True  # the poster drains what is left without posting it
-                try:
-                    self._post_queue.put(None, timeout=5.0)
-                except queue.Full:
-                    pass
-                poster.join(timeout=5.0)
+            self.poster.abandon()  # the poster drops what is left without posting it
 
-    def _build_filters(self) -> None:
-        """The detector and post filter for the current settings (the detector is kept when it can be)."""
-        min_size = max(int(self.settings.min_face_size), 1)
-        if getattr(self, "detector", None) is None or self.detector.min_face_size != min_size:
-            self.detector = FaceDetector(min_face_size=min_size)
-        self.post_filter = PostFilter(roi=self.settings.roi, min_quality=self.settings.min_quality,
-                                      min_face_size=float(self.settings.min_face_size),
-                                      max_face_size=self.settings.max_face_size)
-
-    def _run_video(self, poster: threading.Thread) -> str:
+    def _run_video(self) -> str:
         try:
             source = self._open(live=False)
         except SourceOpenError as exc:
-            self._failing_error = exc.reason
+            self.health.failing_error = exc.reason
             raise
         self._processing_started = time.monotonic()
         self._consume(source)
-        self._flush_tracks()
-        self._post_queue.put(None)
-        while poster.is_alive():  # the last posts; the heartbeat keeps the lease meanwhile
-            poster.join(timeout=1.0)
-            self._touch()
+        self._end_tracks()
+        self.poster.finish()
+        while self.poster.is_alive():  # the last posts; the heartbeat keeps the lease meanwhile
+            self.poster.join(timeout=1.0)
+            self.lease.touch()
             if self._stop.is_set():
                 break
         if self._stop.is_set():
-            return "lease lost" if self._lease_lost else "stopped"
-        if self._post_error is not None:
-            raise PostFailed(f"posting faces failed: {_short(self._post_error)}")
-        summary = self._summary(source)
-        self._report("finished", summary)
+            return "lease lost" if self.lease.lost else "stopped"
+        self._raise_if_video_post_failed()
+        self.lease.report("finished", self._summary(source))
         return "finished"
 
     def _run_live(self) -> None:
@@ -355,7 +275,8 @@ class CameraJob:
                 delays = delays or reopen_delays(self.tuning.reopen_initial_s, self.tuning.reopen_max_s, jitter=0.1)
                 self._sleep(next(delays))
                 continue
-            delays, self._failing_error = None, ""
+            delays = None
+            self.health.source_up()
             if self._processing_started is None:
                 self._processing_started = time.monotonic()
             try:
@@ -363,7 +284,7 @@ class CameraJob:
                 reason = "the stream ended"
             except SourceReadError as exc:
                 reason = exc.reason
-            self._flush_tracks()
+            self._end_tracks()
             if self._stop.is_set():
                 return
             if self._reconfigure.is_set():
@@ -371,6 +292,42 @@ class CameraJob:
             self.counters.source_errors += 1
             self._set_failing(f"{reason}; reopening")
             reopen_at_once = True
+
+    def _consume(self, source: VideoSource) -> None:
+        """Reads the source to its end (or until stopped), feeding the frame pipeline."""
+        frames = self._frame_pipeline()
+        with source:
+            for frame in source:
+                self.counters.frames_handled += 1
+                if self.live is not None:
+                    self.live.frame(frame.image)  # ~1/s: live/camera-<id>.jpg + .json (actors/live_view.py)
+                self.lease.touch()
+                if self._stop.is_set() or self._reconfigure.is_set():
+                    return
+                self.poster.enqueue(frames.push(frame))
+                self._raise_if_video_post_failed()
+            if not self._stop.is_set():
+                self.poster.enqueue(frames.drain())
+
+    def _end_tracks(self) -> None:
+        """The source ended or broke: every track ends and owes its best shot."""
+        if self.frames is not None:
+            self.poster.enqueue(self.frames.end_tracks())
+
+    def _make_detector(self, settings: StreamConfig) -> Any:
+        # A GPU only when Ray gave this actor one (FACEWATCH_CAMERA_GPU_FRACTION): a job must not
+        # take whatever CUDA device it happens to see.
+        device = "cuda" if ray.get_gpu_ids() else "cpu"
+        return make_detector(self.tuning.detector, min_face_size=max(int(settings.min_face_size), 1), device=device)
+
+    def _frame_pipeline(self) -> FramePipeline:
+        if self.frames is None:
+            raise RuntimeError("the frame pipeline is built in run()")
+        return self.frames
+
+    def _raise_if_video_post_failed(self) -> None:
+        if self.single_pass and self.poster.error is not None:
+            raise PostFailed(f"posting faces failed: {short_error(self.poster.error)}")
 
     def _sleep(self, seconds: float) -> None:
         """Waits, but wakes up at once when the job is stopped or its camera changed."""
@@ -380,6 +337,39 @@ class CameraJob:
             if left <= 0:
                 return
             self._stop.wait(min(left, 0.2))
+
+    # -- the source ------------------------------------------------------------------------------------
+
+    def _open(self, live: bool) -> VideoSource:
+        self.lease.touch()
+        s = self.settings
+        source = VideoSource(
+            self._source_url(), ffmpeg_options=s.ffmpeg_options, open_timeout_s=self.tuning.open_timeout_s,
+            read_timeout_s=self.tuning.read_timeout_s, play_speed=s.play_speed, live=live,
+            disable_drops=s.disable_drops, use_stream_timestamp=s.use_stream_timestamp,
+            start_timestamp=s.start_timestamp, name="the uploaded video" if self.spec.get("media_key") else None,
+        )
+        self.counters.source_opens += 1
+        if self._source is not None:  # counters of the previous source of this attempt
+            self._decoded_before += self._source.frames_decoded
+            self._dropped_before += self._source.frames_dropped
+        self._source = source
+        if self.single_pass:
+            fps = source.fps or 0.0
+            self._frames_total = source.frames_total or (round(source.duration_s * fps) if source.duration_s else None)
+            self._duration_s = source.duration_s
+        self._frame_pipeline().start_source()
+        return source
+
+    def _source_url(self) -> str:
+        key = self.spec.get("media_key") or ""
+        if key:
+            return str(self.media.path(key))
+        url = str(self.spec.get("url") or "")
+        if not url:
+            raise SourceOpenError("the job has neither a URL nor an uploaded file", param="url")
+        # A VMS camera's stream URL is asked of its plug-in at every open (such URLs expire).
+        return resolve_source_url(url, self.tuning.db_url)
 
     def _check_camera_change(self) -> None:
         """Camera jobs re-read their camera row with every heartbeat: a new URL or new stream settings
@@ -404,215 +394,11 @@ class CameraJob:
         self.settings = StreamConfig.from_dict(stream_settings)
         self.spec["url"], self.spec["stream_settings"] = url, stream_settings
         self._camera_source = (url, stream_settings)
-        self._build_filters()
+        self._frame_pipeline().configure(self.settings)
+        self.poster.jpeg_quality = self.settings.jpeg_quality
         self._reconfigure.clear()
 
-    def _open(self, live: bool) -> VideoSource:
-        self._touch()
-        s = self.settings
-        source = VideoSource(
-            self._source_url(), ffmpeg_options=s.ffmpeg_options, open_timeout_s=self.tuning.open_timeout_s,
-            read_timeout_s=self.tuning.read_timeout_s, play_speed=s.play_speed, live=live,
-            disable_drops=s.disable_drops, use_stream_timestamp=s.use_stream_timestamp,
-            start_timestamp=s.start_timestamp, name="the uploaded video" if self.spec.get("media_key") else None,
-        )
-        self.counters.source_opens += 1
-        if self._source is not None:  # counters of the previous source of this attempt
-            self._decoded_before += self._source.frames_decoded
-            self._dropped_before += self._source.frames_dropped
-        self._source = source
-        if self.single_pass:
-            fps = source.fps or 0.0
-            self._frames_total = source.frames_total or (round(source.duration_s * fps) if source.duration_s else None)
-            self._duration_s = source.duration_s
-        # Fresh state per opened source; track ids continue so event ids stay unique in this run.
-        self.gate = MotionGate(self.settings.motion_threshold)
-        self._track_base += self._local_max_track
-        self._local_max_track = 0
-        self.tracker = IouTracker(miss_interval_s=self.settings.miss_interval_s)
-        self.policy = best_shot_policy(self.settings.overall_only, self.settings.realtime_interval_s,
-                                       self.settings.realtime_every_interval)
-        return source
-
-    def _source_url(self) -> str:
-        key = self.spec.get("media_key") or ""
-        if key:
-            return str(self.media.path(key))
-        url = str(self.spec.get("url") or "")
-        if not url:
-            raise SourceOpenError("the job has neither a URL nor an uploaded file", param="url")
-        # A VMS camera's stream URL is asked of its plug-in at every open (such URLs expire).
-        return resolve_source_url(url, self.tuning.db_url)
-
-    def _consume(self, source: VideoSource) -> None:
-        """Reads the source to its end (or until stopped), detecting and tracking in batches."""
-        batch: list[Frame] = []
-        every_n = self.settings.detect_every_n
-        size = max(1, self.tuning.detect_batch)
-        with source:
-            for frame in source:
-                self.counters.frames_handled += 1
-                if self.live is not None:
-                    self.live.frame(frame.image)  # ~1/s: live/camera-<id>.jpg + .json (actors/live_view.py)
-                self._touch()
-                if self._stop.is_set() or self._reconfigure.is_set():
-                    return
-                if not self.gate.check(frame.image):
-                    self.counters.frames_motion_skipped += 1
-                    continue
-                if frame.index % every_n:
-                    continue
-                batch.append(frame)
-                if len(batch) >= size:
-                    self._detect(batch)
-                    batch = []
-                self._raise_if_video_post_failed()
-            if batch and not self._stop.is_set():
-                self._detect(batch)
-
-    def _raise_if_video_post_failed(self) -> None:
-        if self.single_pass and self._post_error is not None:
-            raise PostFailed(f"posting faces failed: {_short(self._post_error)}")
-
-    def _detect(self, frames: list[Frame]) -> None:
-        detections = self.detector.detect_batch([f.image for f in frames])
-        shots: list[ShotCandidate] = []
-        for frame, found in zip(frames, detections, strict=True):
-            self.counters.frames_processed += 1
-            if self.settings.rot is not None and len(found):
-                inside = inside_region(found.boxes, self.settings.rot)
-                self.counters.faces_outside_rot += int((~inside).sum())
-                found = found.select(inside)
-            self.counters.faces_detected += len(found)
-            shots.extend(self._track(frame, found))
-        self._enqueue(shots)
-
-    def _track(self, frame: Frame, found: Detections) -> list[ShotCandidate]:
-        quality = face_quality(frame.image, found) if len(found) else np.zeros(0)
-        update = self.tracker.update(frame.pts_s, found.boxes)
-        if self.live is not None:
-            self.live.faces([found.boxes[i] for _, i in update.assignments],
-                            [self._track_base + t for t, _ in update.assignments])
-        shots: list[ShotCandidate] = []
-        for track in update.ended:
-            shots.extend(self._end_track(self._track_base + track.track_id))
-        frame_jpeg: bytes | None = None
-        every_interval = isinstance(self.policy, EveryIntervalBest)
-        for local_id, i in update.assignments:
-            if local_id > self._local_max_track:
-                self._local_max_track = local_id
-                self.counters.tracks += 1
-            track_id = self._track_base + local_id
-            candidate = ShotCandidate(track_id, frame.pts_s, float(quality[i]), found.boxes[i])
-            reason = self.post_filter.reason(candidate)
-            if reason is not None:
-                self.counters.faces_filtered[reason] = self.counters.faces_filtered.get(reason, 0) + 1
-                continue
-            # Overall and improving policies keep a candidate only when it beats every earlier one of
-            # its track; only then is its payload (chip, crops, this frame's JPEG) worth making.
-            if not every_interval and candidate.quality <= self._max_quality.get(track_id, -1.0):
-                continue
-            self._max_quality[track_id] = candidate.quality
-            if frame_jpeg is None:
-                frame_jpeg = encode_jpeg(frame.image, self.settings.jpeg_quality)
-            payload = self._payload(frame, found, i, frame_jpeg)
-            shots.extend(self.policy.offer(dataclasses.replace(candidate, payload=payload)))
-        return shots
-
-    def _payload(self, frame: Frame, found: Detections, i: int, frame_jpeg: bytes) -> ShotPayload:
-        spec = self.embedder
-        chip = align_faces(frame.image, found.landmarks[i:i + 1], size=spec.chip_size, template=spec.template,
-                           padding=spec.padding)[0]
-        return ShotPayload(chip=chip, thumbnail_jpeg=self._thumbnail(frame.image, found.boxes[i]),
-                           frame_jpeg=frame_jpeg, detection_score=float(found.scores[i]),
-                           wall_time=frame.wall_time, frame_index=frame.index)
-
-    def _thumbnail(self, image: np.ndarray, box: np.ndarray) -> bytes:
-        height, width = image.shape[:2]
-        x1, y1, x2, y2 = (float(v) for v in box)
-        mx, my = (x2 - x1) * THUMBNAIL_MARGIN, (y2 - y1) * THUMBNAIL_MARGIN
-        left, top = max(0, int(x1 - mx)), max(0, int(y1 - my))
-        right, bottom = min(width, int(np.ceil(x2 + mx))), min(height, int(np.ceil(y2 + my)))
-        crop = image[top:bottom, left:right] if right > left and bottom > top else image[:1, :1]
-        side = max(crop.shape[:2])
-        if side > THUMBNAIL_MAX_SIDE:
-            scale = THUMBNAIL_MAX_SIDE / side
-            crop = cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))),
-                              interpolation=cv2.INTER_AREA)
-        return encode_jpeg(np.ascontiguousarray(crop), self.settings.jpeg_quality)
-
-    def _end_track(self, track_id: int) -> list[ShotCandidate]:
-        self._max_quality.pop(track_id, None)
-        return self.policy.end_track(track_id)
-
-    def _flush_tracks(self) -> None:
-        """The source ended or broke: every track ends and owes its best shot."""
-        if not hasattr(self, "tracker"):
-            return
-        shots: list[ShotCandidate] = []
-        for track in self.tracker.finish():
-            shots.extend(self._end_track(self._track_base + track.track_id))
-        shots.extend(self.policy.finish())
-        self._max_quality.clear()
-        self._enqueue(shots)
-
-    # -- posting ---------------------------------------------------------------------------------------
-
-    def _enqueue(self, shots: list[ShotCandidate]) -> None:
-        shots = [s for s in shots if s.payload is not None]
-        if not shots:
-            return
-        if self.single_pass:
-            self._post_queue.put(shots)
-            return
-        try:
-            self._post_queue.put_nowait(shots)
-        except queue.Full:  # the extractor or pipeline cannot keep up: a live camera must not fall behind
-            self._count_failure(len(shots), "the post queue is full (extractor or event pipeline too slow)")
-
-    def _post_loop(self) -> None:
-        while True:
-            shots = self._post_queue.get()
-            if shots is None:
-                return
-            if self._stop.is_set() or self._draining:
-                continue
-            try:
-                self._post(shots)
-            except Exception as exc:
-                self._count_failure(len(shots), f"posting {len(shots)} face(s) failed: {_short(exc)}")
-                if self.single_pass:
-                    self._post_error = exc
-                    return
-
-    def _post(self, shots: list[ShotCandidate]) -> None:
-        quality = self.settings.jpeg_quality
-        keys = []
-        for shot in shots:
-            p: ShotPayload = shot.payload
-            keys.append((self.media.put(p.thumbnail_jpeg, "jpg"), self.media.put(encode_jpeg(p.chip, quality), "jpg"),
-                         self.media.put(p.frame_jpeg, "jpg") if p.frame_jpeg else ""))
-        chips = np.stack([shot.payload.chip for shot in shots])
-        extracted = self._retry("the extractor pool", lambda: self._extract(chips))
-        sightings = []
-        for shot, (thumb, crop, frame), vector, attributes in zip(
-                shots, keys, extracted["embeddings"], extracted["attributes"], strict=True):
-            number = self._shot_numbers.get(shot.track_id, 0)
-            self._shot_numbers[shot.track_id] = number + 1
-            p = shot.payload
-            sightings.append(FaceSighting(
-                event_id=event_id_for(self.job_id, self.run_id, shot.track_id, number),
-                job_id=self.job_id, camera_group_id=int(self.spec["camera_group_id"]), timestamp=p.wall_time,
-                bbox=[round(float(v), 2) for v in shot.bbox], detection_score=p.detection_score,
-                quality=float(shot.quality), embedding=np.asarray(vector, np.float32), model=str(extracted["model"]),
-                camera_id=self.spec.get("camera_id"), video_id=self.spec.get("video_id"), track_id=shot.track_id,
-                video_offset_s=round(float(shot.time_s), 3) if self.single_pass else None,
-                attributes=dict(attributes or {}), thumbnail_key=thumb, crop_key=crop, frame_key=frame,
-            ))
-        ids = self._retry("the event pipeline", lambda: self._hand_over(sightings))
-        self.counters.faces_posted += len(sightings)
-        self.counters.events += sum(1 for i in ids if i is not None)
-        self.counters.sightings_dropped += sum(1 for i in ids if i is None)
+    # -- posting (the Ray side of FacePoster) ------------------------------------------------------------
 
     def _extract(self, chips: np.ndarray) -> dict[str, Any]:
         if self._extractor is None:
@@ -636,48 +422,14 @@ class CameraJob:
             self._pipeline = None
             raise
 
-    def _retry(self, what: str, call: Callable[[], T]) -> T:
-        delay = self.tuning.post_backoff_s
-        for attempt in range(1, max(1, self.tuning.post_attempts) + 1):
-            self._touch()
-            try:
-                return call()
-            except Exception as exc:
-                if attempt >= self.tuning.post_attempts or self._stop.is_set():
-                    raise RuntimeError(f"{what}: {_short(exc)}") from exc
-                log.warning("job %s: %s failed (attempt %d): %s", self.job_id, what, attempt, _short(exc))
-                self._stop.wait(delay)
-                delay *= 2
-        raise AssertionError("unreachable")
-
-    def _count_failure(self, faces: int, error: str) -> None:
-        with self._lock:
-            self.counters.faces_failed += faces
-            self._last_error = error
-            self._last_failure_at = time.monotonic()
-        log.warning("job %s: %s", self.job_id, error)
-
     # -- reporting -------------------------------------------------------------------------------------
 
-    def _touch(self) -> None:
-        self._progress_at = time.monotonic()
-
     def _set_failing(self, error: str) -> None:
-        self._failing_error = error
-        self._last_error = error
-        self._touch()
-        log.warning("job %s: %s", self.job_id, error)
+        self.health.set_failing(error)
+        self.lease.touch()
 
     def _status(self) -> tuple[str, str]:
-        if self._failing_error:
-            return "failing", self._failing_error
-        recent_failure = time.monotonic() - self._last_failure_at < DEGRADED_AFTER_FAILURE_S
-        dropped_now = self._beat_prev is not None and self._dropped() > self._beat_prev[3]
-        if recent_failure:
-            return "degraded", self._last_error
-        if dropped_now:
-            return "degraded", "frames are dropped: processing is slower than the stream"
-        return "ok", ""
+        return self.health.status(self._beat_prev is not None and self._dropped() > self._beat_prev.dropped)
 
     def _decoded(self) -> int:
         return self._decoded_before + (self._source.frames_decoded if self._source else 0)
@@ -687,22 +439,9 @@ class CameraJob:
 
     def _stats(self) -> dict[str, Any]:
         c = self.counters
-        now = time.monotonic()
-        fps = detect_fps = 0.0
-        if self._beat_prev is not None and now > self._beat_prev[0]:
-            dt = now - self._beat_prev[0]
-            fps = (c.frames_handled - self._beat_prev[1]) / dt
-            detect_fps = (c.frames_processed - self._beat_prev[2]) / dt
-        stats: dict[str, Any] = {
-            "node_id": self.node_id, "kind": self.spec.get("kind"), "attempt": self.attempt,
-            "frames_decoded": self._decoded(), "frames_processed": c.frames_processed,
-            "frames_dropped": self._dropped(), "frames_motion_skipped": c.frames_motion_skipped,
-            "fps": round(fps, 2), "detect_fps": round(detect_fps, 2),
-            "faces_detected": c.faces_detected, "faces_outside_rot": c.faces_outside_rot,
-            "faces_filtered": dict(c.faces_filtered), "faces_posted": c.faces_posted, "faces_failed": c.faces_failed,
-            "events": c.events, "sightings_dropped": c.sightings_dropped, "tracks": c.tracks,
-            "source_opens": c.source_opens, "source_errors": c.source_errors, "last_error": self._last_error,
-        }
+        stats = job_stats(c, self._decoded(), self._dropped(), self._beat_prev, time.monotonic(),
+                          {"node_id": self.node_id, "kind": self.spec.get("kind"), "attempt": self.attempt})
+        stats["last_error"] = self.health.last_error
         if self._source is not None:
             stats["source"] = {"width": self._source.width, "height": self._source.height, "fps": self._source.fps}
         if self.single_pass:
@@ -710,80 +449,23 @@ class CameraJob:
             stats["frames_total"] = max(self._frames_total or 0, c.frames_handled)
         return stats
 
+    def _heartbeat_snapshot(self) -> tuple[dict[str, Any], str, str]:
+        stats = self._stats()
+        status, error = self._status()
+        c = self.counters
+        self._beat_prev = Beat(time.monotonic(), c.frames_handled, c.frames_processed, self._dropped())
+        return stats, status, error
+
     def _heartbeat_loop(self) -> None:
-        while not self._done.is_set():
-            stalled = time.monotonic() - self._progress_at > self.tuning.stall_timeout_s
-            if stalled:
-                # No heartbeat: the lease lapses and the manager re-places the job.
-                log.error("job %s: no progress for %.0f s; letting the lease lapse", self.job_id,
-                          self.tuning.stall_timeout_s)
-            else:
-                stats = self._stats()
-                status, error = self._status()
-                c = self.counters
-                self._beat_prev = (time.monotonic(), c.frames_handled, c.frames_processed, self._dropped())
-                answer = self._call("heartbeat", self.job_id, self.holder, stats, status, error)
-                if answer is False:
-                    log.warning("job %s: lease lost (holder %s); stopping", self.job_id, self.holder)
-                    self._lease_lost = True
-                    self._stop.set()
-                    return
-            self._check_camera_change()
-            self._done.wait(self.heartbeat_s)
+        self.lease.run(self._done, self._heartbeat_snapshot, self._check_camera_change)
+        if self.lease.lost:
+            self._stop.set()
 
     def _summary(self, source: VideoSource) -> dict[str, Any]:
-        c = self.counters
-        counts = self._event_counts()
-        frames_total = max(self._frames_total or 0, c.frames_handled)
-        duration = self._duration_s if self._duration_s is not None else (
-            c.frames_handled / source.fps if source.fps else 0.0)
-        processing_s = time.monotonic() - (self._processing_started or time.monotonic())
-        return {
-            "frames_done": c.frames_handled, "frames_total": frames_total, "duration_s": round(float(duration), 3),
-            "frames": c.frames_handled, "seconds": round(float(duration), 3), "processing_s": round(processing_s, 3),
-            "frames_decoded": self._decoded(), "frames_dropped": self._dropped(),
-            "frames_motion_skipped": c.frames_motion_skipped,
-            "frames_processed": c.frames_processed, "faces_detected": c.faces_detected,
-            "faces_posted": c.faces_posted, "faces_failed": c.faces_failed, "tracks": c.tracks,
-            "sightings_dropped": c.sightings_dropped, **counts,
-            "source_warning": source.last_error or "",
-        }
-
-    def _event_counts(self) -> dict[str, int]:
-        """Events of this video (or job) in the DB: the truth after retries and restarts."""
+        """Events of this video (or job) are counted in the DB: the truth after retries and restarts."""
         video_id = self.spec.get("video_id")
-        column, value = (orm.Event.video_id, video_id) if video_id is not None else (orm.Event.job_id, self.job_id)
         with UnitOfWork(self.tuning.db_url) as uow:
-            rows = uow.session.execute(
-                select(orm.Event.matched, func.count()).where(column == value).group_by(orm.Event.matched)).all()
-        by_matched = {bool(m): int(n) for m, n in rows}
-        matched, unmatched = by_matched.get(True, 0), by_matched.get(False, 0)
-        return {"events_count": matched + unmatched, "matched_count": matched, "unmatched_count": unmatched}
-
-    def _report(self, method: str, payload: Any) -> None:
-        deadline = time.monotonic() + REPORT_DEADLINE_S
-        while time.monotonic() < deadline:
-            if self._call(method, self.job_id, self.holder, payload) is not None:
-                return
-            time.sleep(0.5)
-        log.error("job %s: the manager did not take %s()", self.job_id, method)
-
-    def _call(self, method: str, *args: Any) -> Any:
-        """A call on the manager; None when no manager answered (look it up again next time)."""
-        try:
-            if self._manager is None:
-                self._manager = ray.get_actor(self.manager_name, namespace=self.namespace)
-            return ray.get(getattr(self._manager, method).remote(*args), timeout=MANAGER_CALL_TIMEOUT_S)
-        except (ValueError, RayError):
-            self._manager = None
-            return None
-
-
-def _short(exc: BaseException) -> str:
-    """One readable line of an error (Ray errors carry whole tracebacks)."""
-    cause = exc.cause if isinstance(exc, RayTaskError) and exc.cause is not None else exc
-    if isinstance(cause, SourceError):
-        return cause.reason
-    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
-    text = lines[-1] if len(lines) > 1 else (lines[0] if lines else type(cause).__name__)
-    return text[:500]
+            counts = uow.events.matched_counts(video_id=video_id, job_id=self.job_id)
+        processing_s = time.monotonic() - (self._processing_started or time.monotonic())
+        return video_summary(self.counters, self._decoded(), self._dropped(), self._frames_total, self._duration_s,
+                             source.fps, processing_s, counts, source.last_error or "")

@@ -206,7 +206,8 @@ class Reconciler:
         spec = job_spec(job, source, holder, self.timing, self.spec_defaults)
         try:
             options = actor_options(job.id, self.namespace, self.job_num_cpus, rows.group_of(job),
-                                    rows.groups_in_use())
+                                    rows.groups_in_use(),
+                                    num_gpus=float(self.spec_defaults.get("gpu_fraction") or 0.0))
             placed = self.actors.place(options, spec)
         except NameTaken:
             job.last_error = "the previous actor of this job is still shutting down"

@@ -125,7 +125,7 @@ class Timing:
 
 
 def actor_options(job_id: int, namespace: str, num_cpus: float, job_group: str | None,
-                  groups_in_use: Iterable[str]) -> dict[str, Any]:
+                  groups_in_use: Iterable[str], num_gpus: float = 0.0) -> dict[str, Any]:
     """The Ray options of a job's actor (see the contract in actors/job_manager.py)."""
     return {
         "name": job_actor_name(job_id),
@@ -133,6 +133,8 @@ def actor_options(job_id: int, namespace: str, num_cpus: float, job_group: str |
         "lifetime": "detached",  # survives a manager restart, which re-adopts it by name
         "max_restarts": 0,  # the manager re-places jobs (new holder); a Ray restart would skip run()
         "num_cpus": num_cpus,
+        # A camera job gets a GPU share only when configured (FACEWATCH_CAMERA_GPU_FRACTION).
+        "num_gpus": num_gpus,
         "resources": {SLOT_RESOURCE: 1},
         **placement_options(job_group, groups_in_use),
     }

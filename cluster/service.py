@@ -108,10 +108,11 @@ def start_face_services(config: Config) -> Services:
     return Services(embedder=embedder, galleries=open_galleries(config, embedder))
 
 
-def job_spec_defaults(config: Config) -> dict[str, str]:
+def job_spec_defaults(config: Config) -> dict[str, object]:
     """What every camera/video job needs to know beyond its own row (see actors.camera_job.JobTuning)."""
     return {"db_url": config.database_url, "media_root": str(config.media_root),
-            "pipeline_name": EVENT_PIPELINE, "pipeline_namespace": NAMESPACE}
+            "pipeline_name": EVENT_PIPELINE, "pipeline_namespace": NAMESPACE,
+            "detector": config.face_detector, "gpu_fraction": config.camera_gpu_fraction}
 
 
 def start_event_pipeline(config: Config, embedder: str, ready_timeout_s: float = 300.0) -> ActorHandle:

@@ -49,6 +49,9 @@ class Config(BaseSettings):
     extractor_target_ongoing_requests: float = Field(8.0, gt=0)
     extractor_max_batch: int = Field(64, ge=1)
     camera_slots: int = Field(4, ge=0)
+    face_detector: str = Field("auto", description="auto: yuface on CPU, MTCNN on GPU; or yuface / mtcnn")
+    camera_gpu_fraction: float = Field(0.0, ge=0.0, le=1.0,
+                                       description="GPU share each camera job asks Ray for; 0: CPU only")
     # Console sign-in (README "Console and sign-in"): the first admin's password, session lifetime,
     # and the throttle on failed sign-ins (per user name and per client address, in a sliding window).
     admin_password: str | None = Field(None, description="the first admin's console password at first start")

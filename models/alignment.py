@@ -29,7 +29,8 @@ at chip pixel index c = (p + u) / (1 + 2p) * (size - 1).
 Sampling matches dlib's `extract_image_chip`: when the chip is more than 2× smaller than the face,
 the image is first halved with a 5-tap Gaussian pyramid (cv2.pyrDown, the [1 4 6 4 1] filter dlib's
 `pyramid_down<2>` uses) until the remaining scale step is at most 2, then sampled bilinearly;
-pixels outside the image are black, as in dlib.
+pixels outside the image are black, as in dlib, including those whose bilinear neighbourhood only
+partly lies inside it (at a face cut by the image border; see `_inside_for_bilinear`).
 """
 
 from __future__ import annotations
@@ -169,7 +170,23 @@ def warp_chips(image: np.ndarray, transforms: np.ndarray, size: int) -> np.ndarr
             borderMode=cv2.BORDER_CONSTANT,
             borderValue=(0, 0, 0),
         )
+        chips[i][~_inside_for_bilinear(level_matrix, level.shape[0], level.shape[1], size)] = 0
     return chips
+
+
+def _inside_for_bilinear(matrix: np.ndarray, height: int, width: int, size: int) -> np.ndarray:
+    """Chip pixels whose whole 2×2 bilinear neighbourhood lies inside the image.
+
+    dlib's bilinear interpolation gives black as soon as one of the four neighbours is outside the
+    image, where OpenCV's constant border blends the last pixel with black: at a face cut by the
+    image border that made a one-pixel seam of different values along the cut (up to 230 grey
+    levels apart). Blacking out the same pixels as dlib makes the chip equal to
+    `dlib.get_face_chip`'s for the same transform (tests/test_alignment_border.py)."""
+    inverse = cv2.invertAffineTransform(matrix)
+    rows, cols = np.mgrid[0:size, 0:size]
+    x = inverse[0, 0] * cols + inverse[0, 1] * rows + inverse[0, 2]
+    y = inverse[1, 0] * cols + inverse[1, 1] * rows + inverse[1, 2]
+    return (x >= 0) & (y >= 0) & (x < width - 1) & (y < height - 1)
 
 
 class _Pyramid:

@@ -116,6 +116,15 @@ class EventRepository(Repository[orm.Event]):
     model, label = orm.Event, "event"
     newest_first = [SortKey(orm.Event.timestamp, descending=True), SortKey(orm.Event.id, descending=True)]
 
+    def matched_counts(self, *, video_id: int | None = None, job_id: int | None = None) -> dict[str, int]:
+        """Events of one video (or, without a video, of one job): total, matched and unmatched."""
+        column, value = (orm.Event.video_id, video_id) if video_id is not None else (orm.Event.job_id, job_id)
+        rows = self.session.execute(
+            select(orm.Event.matched, func.count()).where(column == value).group_by(orm.Event.matched)).all()
+        by_matched = {bool(m): int(n) for m, n in rows}
+        matched, unmatched = by_matched.get(True, 0), by_matched.get(False, 0)
+        return {"events_count": matched + unmatched, "matched_count": matched, "unmatched_count": unmatched}
+
 
 class EpisodeRepository(Repository[orm.Episode]):
     model, label = orm.Episode, "episode"

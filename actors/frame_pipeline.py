@@ -1,0 +1,231 @@
+"""The frame pipeline of a camera or video job, without Ray: motion → detect → track → best shot.
+
+A `FramePipeline` is fed decoded frames one at a time (`push`) by whoever reads the source (the
+`CameraJob` actor, a test, a benchmark) and returns the shots to post (`ShotCandidate`s whose
+payload is a `ShotPayload`). It owns the per-source state: the motion gate, the tracker, the
+best-shot policy. Frames never leave it; a track keeps only the payload of its current best shot
+(the aligned chip, the thumbnail JPEG and the JPEG of that one frame, encoded at once).
+
+Per frame:  MotionGate → every `detect_every_n`-th frame, in batches of `detect_batch`:
+FaceDetector.detect_batch → drop faces outside `rot` → IouTracker → face_quality → PostFilter (roi,
+min_quality, min/max face size) → best-shot policy.
+
+The split follows Frigate's capture / detect / track separation: capture (the `VideoSource`) and
+posting (`actors.face_posting`) run in their own threads; this part is synchronous and pure, so it
+is tested frame by frame without Ray (tests/test_frame_pipeline.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import cv2
+import numpy as np
+
+from actors.best_shot import EveryIntervalBest, PostFilter, ShotCandidate, best_shot_policy
+from actors.motion_gate import MotionGate
+from actors.tracking import IouTracker, inside_region
+from actors.video_source import Frame
+from facewatch.stream_settings import StreamSettings
+from models.alignment import align_faces
+from models.detector import FaceDetector, YuFaceDetector, make_detector
+from models.embedders import EmbedderSpec
+from models.images import encode_jpeg
+from models.quality import face_quality
+from models.types import Detections
+
+THUMBNAIL_MARGIN = 0.3  # of the face box, on every side
+THUMBNAIL_MAX_SIDE = 320
+
+
+# The one stream-settings type (API, jobs, batch driver), under the name this module's callers use.
+StreamConfig = StreamSettings
+
+
+@dataclass(frozen=True, eq=False)
+class ShotPayload:
+    """What the best shot of a track keeps: small crops and one frame's JPEG bytes, never a frame."""
+
+    chip: np.ndarray  # aligned chip in the embedder's geometry (uint8, S×S×3)
+    thumbnail_jpeg: bytes
+    frame_jpeg: bytes
+    detection_score: float
+    wall_time: datetime
+    frame_index: int
+
+
+@dataclass
+class Counters:
+    frames_decoded: int = 0
+    frames_handled: int = 0  # consumed by the pipeline loop (gated and sampled-out frames included)
+    frames_processed: int = 0  # the detector ran on them
+    frames_dropped: int = 0
+    frames_motion_skipped: int = 0
+    faces_detected: int = 0
+    faces_outside_rot: int = 0
+    faces_filtered: dict[str, int] = field(default_factory=dict)
+    faces_posted: int = 0
+    faces_failed: int = 0
+    events: int = 0
+    sightings_dropped: int = 0  # the pipeline dropped them (dedup, ignore_unmatched)
+    tracks: int = 0
+    source_opens: int = 0
+    source_errors: int = 0
+
+
+DetectorFactory = Callable[[StreamConfig], Any]
+
+
+def default_detector(settings: StreamConfig) -> FaceDetector | YuFaceDetector:
+    """The CPU default ("auto": yuface); the camera job passes its own (setting, GPU)."""
+    return make_detector("auto", min_face_size=max(int(settings.min_face_size), 1))
+
+
+class FramePipeline:
+    """Frames in, shots to post out. Call `start_source()` for every (re)opened source."""
+
+    def __init__(self, settings: StreamConfig, embedder: EmbedderSpec, counters: Counters | None = None,
+                 detect_batch: int = 4, detector_factory: DetectorFactory = default_detector) -> None:
+        self.embedder = embedder
+        self.counters = counters if counters is not None else Counters()
+        self.detect_batch = max(1, int(detect_batch))
+        self._detector_factory = detector_factory
+        self.detector: Any = None
+        self._detector_key: Any = None
+        self._batch: list[Frame] = []
+        self._track_base = 0
+        self._local_max_track = 0
+        self._max_quality: dict[int, float] = {}
+        # Told the tracked boxes and their track ids of every detected frame (the console's live view).
+        self.on_tracked: Callable[[list[np.ndarray], list[int]], None] | None = None
+        self.configure(settings)
+        self.start_source()
+
+    def configure(self, settings: StreamConfig) -> None:
+        """New stream settings; the detector is kept when its own settings did not change."""
+        self.settings = settings
+        key = max(int(settings.min_face_size), 1)
+        if self.detector is None or key != self._detector_key:
+            self.detector, self._detector_key = self._detector_factory(settings), key
+        self.post_filter = PostFilter(roi=settings.roi, min_quality=settings.min_quality,
+                                      min_face_size=float(settings.min_face_size),
+                                      max_face_size=settings.max_face_size)
+
+    def start_source(self) -> None:
+        """Fresh state for a newly opened source; track ids continue so event ids stay unique."""
+        s = self.settings
+        self.gate = MotionGate(s.motion_threshold)
+        self._track_base += self._local_max_track
+        self._local_max_track = 0
+        self._batch = []
+        self.tracker = IouTracker(miss_interval_s=s.miss_interval_s)
+        self.policy = best_shot_policy(s.overall_only, s.realtime_interval_s, s.realtime_every_interval)
+
+    # -- frames in ----------------------------------------------------------------------------------
+
+    def push(self, frame: Frame) -> list[ShotCandidate]:
+        """One decoded frame; the shots to post now (detection runs when a batch is full)."""
+        if not self.gate.check(frame.image):
+            self.counters.frames_motion_skipped += 1
+            return []
+        if frame.index % self.settings.detect_every_n:
+            return []
+        self._batch.append(frame)
+        if len(self._batch) < self.detect_batch:
+            return []
+        return self.drain()
+
+    def drain(self) -> list[ShotCandidate]:
+        """Detect on the frames still waiting in the batch (at the end of a source)."""
+        frames, self._batch = self._batch, []
+        return self.detect(frames) if frames else []
+
+    def end_tracks(self) -> list[ShotCandidate]:
+        """The source ended or broke: every track ends and owes its best shot."""
+        shots: list[ShotCandidate] = []
+        for track in self.tracker.finish():
+            shots.extend(self._end_track(self._track_base + track.track_id))
+        shots.extend(self.policy.finish())
+        self._max_quality.clear()
+        self._batch = []
+        return [s for s in shots if s.payload is not None]
+
+    def detect(self, frames: list[Frame]) -> list[ShotCandidate]:
+        detections = self.detector.detect_batch([f.image for f in frames])
+        shots: list[ShotCandidate] = []
+        for frame, found in zip(frames, detections, strict=True):
+            self.counters.frames_processed += 1
+            if self.settings.rot is not None and len(found):
+                inside = inside_region(found.boxes, self.settings.rot)
+                self.counters.faces_outside_rot += int((~inside).sum())
+                found = found.select(inside)
+            self.counters.faces_detected += len(found)
+            shots.extend(self._track(frame, found))
+        return [s for s in shots if s.payload is not None]
+
+    # -- tracking and best shots ----------------------------------------------------------------------
+
+    def _track(self, frame: Frame, found: Detections) -> list[ShotCandidate]:
+        quality = face_quality(frame.image, found) if len(found) else np.zeros(0)
+        update = self.tracker.update(frame.pts_s, found.boxes)
+        if self.on_tracked is not None:
+            self.on_tracked([found.boxes[i] for _, i in update.assignments],
+                            [self._track_base + t for t, _ in update.assignments])
+        shots: list[ShotCandidate] = []
+        for track in update.ended:
+            shots.extend(self._end_track(self._track_base + track.track_id))
+        frame_jpeg: bytes | None = None
+        every_interval = isinstance(self.policy, EveryIntervalBest)
+        for local_id, i in update.assignments:
+            if local_id > self._local_max_track:
+                self._local_max_track = local_id
+                self.counters.tracks += 1
+            track_id = self._track_base + local_id
+            candidate = ShotCandidate(track_id, frame.pts_s, float(quality[i]), found.boxes[i])
+            reason = self.post_filter.reason(candidate)
+            if reason is not None:
+                self.counters.faces_filtered[reason] = self.counters.faces_filtered.get(reason, 0) + 1
+                continue
+            # Overall and improving policies keep a candidate only when it beats every earlier one of
+            # its track; only then is its payload (chip, crops, this frame's JPEG) worth making.
+            if not every_interval and candidate.quality <= self._max_quality.get(track_id, -1.0):
+                continue
+            self._max_quality[track_id] = candidate.quality
+            if frame_jpeg is None:
+                frame_jpeg = encode_jpeg(frame.image, self.settings.jpeg_quality)
+            payload = self._payload(frame, found, i, frame_jpeg)
+            shots.extend(self.policy.offer(dataclasses.replace(candidate, payload=payload)))
+        return shots
+
+    def _end_track(self, track_id: int) -> list[ShotCandidate]:
+        self._max_quality.pop(track_id, None)
+        return self.policy.end_track(track_id)
+
+    def _payload(self, frame: Frame, found: Detections, i: int, frame_jpeg: bytes) -> ShotPayload:
+        spec = self.embedder
+        chip = align_faces(frame.image, found.landmarks[i:i + 1], size=spec.chip_size, template=spec.template,
+                           padding=spec.padding)[0]
+        return ShotPayload(chip=chip, thumbnail_jpeg=thumbnail_jpeg(frame.image, found.boxes[i],
+                                                                    self.settings.jpeg_quality),
+                           frame_jpeg=frame_jpeg, detection_score=float(found.scores[i]),
+                           wall_time=frame.wall_time, frame_index=frame.index)
+
+
+def thumbnail_jpeg(image: np.ndarray, box: np.ndarray, jpeg_quality: int) -> bytes:
+    """The face box with a margin, at most THUMBNAIL_MAX_SIDE pixels on its longer side, as JPEG."""
+    height, width = image.shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in box)
+    mx, my = (x2 - x1) * THUMBNAIL_MARGIN, (y2 - y1) * THUMBNAIL_MARGIN
+    left, top = max(0, int(x1 - mx)), max(0, int(y1 - my))
+    right, bottom = min(width, int(np.ceil(x2 + mx))), min(height, int(np.ceil(y2 + my)))
+    crop = image[top:bottom, left:right] if right > left and bottom > top else image[:1, :1]
+    side = max(crop.shape[:2])
+    if side > THUMBNAIL_MAX_SIDE:
+        scale = THUMBNAIL_MAX_SIDE / side
+        crop = cv2.resize(crop, (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))),
+                          interpolation=cv2.INTER_AREA)
+    return encode_jpeg(np.ascontiguousarray(crop), jpeg_quality)
