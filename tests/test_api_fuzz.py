@@ -68,6 +68,7 @@ def _placeholder_app() -> Any:
 
 
 APP = _placeholder_app()
+APP.openapi()  # built (and cached by FastAPI) here: on a busy machine it can outlast the loader's 10 s read timeout
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 schema.config.generation.update(max_examples=MAX_EXAMPLES, deterministic=True)
 
