@@ -52,6 +52,7 @@ class Config(BaseSettings):
     face_detector: str = Field("auto", description="auto: yuface on CPU, MTCNN on GPU; or yuface / mtcnn")
     camera_gpu_fraction: float = Field(0.0, ge=0.0, le=1.0,
                                        description="GPU share each camera job asks Ray for; 0: CPU only")
+    vms_plugin_token: str | None = Field(None, description="the reference VMS plug-in's secret (facewatch vms-plugin)")
     # Console sign-in (README "Console and sign-in"): the first admin's password, session lifetime,
     # and the throttle on failed sign-ins (per user name and per client address, in a sliding window).
     admin_password: str | None = Field(None, description="the first admin's console password at first start")

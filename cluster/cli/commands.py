@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -125,7 +124,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_vms_plugin(args: argparse.Namespace) -> int:
     from cluster.vms_plugin import run_plugin
 
-    token = args.token or os.environ.get("FACEWATCH_VMS_PLUGIN_TOKEN", "")
+    token = args.token or load_config().vms_plugin_token or ""
     if len(token) < 8:
         print("give the plug-in's secret with --token or FACEWATCH_VMS_PLUGIN_TOKEN (8 characters or more)",
               file=sys.stderr)
