@@ -17,47 +17,23 @@ import io
 import numpy as np
 import pytest
 import ray
-from fastapi.testclient import TestClient
 from PIL import Image
 from ray import serve
 from sqlalchemy import select
 
-from actors.galleries import Galleries
 from facewatch.errors import BadImage
-from facewatch.settings import load_config
-from models.embedders import embedder_spec
-from serve_apps.api.app import create_app
-from serve_apps.api.services import Services
-from serve_apps.extractor import EXTRACTOR_APP, build_extractor_application
+from serve_apps.extractor import EXTRACTOR_APP
 from storage import orm
-from storage.db import migrate
-from storage.tokens import ensure_admin
 from storage.unit_of_work import UnitOfWork
-from tests.conftest import ApiClient
 from tests.test_api import assert_error
-
-EMBEDDER = "dlib_resnet_v1"
+from tests.test_face_api import EMBEDDER, face_api  # noqa: F401 - the shared fixture
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory):
-    tmp = tmp_path_factory.mktemp("health")
-    url = f"sqlite:///{tmp / 'fw.db'}"
-    migrate(url)
-    config = load_config({"FACEWATCH_HOME": str(tmp / "home"), "FACEWATCH_DATABASE_URL": url})
-    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="test-health")
-    serve.run(build_extractor_application(config, EMBEDDER), name=EXTRACTOR_APP, route_prefix=None)
-    spec = embedder_spec(EMBEDDER)
-    galleries = Galleries(db_url=url, snapshot_dir=str(tmp / "snap"), model=EMBEDDER, dim=spec.dim, shards=2)
-    galleries.open_all()
-    with UnitOfWork(url) as uow:
-        token = ensure_admin(uow)
-        uow.commit()
-    services = Services(EMBEDDER, galleries)
-    client = TestClient(create_app(config, services), raise_server_exceptions=False)
-    yield ApiClient(client, {"admin": token}), url, services
-    serve.shutdown()
-    ray.shutdown()
+def service(face_api):  # noqa: F811 - the imported fixture
+    """The face API of tests/test_face_api.py (Ray, extractor deployment, galleries), with its services."""
+    api, url = face_api
+    return api, url, api.client.app.state.services
 
 
 def _png(width: int, height: int) -> bytes:
