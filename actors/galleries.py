@@ -71,3 +71,14 @@ class Galleries:
             return
         if missing:
             log.warning("gallery %s: shards %s had no live replica to sync", name, missing)
+
+    async def shards_down_async(self, timeout_s: float = 5.0) -> dict[str, list[int]]:
+        """Per gallery opened by this process: the shards none of whose replicas answers within
+        `timeout_s` (searches of those galleries miss their items); galleries all up are left out."""
+        down: dict[str, list[int]] = {}
+        for name, router in sorted(self._routers.items()):
+            answers = await router._on_every_replica("stats", timeout_s=timeout_s)
+            shards = [shard for shard, replicas in enumerate(answers) if all(r is None for r in replicas)]
+            if shards:
+                down[name] = shards
+        return down

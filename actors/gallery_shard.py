@@ -123,7 +123,24 @@ class GalleryShard:
         with self._sync_lock:
             self.applied_seq = replay(self.config, self._index, self.applied_seq, self._lock.write)
         self._report_size()
+        self._go_approximate_when_grown()
         return self.applied_seq
+
+    def _go_approximate_when_grown(self) -> None:
+        """Issue 11: the index type is chosen only when a shard is built, and a gallery that grows by
+        itself (the events gallery) was never rebuilt, so it stayed exact whatever its size. Once an
+        exact shard holds `approximate_threshold` items (and 10 % more than at the last attempt, so a
+        build that stays exact is not retried at every sync), it is rebuilt in a background thread;
+        searches use the exact index until the new one is swapped in (`rebuild`)."""
+        size = len(self._index)
+        if self._index.ivf is not None or size < max(self.config.approximate_threshold,
+                                                      1.1 * getattr(self, "_approximate_tried_at", 0)):
+            return
+        if getattr(self, "_approximating", None) is not None and self._approximating.is_alive():
+            return
+        self._approximate_tried_at = size
+        self._approximating = threading.Thread(target=self.rebuild, name="gallery-shard-ivf", daemon=True)
+        self._approximating.start()
 
     def rebuild(self) -> dict[str, Any]:
         """Build a fresh index from the DB (choosing the index type for today's size) and swap it in."""

@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from facewatch.gallery_schema import DOSSIERS_GALLERY, EVENTS_GALLERY, dossier_meta, encode_vector
 from storage import orm
+from storage.repositories import in_chunks
 
 if TYPE_CHECKING:  # the unit of work's repositories import this module
     from storage.unit_of_work import UnitOfWork
@@ -40,10 +42,13 @@ def refresh_dossier_meta(uow: UnitOfWork, dossier_ids: Iterable[int]) -> int:
     ids = sorted(set(dossier_ids))
     if not ids:
         return 0
-    faces = uow.session.execute(
-        select(orm.DossierFace.id, orm.DossierFace.dossier_id).where(orm.DossierFace.dossier_id.in_(ids))
-    ).all()
-    dossiers = {d.id: d for d in uow.session.scalars(select(orm.Dossier).where(orm.Dossier.id.in_(ids)))}
+    faces, dossiers = [], {}
+    for chunk in in_chunks(ids):  # a big watch list would exceed the databases' bind-parameter limits
+        faces.extend(uow.session.execute(
+            select(orm.DossierFace.id, orm.DossierFace.dossier_id).where(orm.DossierFace.dossier_id.in_(chunk))
+        ).all())
+        dossiers.update({d.id: d for d in uow.session.scalars(select(orm.Dossier).where(orm.Dossier.id.in_(chunk))
+                                                              .options(selectinload(orm.Dossier.watch_lists)))})
     metas = {str(face_id): dossier_face_meta(dossiers[dossier_id]) for face_id, dossier_id in faces}
     if metas:
         uow.vectors.set_meta(DOSSIERS_GALLERY, list(metas), metas)

@@ -11,13 +11,24 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import Select, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from facewatch.errors import BadParam, NotFound
 from storage import orm
 from storage.db import translate_db_errors
 from storage.pagination import Page, SortKey, paginate
+
+IN_LIST_CHUNK = 1000
+"""Ids per `IN (...)` list: one bind parameter each, and SQLite allows 32766 per statement, PostgreSQL
+65535, so a big watch list or gallery is read and written a chunk at a time."""
+
+C = TypeVar("C")
+
+
+def in_chunks(items: Sequence[C], size: int = IN_LIST_CHUNK) -> Iterable[Sequence[C]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 T = TypeVar("T", bound=orm.Base)
 
@@ -272,26 +283,37 @@ class VectorRepository:
         return self.session.scalar(stmt)
 
     def set_meta(self, gallery: str, item_ids: Sequence[str], meta_by_item: dict[str, dict[str, Any]]) -> None:
-        rows = self.session.scalars(
-            select(orm.FaceVector).where(orm.FaceVector.gallery == gallery, orm.FaceVector.item_id.in_(item_ids))
-        )
-        for row in rows:
-            row.meta = meta_by_item[row.item_id]
-        for item_id in item_ids:
-            self.log(gallery, item_id, "meta")
+        for chunk in in_chunks(item_ids):
+            rows = self.session.scalars(
+                select(orm.FaceVector).where(orm.FaceVector.gallery == gallery, orm.FaceVector.item_id.in_(chunk))
+            )
+            for row in rows:
+                row.meta = meta_by_item[row.item_id]
+        self.log_many(gallery, item_ids, "meta")
 
     def remove(self, gallery: str, item_ids: Sequence[str]) -> int:
         if not item_ids:
             return 0
-        result = self.session.execute(
-            delete(orm.FaceVector).where(orm.FaceVector.gallery == gallery, orm.FaceVector.item_id.in_(item_ids))
-        )
-        for item_id in item_ids:
-            self.log(gallery, item_id, "remove")
-        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        removed = 0
+        for chunk in in_chunks(item_ids):
+            result = self.session.execute(
+                delete(orm.FaceVector).where(orm.FaceVector.gallery == gallery, orm.FaceVector.item_id.in_(chunk))
+            )
+            removed += int(result.rowcount or 0)  # type: ignore[attr-defined]
+        self.log_many(gallery, item_ids, "remove")
+        return removed
 
     def log(self, gallery: str, item_id: str, op: str) -> None:
         self.session.add(orm.GalleryChange(gallery=gallery, item_id=item_id, op=op))
+
+    def log_many(self, gallery: str, item_ids: Sequence[str], op: str) -> None:
+        """`log` for many items as one bulk insert (a big watch list changes tens of thousands at once);
+        the session's pending changes are flushed first, so the log keeps their order."""
+        if item_ids:
+            self.session.flush()
+            now = orm.utcnow()
+            self.session.execute(insert(orm.GalleryChange), [
+                {"gallery": gallery, "item_id": item_id, "op": op, "created_at": now} for item_id in item_ids])
 
     def changes_since(self, gallery: str, seq: int, limit: int = 10_000) -> list[orm.GalleryChange]:
         stmt = (

@@ -511,6 +511,7 @@ class ErrorOut(BaseModel):
 class HealthOut(BaseModel):
     status: Literal["ok", "degraded"]
     components: dict[str, dict[str, Any]]
+    down: list[str] = Field(default_factory=list, description="the components that are down")
 
 
 # -- events, episodes ------------------------------------------------------------------------------

@@ -68,8 +68,8 @@ def list_galleries(request: Request, uow: Uow, _: Viewer) -> dict[str, Any]:
     rows = [GalleryOut(name=n, model=services.embedder, dim=services.spec.dim, builtin=True, comment="",
                        count=_count(uow, n, services.embedder)) for n in BUILTIN]
     for g in uow.session.scalars(select(orm.Gallery).order_by(orm.Gallery.name)):
-        rows.append(GalleryOut(name=g.name, model=g.model, dim=g.dim, builtin=False, comment=g.comment,
-                               count=_count(uow, g.name, g.model)))
+        rows.append(GalleryOut(name=g.name, model=services.embedder, dim=services.spec.dim, builtin=False,
+                               comment=g.comment, count=_count(uow, g.name, services.embedder)))
     return {"results": rows}
 
 
@@ -122,9 +122,16 @@ async def add_face(name: str, request: Request, uow: Uow, _: Operator) -> Galler
         raise Conflict(f"{name!r} is built in: add faces through dossiers", param="name")
     services = get_services(request)
     body, photo = await read_file_query(request, VectorBody)
-    vector, bbox = await _vector(request, services, body, photo, row.dim)
+    # Stored under the active model, whose shards serve every gallery (after `migrate-model` the row
+    # still names the model it was created with, and vectors stored under that were never found).
+    model, dim = services.embedder, services.spec.dim
+    if body.id is not None and uow.session.scalar(select(orm.FaceVector.id).where(
+            orm.FaceVector.gallery == name, orm.FaceVector.item_id == body.id).limit(1)) is not None:
+        raise Conflict(f"face {body.id!r} is already in gallery {name!r}; delete it first to replace it",
+                       param="id")
+    vector, bbox = await _vector(request, services, body, photo, dim)
     item_id = body.id or uuid.uuid4().hex
-    uow.vectors.upsert(name, item_id, row.model, vector.astype(np.float32).tobytes(), row.dim, {})
+    uow.vectors.upsert(name, item_id, model, vector.astype(np.float32).tobytes(), dim, {})
     uow.commit()
     await get_galleries(request).sync_async(name)
     return GalleryFaceOut(id=item_id, gallery=name, bbox=bbox)
@@ -135,7 +142,8 @@ async def delete_face(name: str, item_id: str, request: Request, uow: Uow, _: Op
     row = _gallery(uow, name)
     if row is None:
         raise Conflict(f"{name!r} is built in: remove faces through dossiers or retention", param="name")
-    if uow.vectors.find(name, item_id, row.model) is None:
+    if uow.session.scalar(select(orm.FaceVector.id).where(
+            orm.FaceVector.gallery == name, orm.FaceVector.item_id == item_id).limit(1)) is None:
         raise NotFound(f"face {item_id!r} is not in gallery {name!r}", param="item_id")
     uow.vectors.remove(name, [item_id])
     uow.commit()
@@ -148,8 +156,8 @@ async def search_gallery(name: str, request: Request, uow: Uow, _: Viewer, scope
     """In the built-in galleries only the events and dossier faces the caller sees are found
     (storage/visibility.py), and hidden ones never shorten the page."""
     services = get_services(request)
-    row = _gallery(uow, name)
-    dim = row.dim if row is not None else services.spec.dim
+    _gallery(uow, name)
+    dim = services.spec.dim  # every gallery's shards hold the active model's vectors
     body, photo = await read_file_query(request, VectorBody)
     vector, _bbox = await _vector(request, services, body, photo, dim)
     try:
