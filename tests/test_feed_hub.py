@@ -17,6 +17,7 @@ from serve_apps.api.feed_hub import Cursor, FeedHub
 from serve_apps.api.routes.event_stream import _message, feed_events
 from storage import orm
 from storage.unit_of_work import UnitOfWork
+from tests.conftest import ApiClient
 
 ADMIN = Caller(user_id=1, username="admin", role="admin", token_id=1)
 
@@ -101,3 +102,18 @@ def test_the_head_moves_only_with_committed_events(sqlite_url: str) -> None:
         assert moved.event_id == "h1" and moved.created_at > head.created_at - timedelta(seconds=1)
 
     asyncio.run(scenario())
+
+
+def test_open_streams_hold_no_database_connection(api: ApiClient) -> None:
+    """20 open feeds on one process (more than the pool's 15 connections) and nothing left checked out."""
+    from contextlib import ExitStack
+
+    from storage.db import engine_for
+
+    engine = engine_for(str(api.client.app.state.config.database_url))
+    with ExitStack() as stack:
+        for _ in range(20):
+            response = stack.enter_context(api.client.stream("GET", "/v1/events/stream", headers=api.as_("viewer"),
+                                                             params={"timeout_s": 3}))
+            assert response.status_code == 200
+        assert engine.pool.checkedout() <= 2  # the hub's poll may be holding one right now

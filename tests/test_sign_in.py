@@ -377,3 +377,11 @@ def test_the_default_kdf_is_memory_hard_argon2id(monkeypatch: pytest.MonkeyPatch
     assert not passwords.verify_password(None, "anything") and not passwords.verify_password("garbage", "x")
     # A hash made with weaker parameters verifies, and is flagged for re-hashing at the next sign-in.
     assert passwords.needs_rehash(PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash("x"))
+
+
+def test_demo_keep_running_says_where_the_console_is_and_how_to_sign_in() -> None:
+    from cluster.demo import keep_running_message
+
+    message = keep_running_message("http://127.0.0.1:8000", "demo-pass-123", "fw_demo_token")
+    assert "http://127.0.0.1:8000/" in message and "admin" in message and "demo-pass-123" in message
+    assert "Ctrl+C" in message
