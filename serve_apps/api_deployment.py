@@ -12,6 +12,9 @@ from serve_apps.api.services import Services
 
 API_DEPLOYMENT = "facewatch-api"
 API_APP = "facewatch"
+# Open live feeds (SSE) count as ongoing requests for as long as they are open, and a console keeps one
+# open per tab: Serve's default (5 per replica) would queue every request behind five feeds.
+API_MAX_ONGOING_REQUESTS = 1000
 
 
 def build_api_application(config: Config, services: Services | None = None, num_replicas: int = 1) -> Application:
@@ -21,6 +24,7 @@ def build_api_application(config: Config, services: Services | None = None, num_
     @serve.deployment(
         name=API_DEPLOYMENT,
         num_replicas=num_replicas,
+        max_ongoing_requests=API_MAX_ONGOING_REQUESTS,
         ray_actor_options={"num_cpus": 0.25},
         health_check_period_s=5,
     )

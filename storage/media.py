@@ -34,6 +34,19 @@ def media_key(data: bytes, extension: str) -> str:
     return f"{hashlib.sha256(data).hexdigest()}.{ext}"
 
 
+def write_atomically(target: Path, data: bytes) -> None:
+    """Write then rename, so a reader never sees a half-written file and a crash leaves no debris."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 class LocalMediaStore:
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root)
@@ -49,16 +62,7 @@ class LocalMediaStore:
         target = self.path(key)
         if target.exists():
             return key
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # Write then rename, so a reader never sees a half-written file and a crash leaves no debris.
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomically(target, data)
         return key
 
     def put_file(self, source: Path, extension: str) -> str:

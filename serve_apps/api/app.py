@@ -30,6 +30,7 @@ from serve_apps.api.routes import (
     galleries,
     health,
     jobs,
+    live_view,
     media,
     metrics,
     search,
@@ -217,7 +218,7 @@ def create_app(config: Config, services: Services | None = None) -> FastAPI:
     app.include_router(metrics.router)
     # event_stream before events: /events/stream must not be taken for an event id.
     for module in (camera_groups, cameras, watch_lists, dossiers, faces, search, galleries, event_stream, events,
-                   episodes, media, webhooks, users, tokens, settings, audit, jobs, videos, auth):
+                   episodes, media, webhooks, users, tokens, settings, audit, jobs, videos, auth, live_view):
         app.include_router(module.router, prefix="/v1")
     # Last: the console's catch-all (deep links answer index.html) must not shadow any API route.
     mount_console(app)

@@ -69,10 +69,22 @@ def _bearer(request: Request) -> str:
 def get_caller(request: Request, uow: Annotated[UnitOfWork, Depends(get_uow)]) -> Caller:
     """The caller, by `Authorization: Token …` or, without that header, by the `fw_session` cookie."""
     cookie = request.cookies.get(SESSION_COOKIE)
-    if cookie and "authorization" not in request.headers:
-        caller = session_caller(request, uow, cookie)
-        request.state.caller = caller
-        return caller
+    try:
+        if cookie and "authorization" not in request.headers:
+            caller = session_caller(request, uow, cookie)
+        else:
+            caller = _token_caller(request, uow)
+    finally:
+        # Hand the connection back to the pool now: the route takes one again when it needs it. Held
+        # from here to the end of the request it would stay taken while the request waits for a worker
+        # thread (with more requests than pooled connections, they starve each other) and for as long
+        # as a live feed is open.
+        uow.session.close()
+    request.state.caller = caller  # read by the audit log
+    return caller
+
+
+def _token_caller(request: Request, uow: UnitOfWork) -> Caller:
     token = uow.tokens.by_plain_token(_bearer(request))
     now = datetime.now(UTC)
     if token is None or (token.expires_at is not None and token.expires_at <= now):
@@ -80,9 +92,7 @@ def get_caller(request: Request, uow: Annotated[UnitOfWork, Depends(get_uow)]) -
     user = token.user
     if not user.active:
         raise AuthFailed("the user is deactivated")
-    caller = Caller(user_id=user.id, username=user.username, role=user.role, token_id=token.id)
-    request.state.caller = caller  # read by the audit log
-    return caller
+    return Caller(user_id=user.id, username=user.username, role=user.role, token_id=token.id)
 
 
 def live_session(uow: UnitOfWork, cookie: str) -> orm.UserSession:

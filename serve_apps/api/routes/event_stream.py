@@ -1,8 +1,8 @@
 """`GET /v1/events/stream`: the live feed of new events as Server-Sent Events (SPEC §5.3, §6).
 
-The feed polls the database every 0.5 s for events newer than the last one sent, in the order they
-were committed (created_at, then id; the event pipeline commits one event at a time), and sends each
-as one SSE message::
+One poller per API replica (serve_apps/api/feed_hub.py) looks for new events every 0.5 s, in the
+order they were committed (created_at, then id; the event pipeline commits one event at a time), and
+fans them out to every open stream, which sends each as one SSE message::
 
     id: <event id>
     event: event
@@ -28,10 +28,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
-from sqlalchemy import and_, or_
+from sqlalchemy import Select
 from starlette.concurrency import run_in_threadpool
 
 from serve_apps.api.deps import Caller, Viewer
+from serve_apps.api.feed_hub import Cursor, FeedHub
 from serve_apps.api.routes.events import base_url, event_filters, visible_events
 from serve_apps.api.schemas import EventFilters, Timestamp
 from storage import orm
@@ -44,38 +45,42 @@ KEEPALIVE_S = 15.0
 BATCH = 200
 
 
-class _Cursor:
-    """The last event sent: (created_at, id)."""
-
-    def __init__(self, created_at: datetime, event_id: str) -> None:
-        self.created_at, self.event_id = created_at, event_id
+def feed_events(uow: UnitOfWork, caller: Caller, filters: dict[str, Any]) -> Select[Any]:
+    """The events a caller's feed may send: the filters of GET /v1/events and the caller's visibility."""
+    return event_filters(visible_events(uow.events.query(), uow, caller), filters)
 
 
-def _start(db_url: str, since: datetime | None, last_event_id: str | None) -> _Cursor:
+def _start(db_url: str, since: datetime | None, last_event_id: str | None) -> Cursor:
     if last_event_id:
         with UnitOfWork(db_url) as uow:
             event = uow.events.find(last_event_id)
             if event is not None:
-                return _Cursor(event.created_at, event.id)
+                return Cursor(event.created_at, event.id)
     moment = since or datetime.now(UTC)
-    return _Cursor(moment if moment.tzinfo else moment.replace(tzinfo=UTC), "")
+    return Cursor(moment if moment.tzinfo else moment.replace(tzinfo=UTC), "")
 
 
-def _next_events(db_url: str, caller: Caller, filters: dict[str, Any], cursor: _Cursor,
-                 base: str) -> list[dict[str, Any]]:
+def _catch_up(db_url: str, caller: Caller, filters: dict[str, Any], after: Cursor, upto: Cursor,
+              base: str) -> list[tuple[Cursor, str]]:
+    """Up to BATCH events after `after` and not after `upto` (the hub's head when the stream subscribed)."""
     with UnitOfWork(db_url) as uow:
-        stmt = event_filters(visible_events(uow.events.query(), uow, caller), filters)
-        after = or_(orm.Event.created_at > cursor.created_at,
-                    and_(orm.Event.created_at == cursor.created_at, orm.Event.id > cursor.event_id))
-        stmt = stmt.where(after).order_by(orm.Event.created_at, orm.Event.id).limit(BATCH)
-        events = list(uow.session.scalars(stmt))
-        if events:
-            cursor.created_at, cursor.event_id = events[-1].created_at, events[-1].id
-        return [event_to_dict(e, base) for e in events]
+        stmt = feed_events(uow, caller, filters).where(after.after_clause(), ~upto.after_clause())
+        events = uow.session.scalars(stmt.order_by(orm.Event.created_at, orm.Event.id).limit(BATCH))
+        return [(Cursor(e.created_at, e.id), _message(e, base)) for e in events]
 
 
-def _message(event: dict[str, Any]) -> str:
-    return f"id: {event['id']}\nevent: event\ndata: {json.dumps(event, default=str, separators=(',', ':'))}\n\n"
+def _message(event: orm.Event, base: str) -> str:
+    data = json.dumps(event_to_dict(event, base), default=str, separators=(",", ":"))
+    return f"id: {event.id}\nevent: event\ndata: {data}\n\n"
+
+
+def feed_hub(request: Request) -> FeedHub:
+    """This process's hub (one per API replica), made on first use."""
+    hub = getattr(request.app.state, "feed_hub", None)
+    if hub is None:
+        hub = FeedHub(request.app.state.config.database_url, feed_events, _message, poll_s=POLL_S)
+        request.app.state.feed_hub = hub
+    return hub
 
 
 @router.get(
@@ -96,27 +101,46 @@ async def stream_events(
     wanted = filters.model_dump(exclude_none=True)
     base = base_url(request)
     cursor = await run_in_threadpool(_start, db_url, since, last_event_id)
+    hub = feed_hub(request)
 
     async def feed() -> AsyncIterator[str]:
+        nonlocal cursor
         started = last_sent = time.monotonic()
         sent = 0
-        yield "retry: 2000\n: connected\n\n"
-        while True:
-            if await request.is_disconnected():
-                return
-            for event in await run_in_threadpool(_next_events, db_url, caller, wanted, cursor, base):
-                yield _message(event)
-                sent += 1
-                last_sent = time.monotonic()
-                if max_events is not None and sent >= max_events:
+        subscriber, head = hub.subscribe(caller, wanted, base)
+        try:
+            yield "retry: 2000\n: connected\n\n"
+            while True:
+                # What happened before the hub's head at subscription, from the database; then the hub's batches.
+                batch = (await run_in_threadpool(_catch_up, db_url, caller, wanted, cursor, head, base)
+                         if cursor < head else None)
+                if not batch:
+                    head = cursor  # caught up: from now on only the hub's batches
+                    try:
+                        batch = await asyncio.wait_for(subscriber.queue.get(), timeout=POLL_S)
+                    except TimeoutError:
+                        batch = []
+                for position, message in batch:
+                    if position <= cursor:
+                        continue  # already sent (caught up past it)
+                    yield message
+                    cursor = position
+                    sent += 1
+                    last_sent = time.monotonic()
+                    if max_events is not None and sent >= max_events:
+                        return
+                if subscriber.cut_off and subscriber.queue.empty():
+                    return  # fell too far behind: the client reconnects with Last-Event-ID
+                now = time.monotonic()
+                if timeout_s is not None and now - started >= timeout_s:
                     return
-            now = time.monotonic()
-            if timeout_s is not None and now - started >= timeout_s:
-                return
-            if now - last_sent >= KEEPALIVE_S:
-                yield ": keep-alive\n\n"
-                last_sent = now
-            await asyncio.sleep(POLL_S)
+                if now - last_sent >= KEEPALIVE_S:
+                    yield ": keep-alive\n\n"
+                    last_sent = now
+                if await request.is_disconnected():
+                    return
+        finally:
+            hub.unsubscribe(subscriber)
 
     return StreamingResponse(feed(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
