@@ -39,7 +39,7 @@ async function parse(response) {
 }
 
 /** api("GET", "/v1/events", {query: {...}}) | api("POST", path, {json}) | api("POST", path, {form}) */
-export async function api(method, path, { json, form, params, quiet401 } = {}) {
+export async function api(method, path, { json, form, params, quiet401, timeoutMs } = {}) {
   const headers = { Accept: "application/json" };
   let body;
   if (json !== undefined) { headers["Content-Type"] = "application/json"; body = JSON.stringify(json); }
@@ -47,7 +47,8 @@ export async function api(method, path, { json, form, params, quiet401 } = {}) {
   if (!["GET", "HEAD", "OPTIONS"].includes(method)) headers["X-CSRF-Token"] = csrf();
   let response;
   try {
-    response = await fetch(path + query(params), { method, headers, body, credentials: "same-origin" });
+    const signal = timeoutMs ? AbortSignal.timeout(timeoutMs) : undefined;
+    response = await fetch(path + query(params), { method, headers, body, credentials: "same-origin", signal });
   } catch (e) {
     throw new ApiError(0, { code: "NETWORK", reason: "the service cannot be reached" });
   }

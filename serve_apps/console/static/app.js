@@ -166,7 +166,10 @@ async function signedIn(r) {
 }
 
 async function signOut() {
-  try { await api("POST", "/v1/auth/logout"); } catch { /* the session may be gone already */ }
+  // The live streams close first: they hold connections the sign-out request must not queue behind.
+  stopAlerts();
+  if (cleanup) { try { cleanup(); } catch { /* page already gone */ } cleanup = null; }
+  try { await api("POST", "/v1/auth/logout", { timeoutMs: 8000 }); } catch { /* the session may be gone already */ }
   session.user = null;
   invalidateAll();
   signInPage();
