@@ -8,9 +8,10 @@ through) and posts whatever the policy returns:
 - `EveryIntervalBest` (`realtime_every_interval=True`): the best shot of every `realtime_interval_s`
   window of the track, windows counted from the track's first candidate. A window's shot is posted
   when the track's first candidate of a later window arrives, or when the track ends.
-- `ImprovingBest` (realtime, the default): the first candidate of a track at once, then every
-  candidate whose quality is strictly higher than the last shot posted for that track, however
-  soon after it; `realtime_interval_s` plays no part.
+- `ImprovingBest` (realtime, the default): the first candidate of a track at once, then a better
+  one only when its quality is at least 0.1 above the last shot posted, or when
+  `realtime_interval_s` has passed since that post (the best held back meanwhile is posted then,
+  or when the track ends).
 
 Ties in quality keep the earlier candidate. Tracks are identified by the tracker's integer ids.
 """
@@ -140,25 +141,47 @@ class EveryIntervalBest:
 
 
 class ImprovingBest:
-    """A shot whenever a track's quality beats the last shot posted for it."""
+    """The first shot of a track at once, then a better one only when it is clearly better
+    (quality at least `min_gain` above the last shot posted) or `interval_s` has passed since that
+    post; a better shot held back meanwhile is posted when the interval is up or the track ends.
+    So a track never yields one event per slightly better frame, and its early first post can still
+    be corrected."""
 
-    def __init__(self) -> None:
-        self._posted_quality: dict[int, float] = {}
+    def __init__(self, interval_s: float = 1.0, min_gain: float = 0.1) -> None:
+        self.interval_s, self.min_gain = interval_s, min_gain
+        self._posted: dict[int, ShotCandidate] = {}
+        self._posted_at: dict[int, float] = {}  # stream time of the post (a held shot is older)
+        self._held: dict[int, ShotCandidate] = {}
 
     def offer(self, candidate: ShotCandidate) -> list[ShotCandidate]:
-        posted = self._posted_quality.get(candidate.track_id)
-        if posted is not None and candidate.quality <= posted:
+        track_id = candidate.track_id
+        posted = self._posted.get(track_id)
+        if posted is None:
+            return self._post(candidate, candidate.time_s)
+        held = self._held.get(track_id)
+        best = candidate if candidate.quality > max(posted.quality, held.quality if held else -1.0) else held
+        if best is None:
             return []
-        self._posted_quality[candidate.track_id] = candidate.quality
-        return [candidate]
+        clear_gain = best.quality >= posted.quality + self.min_gain - 1e-9
+        if clear_gain or candidate.time_s - self._posted_at[track_id] >= self.interval_s:
+            return self._post(best, candidate.time_s)
+        self._held[track_id] = best
+        return []
+
+    def _post(self, shot: ShotCandidate, now_s: float) -> list[ShotCandidate]:
+        self._posted[shot.track_id] = shot
+        self._posted_at[shot.track_id] = now_s
+        self._held.pop(shot.track_id, None)
+        return [shot]
 
     def end_track(self, track_id: int) -> list[ShotCandidate]:
-        self._posted_quality.pop(track_id, None)
-        return []
+        self._posted.pop(track_id, None)
+        self._posted_at.pop(track_id, None)
+        held = self._held.pop(track_id, None)
+        return [] if held is None else [held]
 
     def finish(self) -> list[ShotCandidate]:
-        self._posted_quality.clear()
-        return []
+        return [shot for track_id in sorted(set(self._posted) | set(self._held)) for shot in self.end_track(track_id)]
 
 
 def best_shot_policy(
@@ -169,4 +192,4 @@ def best_shot_policy(
         return OverallBest()
     if realtime_every_interval:
         return EveryIntervalBest(realtime_interval_s)
-    return ImprovingBest()
+    return ImprovingBest(realtime_interval_s)

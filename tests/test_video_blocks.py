@@ -414,13 +414,18 @@ def test_every_interval_mode_posts_the_best_of_each_window() -> None:
     assert policy.finish() == []
 
 
-def test_improving_mode_posts_only_rising_quality() -> None:
-    policy = best_shot_policy(overall_only=False)
+def test_improving_mode_posts_only_clearly_better_shots_or_after_the_interval() -> None:
+    policy = best_shot_policy(overall_only=False, realtime_interval_s=1.0)
     assert isinstance(policy, ImprovingBest)
-    qualities = [0.5, 0.4, 0.6, 0.6, 0.9, 0.1, 0.95]
-    posted = _feed(policy, [_shot(1, i / 10, q) for i, q in enumerate(qualities)])
-    assert [p.quality for p in posted] == [0.5, 0.6, 0.9, 0.95]
+    qualities = [0.5, 0.4, 0.55, 0.6, 0.9, 0.1, 0.95]
+    shots = [_shot(1, i / 10, q) for i, q in enumerate(qualities)]
+    posted = _feed(policy, shots)
+    # 0.55 is not clearly better (held), 0.6 is (gain 0.1), 0.9 is; 0.95 comes too soon after 0.9.
+    assert [p.quality for p in posted] == [0.5, 0.6, 0.9]
+    assert _feed(policy, [_shot(1, 1.5, 0.2)]) == [shots[6]]  # the interval is up: the held 0.95
+    assert _feed(policy, [_shot(1, 1.6, 0.97)]) == []
     assert _feed(policy, [_shot(2, 1.0, 0.1)])[0].track_id == 2  # each track starts afresh
+    assert [p.quality for p in policy.end_track(1)] == [0.97]  # the track ends: the held shot
     assert policy.end_track(1) == [] and policy.finish() == []
 
 
