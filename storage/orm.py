@@ -273,6 +273,7 @@ class Person(Timestamped, Base):
     """
 
     __tablename__ = "persons"
+    __table_args__ = NEVER_REUSE
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     dossier_id: Mapped[int | None] = mapped_column(
         ForeignKey("dossiers.id", ondelete="CASCADE"), nullable=True, unique=True
@@ -294,6 +295,7 @@ class PersonFace(Base):
     """A representative face of a person; its vector is in the `persons` gallery (item id = this id)."""
 
     __tablename__ = "person_faces"
+    __table_args__ = NEVER_REUSE
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), index=True)
     event_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -305,7 +307,7 @@ class PersonExclusion(Base):
     """An operator's "these two are not one person": no merge, automatic or online, joins them."""
 
     __tablename__ = "person_exclusions"
-    __table_args__ = (UniqueConstraint("person_id", "other_person_id", name="uq_person_exclusions_pair"),)
+    __table_args__ = (UniqueConstraint("person_id", "other_person_id", name="uq_person_exclusions_pair"), NEVER_REUSE)
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), index=True)
     other_person_id: Mapped[int] = mapped_column(ForeignKey("persons.id", ondelete="CASCADE"), index=True)
@@ -316,6 +318,7 @@ class PersonClusteringRun(Base):
     """One re-clustering pass: its progress, so an interrupted pass resumes where it stopped."""
 
     __tablename__ = "person_clustering_runs"
+    __table_args__ = NEVER_REUSE
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     status: Mapped[str] = mapped_column(String(12), default="running")  # running | done | failed
     full: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -516,6 +519,7 @@ class UserSession(Base):
     """A console sign-in: only the SHA-256 of the session id is stored (the cookie holds the id)."""
 
     __tablename__ = "sessions"
+    __table_args__ = NEVER_REUSE
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     session_hash: Mapped[str] = mapped_column(String(64), unique=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -535,8 +539,7 @@ class LoginFailure(Base):
     __tablename__ = "login_failures"
     __table_args__ = (
         Index("ix_login_failures_username", "username", "created_at"),
-        Index("ix_login_failures_client", "client", "created_at"),
-    )
+        Index("ix_login_failures_client", "client", "created_at"), NEVER_REUSE)
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     username: Mapped[str] = mapped_column(String(150))
     client: Mapped[str] = mapped_column(String(100))
@@ -686,6 +689,7 @@ class WebhookNotice(Base):
     """
 
     __tablename__ = "webhook_notices"
+    __table_args__ = NEVER_REUSE
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     kind: Mapped[str] = mapped_column(String(20))  # camera_status | task_status
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -696,7 +700,7 @@ class Task(Timestamped, Base):
     """A long-running task (export, cross-match, clean-up, …): its parts are `TaskPart` rows."""
 
     __tablename__ = "tasks"
-    __table_args__ = (Index("ix_tasks_status_id", "status", "id"),)
+    __table_args__ = (Index("ix_tasks_status_id", "status", "id"), NEVER_REUSE)
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     kind: Mapped[str] = mapped_column(String(30))
     status: Mapped[str] = mapped_column(String(12), default="pending")  # pending|running|done|failed|cancelled
@@ -720,7 +724,7 @@ class TaskPart(Base):
     """One unit of a task's work; its result is committed once (keyed by the part's id)."""
 
     __tablename__ = "task_parts"
-    __table_args__ = (UniqueConstraint("task_id", "seq", name="uq_task_parts_seq"),)
+    __table_args__ = (UniqueConstraint("task_id", "seq", name="uq_task_parts_seq"), NEVER_REUSE)
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
     seq: Mapped[int] = mapped_column(Integer)

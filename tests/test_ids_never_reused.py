@@ -91,22 +91,49 @@ def test_deleting_the_newest_row_never_frees_its_id(db_url: str) -> None:
         assert set(INTEGER_ID_TABLES) <= _sqlite_autoincrement_tables(db_url)
 
 
+class _OldSchemaRows:
+    """Inserts rows into the tables as the database has them (reflected), filling required columns."""
+
+    def __init__(self, url: str) -> None:
+        from sqlalchemy import MetaData
+
+        self.engine = engine_for(url)
+        self.meta = MetaData()
+        self.meta.reflect(self.engine)
+
+    def add(self, table: str, **values: object) -> int:
+        from datetime import UTC, datetime
+
+        from sqlalchemy import JSON, Boolean, DateTime, Float, Integer, Numeric
+
+        t = self.meta.tables[table]
+        for column in t.columns:
+            if column.name in values or column.nullable or column.primary_key:
+                continue
+            kind = column.type
+            values[column.name] = (datetime.now(UTC) if isinstance(kind, DateTime) else False
+                                   if isinstance(kind, Boolean) else 0 if isinstance(kind, Integer | Float | Numeric)
+                                   else {} if isinstance(kind, JSON) else "")
+        with self.engine.begin() as connection:
+            return int(connection.execute(t.insert().values(**values)).inserted_primary_key[0])
+
+
 def test_upgrading_an_existing_sqlite_installation_keeps_every_row(tmp_path: Path) -> None:
     """0002 → head rebuilds the tables; children of rebuilt tables (jobs of cameras, faces of dossiers,
     tokens of users: ON DELETE CASCADE) must survive, and ids must not be reused afterwards."""
     url = f"sqlite:///{tmp_path / 'old.db'}"
     upgrade_to(url, "0002")
     assert _sqlite_autoincrement_tables(url) == {"watch_lists"}
-    with UnitOfWork(url) as uow:
-        group = uow.camera_groups.add(orm.CameraGroup(name="lobby", labels={"site": "hq"}))
-        camera = uow.cameras.add(orm.Camera(name="door", camera_group_id=group.id))
-        uow.jobs.add(orm.Job(kind="camera", camera_id=camera.id))
-        dossier = uow.dossiers.add(orm.Dossier(name="Ada"))
-        uow.dossier_faces.add(orm.DossierFace(dossier_id=dossier.id, bbox=[1, 2, 3, 4]))
-        user = uow.users.add(orm.User(username="u", role="admin"))
-        uow.session.add(orm.Token(user_id=user.id, token_hash="x", prefix="p"))
-        uow.commit()
-    tables = [t.name for t in orm.Base.metadata.sorted_tables]
+    # Rows written the way an installation at 0002 had them: through that schema (reflected), not today's models.
+    old_rows = _OldSchemaRows(url)
+    group = old_rows.add("camera_groups", name="lobby", labels={"site": "hq"})
+    camera = old_rows.add("cameras", name="door", camera_group_id=group)
+    old_rows.add("jobs", kind="camera", camera_id=camera)
+    dossier = old_rows.add("dossiers", name="Ada")
+    old_rows.add("dossier_faces", dossier_id=dossier, bbox=[1, 2, 3, 4])
+    user = old_rows.add("users", username="u", role="admin")
+    old_rows.add("tokens", user_id=user, token_hash="x", prefix="p")
+    tables = sorted(old_rows.meta.tables)  # the tables of 0002: their rows must all survive
 
     def counts() -> dict[str, int]:
         with engine_for(url).connect() as connection:
