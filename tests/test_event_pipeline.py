@@ -224,6 +224,8 @@ def test_retried_hand_off_is_idempotent_across_restarts(world: World) -> None:
 
 
 def test_restarted_pipeline_keeps_open_episodes(world: World) -> None:
+    # A restart closes episodes idle by the wall clock (actors/episode_clock.py): give a slow machine time.
+    _settings(world, episode_idle_timeout_s=3600.0)
     person = unit(70)
     first = world.post(core(world), world.sighting(person, 0))[0]
     second = world.post(core(world), world.sighting(near(person, 0.9, 71), 10))[0]  # new core: state from DB
@@ -238,13 +240,20 @@ def _episode(world: World, event_id: str) -> orm.Episode:
         return uow.episodes.get(world.event(event_id).episode_id)
 
 
+def _settings(world: World, **values: float) -> None:
+    with UnitOfWork(world.url) as uow:
+        uow.settings.update(values)
+        uow.commit()
+
+
 def test_episode_of_a_quiet_group_closes_by_the_clock_and_leaves_memory(world: World) -> None:
+    _settings(world, episode_idle_timeout_s=600.0)  # long enough for a slow machine to see it open first
     pipeline = core(world)
     first = world.post(pipeline, world.sighting(unit(80), 0))[0]
     assert pipeline.close_idle() == 0 and _episode(world, first).open  # not idle yet
     assert pipeline.stats()["open_episodes"] == 1
-    # 31 s of silence (idle timeout 30 s) with no later event in the group: closed all the same
-    later = datetime.now(UTC) + timedelta(seconds=31)
+    # 601 s of silence (idle timeout 600 s) with no later event in the group: closed all the same
+    later = datetime.now(UTC) + timedelta(seconds=601)
     assert pipeline.close_idle(later) == 1
     episode = _episode(world, first)
     assert not episode.open and episode.closed_at == episode.last_at
@@ -255,20 +264,19 @@ def test_episode_of_a_quiet_group_closes_by_the_clock_and_leaves_memory(world: W
 
 
 def test_episode_closes_by_the_clock_at_its_max_duration(world: World) -> None:
-    with UnitOfWork(world.url) as uow:
-        uow.settings.update({"episode_max_duration_s": 60.0})
-        uow.commit()
+    _settings(world, episode_max_duration_s=60.0, episode_idle_timeout_s=600.0)
     pipeline = core(world)
     person = unit(82)
     ids = world.post(pipeline, world.sighting(person, 0), world.sighting(near(person, 0.95, 83), 25),
                      world.sighting(near(person, 0.95, 86), 50))
     assert len({world.event(i).episode_id for i in ids}) == 1
-    # 11 s after the last event the source's clock is at 61 s: past the 60 s max duration, not idle
+    # 11 s (or more) after the last event the source's clock is past the 60 s max duration, not idle
     assert pipeline.close_idle(datetime.now(UTC) + timedelta(seconds=11)) == 1
     assert not _episode(world, ids[0]).open
 
 
 def test_restart_closes_stale_episodes_and_loads_only_fresh_ones(world: World) -> None:
+    _settings(world, episode_idle_timeout_s=300.0)
     stale = world.post(core(world), world.sighting(unit(84), 0))[0]
     fresh = world.post(core(world), world.sighting(unit(85), 1, group=world.garage.id))[0]
     with UnitOfWork(world.url) as uow:  # the stale one was last touched 10 minutes ago
