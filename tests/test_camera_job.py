@@ -25,8 +25,11 @@ from sqlalchemy import select
 from actors.camera_job import CameraJob, StreamConfig
 from actors.event_pipeline import EventPipeline
 from actors.galleries import Galleries
+from actors.live_view import read_live_faces, read_snapshot
+from facewatch.errors import NotFound
 from facewatch.settings import load_config
 from models.embedders import embedder_spec
+from models.images import decode_image
 from serve_apps.extractor import EXTRACTOR_APP, build_extractor_application
 from storage import orm
 from storage.db import migrate
@@ -263,6 +266,14 @@ class ClipServer(SwitchableServer):
         return RangeHandler
 
 
+def _live_faces(world: World, camera_id: int) -> dict[str, Any] | None:
+    try:
+        live = read_live_faces(world.media_root, camera_id)
+    except NotFound:
+        return None
+    return live if live["faces"] else None
+
+
 def test_live_source_that_goes_down_shows_failing_and_resumes_by_itself(world: World) -> None:
     server = ClipServer(world.clip.read_bytes())
     server.start()
@@ -273,6 +284,10 @@ def test_live_source_that_goes_down_shows_failing_and_resumes_by_itself(world: W
     try:
         wait_for(lambda: any(b["stats"]["frames_decoded"] > 0 for b in world.beats(spec["holder"])), 120,
                  "the camera to decode frames")
+        # The console's live view: the job keeps a fresh snapshot and the current faces in the media store.
+        live = wait_for(lambda: _live_faces(world, camera_id), 60, "a live view with a face")
+        assert live["width"] == 640 and live["height"] == 360 and live["faces"][0]["track_id"] >= 1
+        assert decode_image(read_snapshot(world.media_root, camera_id)).shape == (360, 640, 3)
         server.stop()
         failing = wait_for(lambda: [b for b in world.beats(spec["holder"]) if b["status"] == "failing"], 60,
                            "status failing")
