@@ -20,17 +20,20 @@ person, not two.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from actors.galleries import Galleries
+from facewatch.errors import FacewatchError
 from models.calibration import Calibration
 from storage import orm
 from storage import persons as p
 from storage.unit_of_work import UnitOfWork
 
+log = logging.getLogger("facewatch.persons")
 PERSON_CANDIDATES = 32
 NEAR_COPY_COSINE = 0.985
 
@@ -62,9 +65,16 @@ class PersonAssigner:
             return
         scope = p.scope_of(settings, camera_group_id)
         min_score = float(self.calibration.cosine(float(settings["person_threshold"])))
-        router = await self.galleries.router_async(p.PERSONS_GALLERY)
-        result = await router.search_async(embedding, self.k, min_score=min_score, filters={"scope": scope})
-        hits = [(int(h.item_id), float(h.score)) for h in result.hits[0]]
+        try:
+            router = await self.galleries.router_async(p.PERSONS_GALLERY)
+            result = await router.search_async(embedding, self.k, min_score=min_score, filters={"scope": scope},
+                                               partial=True)
+            hits = [(int(h.item_id), float(h.score)) for h in result.hits[0]]
+        except FacewatchError as exc:
+            # Events matter more than persons: without the gallery the face starts a person, and the next
+            # re-clustering merges it with the one it missed.
+            log.warning("persons gallery unavailable (%s); the event's person may be a duplicate", exc.reason)
+            hits = []
         hits += [(f.face_id, float(np.dot(embedding, f.vector))) for f in self._pending if f.scope == scope]
         self._prepared[event_id] = [(face, score) for face, score in hits if score >= min_score]
 
