@@ -214,7 +214,7 @@ def test_restore_answers_like_the_original(db_url: str, target_url: str, tmp_pat
     stop_galleries(galleries_a)
 
     assert manifest["tables"]["events"] == 6 and manifest["tables"]["dossier_faces"] == 7
-    assert len(manifest["gallery_snapshots"]) == 6  # 3 galleries × 2 shards
+    assert len(manifest["gallery_snapshots"]) == 8  # 4 galleries (dossiers, events, persons, a user one) × 2 shards
     assert manifest["media"]["missing"] == []
     assert (manifest["native_db"] is not None) == db_url.startswith("sqlite")
 
