@@ -69,7 +69,11 @@ def _placeholder_app() -> Any:
 
 APP = _placeholder_app()
 APP.openapi()  # built (and cached by FastAPI) here: on a busy machine it can outlast the loader's 10 s read timeout
-schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
+# Left out: the operations that call a URL a client gave, at once (a VMS plug-in, a master installation):
+# fuzzed, they would send requests to arbitrary hosts. tests/test_vms.py and test_linked_lists.py cover them
+# against real local servers.
+OUTBOUND = r"^/v1/(vms/[^/]+/sync|watch-lists/[^/]+/link(/sync)?|events/[^/]+/archive-link)$"
+schema = schemathesis.openapi.from_asgi("/openapi.json", APP).exclude(path_regex=OUTBOUND)
 schema.config.generation.update(max_examples=MAX_EXAMPLES, deterministic=True)
 
 
