@@ -42,7 +42,8 @@ async def drain(subscriber: feed_hub.Subscriber, want: int, timeout_s: float = 2
     while len(got) < want:
         left = deadline - asyncio.get_running_loop().time()
         batch = await asyncio.wait_for(subscriber.queue.get(), timeout=max(left, 0.01))
-        got.extend(message.split("\n", 1)[0].removeprefix("id: ") for _, message in batch)
+        # An SSE id is "<feed position>~<event id>" (routes/event_stream.sse_id): keep the event id.
+        got.extend(message.split("\n", 1)[0].removeprefix("id: ").split("~", 1)[-1] for _, message in batch)
     return got
 
 
