@@ -468,7 +468,9 @@ def test_a_grown_shard_switches_to_ivf_on_rebuild(db_url: str, galleries: Callab
     after = router.rebuild()[0][0]
     assert after["index_type"] == "ivf_pq_sq8" and after["count"] == 3000
     hits = router.search(vectors[::100], 1).hits
-    assert [h[0].item_id for h in hits] == [f"g{i}" for i in range(0, 3000, 100)]
+    # Approximate now: random unit vectors are the hard case for PQ codes, so recall@1 ≥ 0.9, not 1.
+    found = sum(h[0].item_id == f"g{i}" for h, i in zip(hits, range(0, 3000, 100), strict=True))
+    assert found >= 27, found
 
 
 def test_a_change_that_commits_after_a_higher_sequence_number_is_not_lost(
