@@ -294,6 +294,9 @@ def _new_dossier_in_the_console(driver: WebDriver, url: str, name: str, watch_li
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("FACEWATCH_CONSOLE_JOURNEY"),
+                    reason="not yet seen passing: written while Ray could not start on the loaded development "
+                           "machine; FACEWATCH_CONSOLE_JOURNEY=1 runs it (see the closing notes of this round)")
 def test_operator_journey_enrol_live_feed_ack_search_and_camera_roi(
         driver: WebDriver, service: str, data_dir: Path, faces_dir: Path, tmp_path: Path) -> None:
     api = Api(service)
