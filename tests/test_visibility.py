@@ -254,10 +254,11 @@ def test_verify_by_hidden_face_id_is_refused(world: World, role: str) -> None:
 def test_live_feed(world: World, role: str) -> None:
     params = {"since": world.before.isoformat(), "timeout_s": 1.0, "max_events": 1000}
     response = world.api.get("/v1/events/stream", role=role, params=params)
-    sent = [line[4:] for line in response.text.splitlines() if line.startswith("id: ")]
+    # An SSE id is "<feed position>~<event id>" (routes/event_stream.sse_id).
+    sent = [line[4:].split("~", 1)[-1] for line in response.text.splitlines() if line.startswith("id: ")]
     assert sorted(sent) == sorted(world.visible_events)
     admin = world.api.get("/v1/events/stream", params=params).text
-    assert "id: h-vault-00" in admin and "id: h-covert-00" in admin
+    assert "~h-vault-00\n" in admin and "~h-covert-00\n" in admin
 
 
 def test_unacknowledged_counts_and_acknowledging_touch_only_visible_events(world: World) -> None:
