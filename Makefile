@@ -23,10 +23,10 @@ demo: install
 	$(BIN)/facewatch demo
 
 test: install
-	$(BIN)/python -m pytest -m "not slow" -q
+	$(BIN)/python -m pytest -m "not slow" -q --durations=40
 
 test-slow: install
-	$(BIN)/python -m pytest -m "slow" -q
+	$(BIN)/python -m pytest -m "slow" -q --durations=20
 
 # Storage and API suites again on PostgreSQL (FACEWATCH_TEST_PG_URL must point at a server).
 test-pg: install

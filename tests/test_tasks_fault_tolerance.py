@@ -107,11 +107,16 @@ def test_a_task_finishes_after_its_worker_node_is_removed_and_its_api_replica_ki
     first, second = service["workers"]
     wait_for(lambda: _parts_by_node(service["url"], task_id).get(first.node_id, 0) >= 3, 300,
              "parts to run on the first worker")
-    cluster.remove_node(first)  # the parts running there are lost with it; Ray runs them again elsewhere
+    # The API replica is looked up before the node goes: it may live on that node (it needs only a quarter
+    # of a CPU), and then it dies with it, which is the same fault; otherwise it is killed right after.
     names = [e["name"] for e in ray.util.list_named_actors(all_namespaces=True)
              if e["namespace"] == "serve" and e["name"].startswith("SERVE_REPLICA::facewatch#facewatch-api#")]
-    assert names
-    ray.kill(ray.get_actor(names[0], namespace="serve"), no_restart=False)
+    assert names, "no API replica is running"
+    cluster.remove_node(first)  # the parts running there are lost with it; Ray runs them again elsewhere
+    try:
+        ray.kill(ray.get_actor(names[0], namespace="serve"), no_restart=False)
+    except ValueError:
+        pass  # it ran on the removed node and is gone already; Serve starts another
 
     def finished() -> dict[str, Any] | None:
         body = client.get(f"/v1/tasks/{task_id}").json()
