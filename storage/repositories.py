@@ -11,13 +11,16 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, delete, func, insert, select
+from sqlalchemy import Select, and_, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from facewatch.errors import BadParam, NotFound
 from storage import orm
 from storage.db import translate_db_errors
+from storage.event_queries import filter_events
+from storage.meta_filters import apply_meta
 from storage.pagination import Page, SortKey, paginate
+from storage.visibility import VisibilityScope
 
 IN_LIST_CHUNK = 1000
 """Ids per `IN (...)` list: one bind parameter each, and SQLite allows 32766 per statement, PostgreSQL
@@ -114,9 +117,33 @@ class DossierRepository(Repository[orm.Dossier]):
     def by_name(self, name: str) -> orm.Dossier | None:
         return self.session.scalar(select(orm.Dossier).where(orm.Dossier.name == name).order_by(orm.Dossier.id))
 
+    def visible_page(self, scope: VisibilityScope, filters: dict[str, Any], limit: int,
+                     cursor: str | None) -> Page[orm.Dossier]:
+        """One page, by id, of the dossiers the scope sees: on a (visible) watch list, active, name
+        containing, external id, and the `meta.*` filters."""
+        stmt = select(orm.Dossier).where(scope.dossiers())
+        if filters.get("watch_list_id") is not None:  # a hidden list has no members the caller may learn of
+            stmt = stmt.where(orm.Dossier.watch_lists.any(
+                and_(orm.WatchList.id == filters["watch_list_id"], scope.watch_lists())))
+        if filters.get("active") is not None:
+            stmt = stmt.where(orm.Dossier.active.is_(filters["active"]))
+        if filters.get("name_contains"):
+            stmt = stmt.where(orm.Dossier.name.icontains(filters["name_contains"], autoescape=True))
+        if filters.get("external_id") is not None:
+            stmt = stmt.where(orm.Dossier.external_id == filters["external_id"])
+        stmt = apply_meta(stmt, orm.Dossier, filters, self.session.get_bind().dialect.name)
+        return self.page(stmt, limit, cursor)
+
 
 class DossierFaceRepository(Repository[orm.DossierFace]):
     model, label = orm.DossierFace, "dossier face"
+
+    def owners(self, face_ids: Iterable[int]) -> dict[int, tuple[int, str]]:
+        """(dossier id, dossier name) of each face that still exists, by face id."""
+        stmt = (select(orm.DossierFace.id, orm.Dossier.id, orm.Dossier.name)
+                .join(orm.Dossier, orm.Dossier.id == orm.DossierFace.dossier_id)
+                .where(orm.DossierFace.id.in_(list(face_ids))))
+        return {face_id: (dossier_id, name) for face_id, dossier_id, name in self.session.execute(stmt)}
 
     def for_dossier(self, dossier_id: int) -> list[orm.DossierFace]:
         stmt = select(orm.DossierFace).where(orm.DossierFace.dossier_id == dossier_id).order_by(orm.DossierFace.id)
@@ -136,14 +163,84 @@ class EventRepository(Repository[orm.Event]):
         matched, unmatched = by_matched.get(True, 0), by_matched.get(False, 0)
         return {"events_count": matched + unmatched, "matched_count": matched, "unmatched_count": unmatched}
 
+    def _dialect(self) -> str:
+        return self.session.get_bind().dialect.name
+
+    def visible_page(self, scope: VisibilityScope, filters: dict[str, Any], limit: int,
+                     cursor: str | None) -> Page[orm.Event]:
+        """One page, newest first, of the events the scope sees that match the list filters."""
+        stmt = filter_events(select(orm.Event).where(scope.events()), filters, self._dialect())
+        return self.page(stmt, limit, cursor, keys=self.newest_first)
+
+    def visible(self, event_id: str, scope: VisibilityScope) -> orm.Event | None:
+        """The event, when the scope sees it (a hidden one looks absent)."""
+        return self.session.scalar(select(orm.Event).where(orm.Event.id == event_id, scope.events()))
+
+    def visible_among(self, event_ids: Iterable[str], scope: VisibilityScope) -> dict[str, orm.Event]:
+        """Those of `event_ids` the scope sees (and that still exist), by id, a chunk at a time."""
+        found: dict[str, orm.Event] = {}
+        for chunk in in_chunks(list(dict.fromkeys(event_ids)), 500):
+            stmt = select(orm.Event).where(orm.Event.id.in_(chunk), scope.events())
+            found.update((event.id, event) for event in self.session.scalars(stmt))
+        return found
+
+    def acknowledge_matching(self, scope: VisibilityScope, filters: dict[str, Any], by: str,
+                             now: datetime) -> list[tuple[str, str | None]]:
+        """Acknowledges the unacknowledged events the scope sees that match the filters; returns their
+        (id, episode id) pairs (the caller acknowledges the episodes they finish)."""
+        stmt = filter_events(select(orm.Event.id, orm.Event.episode_id).where(scope.events()), filters,
+                             self._dialect()).where(orm.Event.acknowledged.is_(False))
+        rows = [(event_id, episode_id) for event_id, episode_id in self.session.execute(stmt)]
+        ids = [event_id for event_id, _ in rows]
+        for chunk in in_chunks(ids, 500):
+            self.session.execute(update(orm.Event).where(orm.Event.id.in_(chunk)).values(
+                acknowledged=True, acknowledged_by=by, acknowledged_at=now))
+        return rows
+
 
 class EpisodeRepository(Repository[orm.Episode]):
     model, label = orm.Episode, "episode"
     newest_first = [SortKey(orm.Episode.last_at, descending=True), SortKey(orm.Episode.id, descending=True)]
 
+    def visible_page(self, scope: VisibilityScope, filters: dict[str, Any], limit: int,
+                     cursor: str | None) -> Page[orm.Episode]:
+        """One page, newest first, of the episodes the scope sees: ids equal, flags as given (None = any)."""
+        stmt = select(orm.Episode).where(scope.episodes())
+        for name in ("camera_group_id", "camera_id", "dossier_id", "watch_list_id"):
+            if filters.get(name) is not None:
+                stmt = stmt.where(getattr(orm.Episode, name) == filters[name])
+        for name in ("matched", "open", "acknowledged"):
+            if filters.get(name) is not None:
+                stmt = stmt.where(getattr(orm.Episode, name).is_(filters[name]))
+        return self.page(stmt, limit, cursor, keys=self.newest_first)
+
+    def visible(self, episode_id: int, scope: VisibilityScope) -> orm.Episode | None:
+        return self.session.scalar(select(orm.Episode).where(orm.Episode.id == episode_id, scope.episodes()))
+
+    def acknowledge_events(self, episode_id: int, scope: VisibilityScope, by: str, now: datetime) -> None:
+        """Acknowledges the episode's unacknowledged events that the scope sees (never hidden ones)."""
+        self.session.execute(
+            update(orm.Event)
+            .where(orm.Event.episode_id == episode_id, orm.Event.acknowledged.is_(False), scope.events())
+            .values(acknowledged=True, acknowledged_by=by, acknowledged_at=now))
+
 
 class VideoRepository(Repository[orm.Video]):
     model, label = orm.Video, "video"
+
+    def visible_page(self, scope: VisibilityScope, status: str | None, camera_group_id: int | None, limit: int,
+                     cursor: str | None) -> Page[orm.Video]:
+        """One page, by id, of the videos the scope sees with the given status and camera group."""
+        stmt = select(orm.Video).where(scope.videos())
+        if status is not None:
+            stmt = stmt.where(orm.Video.status == status)
+        if camera_group_id is not None:
+            stmt = stmt.where(orm.Video.camera_group_id == camera_group_id)
+        return self.page(stmt, limit, cursor)
+
+    def media_in_use(self, key: str) -> bool:
+        """Some video still refers to the (content-addressed) media file `key`."""
+        return self.session.scalar(select(orm.Video.id).where(orm.Video.media_key == key).limit(1)) is not None
 
     def queued_or_in(self, ids: Iterable[int]) -> list[orm.Video]:
         """The videos waiting for a job, and those with the given ids (the job manager's working set)."""
@@ -159,6 +256,15 @@ class JobRepository(Repository[orm.Job]):
 
     def for_video(self, video_id: int) -> orm.Job | None:
         return self.session.scalar(select(orm.Job).where(orm.Job.video_id == video_id))
+
+    def visible_page(self, scope: VisibilityScope, filters: dict[str, Any], limit: int,
+                     cursor: str | None) -> Page[orm.Job]:
+        """One page, by id, of the jobs the scope sees with the given kind, state, camera_id, video_id."""
+        stmt = select(orm.Job).where(scope.jobs())
+        for name in ("kind", "state", "camera_id", "video_id"):
+            if filters.get(name) is not None:
+                stmt = stmt.where(getattr(orm.Job, name) == filters[name])
+        return self.page(stmt, limit, cursor)
 
     def not_in_states(self, states: Iterable[str]) -> list[orm.Job]:
         """Jobs that still need supervision (finished/failed single-pass jobs do not), by id."""
@@ -251,6 +357,22 @@ class SettingsRepository:
         return self.all()
 
 
+class GalleryRepository(Repository[orm.Gallery]):
+    """User galleries (the built-in `dossiers` and `events` galleries have no row)."""
+
+    model, label = orm.Gallery, "gallery"
+
+    def by_name(self, name: str) -> orm.Gallery | None:
+        return self.session.scalar(select(orm.Gallery).where(orm.Gallery.name == name))
+
+    def by_names(self) -> list[orm.Gallery]:
+        """Every user gallery, by name."""
+        return list(self.session.scalars(select(orm.Gallery).order_by(orm.Gallery.name)))
+
+    def names(self) -> list[str]:
+        return [g.name for g in self.by_names()]
+
+
 class AuditRepository(Repository[orm.AuditRecord]):
     model, label = orm.AuditRecord, "audit record"
 
@@ -302,6 +424,21 @@ class VectorRepository:
             removed += int(result.rowcount or 0)  # type: ignore[attr-defined]
         self.log_many(gallery, item_ids, "remove")
         return removed
+
+    def count(self, gallery: str, model: str) -> int:
+        stmt = select(func.count()).select_from(orm.FaceVector).where(orm.FaceVector.gallery == gallery,
+                                                                     orm.FaceVector.model == model)
+        return int(self.session.scalar(stmt) or 0)
+
+    def holds(self, gallery: str, item_id: str) -> bool:
+        """The gallery holds `item_id` (under any model)."""
+        stmt = select(orm.FaceVector.id).where(orm.FaceVector.gallery == gallery,
+                                               orm.FaceVector.item_id == item_id).limit(1)
+        return self.session.scalar(stmt) is not None
+
+    def item_ids(self, gallery: str) -> list[str]:
+        """Every item of a gallery (under any model)."""
+        return list(self.session.scalars(select(orm.FaceVector.item_id).where(orm.FaceVector.gallery == gallery)))
 
     def log(self, gallery: str, item_id: str, op: str) -> None:
         self.session.add(orm.GalleryChange(gallery=gallery, item_id=item_id, op=op))

@@ -11,6 +11,7 @@ from storage import repositories as r
 from storage import sign_in
 from storage import vms as vms_repositories
 from storage.db import session_factory, translate_db_errors
+from storage.person_reads import PersonRepository
 
 
 class UnitOfWork:
@@ -28,6 +29,7 @@ class UnitOfWork:
         self.dossiers = r.DossierRepository(s)
         self.dossier_faces = r.DossierFaceRepository(s)
         self.events = r.EventRepository(s)
+        self.persons = PersonRepository(s)
         self.episodes = r.EpisodeRepository(s)
         self.videos = r.VideoRepository(s)
         self.jobs = r.JobRepository(s)
@@ -38,6 +40,7 @@ class UnitOfWork:
         self.settings = r.SettingsRepository(s)
         self.audit = r.AuditRepository(s)
         self.vectors = r.VectorRepository(s)
+        self.galleries = r.GalleryRepository(s)
         self.vms = vms_repositories.VmsRepository(s)
         self.links = vms_repositories.LinkRepository(s)
         self.sessions = sign_in.SessionRepository(s)

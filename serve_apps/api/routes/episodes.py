@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from fastapi import APIRouter
-from sqlalchemy import update
 
 from facewatch.errors import NotFound
 from serve_apps.api.deps import Operator, Pages, Scope, Uow, Viewer
@@ -32,15 +31,9 @@ def list_episodes(
     open: bool | None = None,  # noqa: A002 - the API's filter name
     acknowledged: bool | None = None,
 ) -> Page[EpisodeOut]:
-    stmt = uow.episodes.query().where(scope.episodes())
-    for name, value in (("camera_group_id", camera_group_id), ("camera_id", camera_id),
-                        ("dossier_id", dossier_id), ("watch_list_id", watch_list_id)):
-        if value is not None:
-            stmt = stmt.where(getattr(orm.Episode, name) == value)
-    for name, flag in (("matched", matched), ("open", open), ("acknowledged", acknowledged)):
-        if flag is not None:
-            stmt = stmt.where(getattr(orm.Episode, name).is_(flag))
-    page = uow.episodes.page(stmt, paging.limit, paging.cursor, keys=uow.episodes.newest_first)
+    filters = {"camera_group_id": camera_group_id, "camera_id": camera_id, "dossier_id": dossier_id,
+               "watch_list_id": watch_list_id, "matched": matched, "open": open, "acknowledged": acknowledged}
+    page = uow.episodes.visible_page(scope, filters, paging.limit, paging.cursor)
     return Page(results=[EpisodeOut.model_validate(e) for e in page.items], next_cursor=page.next_cursor)
 
 
@@ -50,7 +43,7 @@ def get_episode(episode_id: int, uow: Uow, _: Viewer, scope: Scope) -> orm.Episo
 
 
 def _visible_episode(uow: UnitOfWork, episode_id: int, scope: VisibilityScope) -> orm.Episode:
-    episode = uow.session.scalar(uow.episodes.query().where(orm.Episode.id == episode_id, scope.episodes()))
+    episode = uow.episodes.visible(episode_id, scope)
     if episode is None:
         raise NotFound(f"episode {episode_id} does not exist", param="id")
     return episode
@@ -63,11 +56,7 @@ def acknowledge_episode(episode_id: int, uow: Uow, caller: Operator, scope: Scop
     its future events arrive acknowledged."""
     episode = _visible_episode(uow, episode_id, scope)
     now = datetime.now(UTC)
-    uow.session.execute(
-        update(orm.Event)
-        .where(orm.Event.episode_id == episode_id, orm.Event.acknowledged.is_(False), scope.events())
-        .values(acknowledged=True, acknowledged_by=caller.username, acknowledged_at=now)
-    )
+    uow.episodes.acknowledge_events(episode_id, scope, caller.username, now)
     acknowledge_finished_episodes(uow, [episode_id], caller.username, now)
     uow.commit()
     uow.session.refresh(episode)
