@@ -11,13 +11,14 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, and_, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Select, and_, delete, func, insert, select, true, update
 from sqlalchemy.orm import Session
 
 from facewatch.errors import BadParam, NotFound
 from storage import orm
 from storage.db import translate_db_errors
 from storage.event_queries import filter_events
+from storage.list_filters import ListFilters
 from storage.meta_filters import apply_meta
 from storage.pagination import Page, SortKey, paginate
 from storage.visibility import VisibilityScope
@@ -39,6 +40,10 @@ T = TypeVar("T", bound=orm.Base)
 class Repository(Generic[T]):
     model: type[T]
     label: str = "object"
+    list_filters = ListFilters()
+    """The query parameters of the resource's list endpoint (`list_page`)."""
+    list_order: list[SortKey] | None = None
+    """The list's order; None: by id."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -76,7 +81,27 @@ class Repository(Generic[T]):
             self.session.flush()
 
     def query(self) -> Select[Any]:
+        """Every row, as a select to narrow: for storage/ and tests only (tests/test_sql_in_storage.py keeps
+        it out of the other packages; they call an intent-named method instead)."""
         return select(self.model)
+
+    def visible_clause(self, scope: VisibilityScope) -> ColumnElement[bool]:
+        """The rows `scope` sees (storage/visibility.py decides); rows without visibility rules: all."""
+        return true()
+
+    def narrow(self, stmt: Select[Any], filters: dict[str, Any]) -> Select[Any]:
+        """Filters beyond `list_filters` (a subclass's hook)."""
+        return stmt
+
+    def list_page(self, filters: dict[str, Any], limit: int, cursor: str | None,
+                  scope: VisibilityScope | None = None) -> Page[T]:
+        """One page of the list endpoint: the rows the scope sees (without one: every row) that match the
+        filters, in `list_order`."""
+        stmt = select(self.model)
+        if scope is not None:
+            stmt = stmt.where(self.visible_clause(scope))
+        stmt = self.narrow(self.list_filters.apply(stmt, self.model, filters), filters)
+        return self.page(stmt, limit, cursor, keys=self.list_order)
 
     def page(self, stmt: Select[Any], limit: int, cursor: str | None, keys: list[SortKey] | None = None) -> Page[T]:
         keys = keys or [SortKey(self.model.id)]  # type: ignore[attr-defined]
@@ -92,6 +117,10 @@ class Repository(Generic[T]):
 
 class CameraGroupRepository(Repository[orm.CameraGroup]):
     model, label = orm.CameraGroup, "camera group"
+    list_filters = ListFilters(flags=("active",), contains={"name_contains": "name"})
+
+    def visible_clause(self, scope: VisibilityScope) -> ColumnElement[bool]:
+        return scope.camera_groups()
 
     def by_name(self, name: str) -> orm.CameraGroup | None:
         return self.session.scalar(select(orm.CameraGroup).where(orm.CameraGroup.name == name))
@@ -99,10 +128,27 @@ class CameraGroupRepository(Repository[orm.CameraGroup]):
 
 class CameraRepository(Repository[orm.Camera]):
     model, label = orm.Camera, "camera"
+    list_filters = ListFilters(equal=("camera_group_id", "status"), flags=("active",),
+                               contains={"name_contains": "name"})
+
+    def visible_clause(self, scope: VisibilityScope) -> ColumnElement[bool]:
+        return scope.cameras()
+
+    def narrow(self, stmt: Select[Any], filters: dict[str, Any]) -> Select[Any]:
+        return apply_meta(stmt, orm.Camera, filters, self.session.get_bind().dialect.name)
 
 
 class WatchListRepository(Repository[orm.WatchList]):
     model, label = orm.WatchList, "watch list"
+    list_filters = ListFilters(flags=("active",), contains={"name_contains": "name"})
+
+    def visible_clause(self, scope: VisibilityScope) -> ColumnElement[bool]:
+        return scope.watch_lists()
+
+    def narrow(self, stmt: Select[Any], filters: dict[str, Any]) -> Select[Any]:
+        if filters.get("camera_group_id") is not None:
+            stmt = stmt.where(orm.WatchList.camera_groups.any(orm.CameraGroup.id == filters["camera_group_id"]))
+        return stmt
 
     def by_name(self, name: str) -> orm.WatchList | None:
         return self.session.scalar(select(orm.WatchList).where(orm.WatchList.name == name))
@@ -116,6 +162,10 @@ class DossierRepository(Repository[orm.Dossier]):
 
     def by_name(self, name: str) -> orm.Dossier | None:
         return self.session.scalar(select(orm.Dossier).where(orm.Dossier.name == name).order_by(orm.Dossier.id))
+
+    def count_on_list(self, watch_list_id: int) -> int:
+        """Dossiers on the watch list."""
+        return self.count(select(orm.Dossier).where(orm.Dossier.watch_lists.any(orm.WatchList.id == watch_list_id)))
 
     def visible_page(self, scope: VisibilityScope, filters: dict[str, Any], limit: int,
                      cursor: str | None) -> Page[orm.Dossier]:
@@ -274,14 +324,18 @@ class JobRepository(Repository[orm.Job]):
 
 class WebhookRepository(Repository[orm.Webhook]):
     model, label = orm.Webhook, "webhook"
+    list_filters = ListFilters(flags=("active",))
 
 
 class WebhookDeliveryRepository(Repository[orm.WebhookDelivery]):
     model, label = orm.WebhookDelivery, "webhook delivery"
+    list_filters = ListFilters(equal=("webhook_id",), flags=("ok",))
+    list_order = [SortKey(orm.WebhookDelivery.id, descending=True)]
 
 
 class UserRepository(Repository[orm.User]):
     model, label = orm.User, "user"
+    list_filters = ListFilters(equal=("role",), flags=("active",), contains={"username_contains": "username"})
 
     def by_username(self, username: str) -> orm.User | None:
         return self.session.scalar(select(orm.User).where(orm.User.username == username))
@@ -375,6 +429,10 @@ class GalleryRepository(Repository[orm.Gallery]):
 
 class AuditRepository(Repository[orm.AuditRecord]):
     model, label = orm.AuditRecord, "audit record"
+    list_filters = ListFilters(equal=("user_id", "username", "method", "status"), prefix={"path_prefix": "path"},
+                               at_least={"status_gte": "status", "created_gte": "created_at"},
+                               at_most={"status_lte": "status", "created_lte": "created_at"})
+    list_order = [SortKey(orm.AuditRecord.created_at, descending=True), SortKey(orm.AuditRecord.id, descending=True)]
 
     def record(self, **fields: Any) -> orm.AuditRecord:
         return self.add(orm.AuditRecord(**fields))

@@ -32,13 +32,8 @@ def list_camera_groups(
     active: bool | None = None,
     name_contains: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Page[CameraGroupOut]:
-    stmt = uow.camera_groups.query()
-    if active is not None:
-        stmt = stmt.where(orm.CameraGroup.active.is_(active))
-    if name_contains:
-        stmt = stmt.where(orm.CameraGroup.name.icontains(name_contains, autoescape=True))
-    stmt = stmt.where(scope.camera_groups())
-    page = uow.camera_groups.page(stmt, paging.limit, paging.cursor)
+    filters = {"active": active, "name_contains": name_contains}
+    page = uow.camera_groups.list_page(filters, paging.limit, paging.cursor, scope)
     return Page(results=[CameraGroupOut.model_validate(g) for g in page.items], next_cursor=page.next_cursor)
 
 

@@ -10,11 +10,10 @@ from pydantic import ValidationError
 from facewatch.states import CameraStatus
 from serve_apps.api.deps import Admin, Operator, Pages, Scope, Uow
 from serve_apps.api.jobs_client import notify_camera_changed
-from serve_apps.api.routes._common import apply_patch, dialect_of, ensure_visible, meta_query
+from serve_apps.api.routes._common import apply_patch, ensure_visible, meta_query
 from serve_apps.api.routes.videos import Unprocessable
 from serve_apps.api.schemas import CameraIn, CameraOut, CameraPatch, DbId, Page, StreamSettings
 from storage import orm
-from storage.meta_filters import apply_meta
 from storage.unit_of_work import UnitOfWork
 from storage.visibility import VisibilityScope
 
@@ -52,17 +51,9 @@ def list_cameras(
     status: CameraStatus | None = None,
     name_contains: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Page[CameraOut]:
-    stmt = uow.cameras.query().where(scope.cameras())
-    if camera_group_id is not None:
-        stmt = stmt.where(orm.Camera.camera_group_id == camera_group_id)
-    if active is not None:
-        stmt = stmt.where(orm.Camera.active.is_(active))
-    if status is not None:
-        stmt = stmt.where(orm.Camera.status == status)
-    if name_contains:
-        stmt = stmt.where(orm.Camera.name.icontains(name_contains, autoescape=True))
-    stmt = apply_meta(stmt, orm.Camera, meta_query(request), dialect_of(uow))
-    page = uow.cameras.page(stmt, paging.limit, paging.cursor)
+    filters = {**meta_query(request), "camera_group_id": camera_group_id, "active": active, "status": status,
+               "name_contains": name_contains}
+    page = uow.cameras.list_page(filters, paging.limit, paging.cursor, scope)
     return Page(results=[CameraOut.model_validate(c) for c in page.items], next_cursor=page.next_cursor)
 
 

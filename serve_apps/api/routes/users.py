@@ -40,14 +40,8 @@ def list_users(
     active: bool | None = None,
     username_contains: Annotated[str | None, Query(max_length=150)] = None,
 ) -> Page[UserOut]:
-    stmt = uow.users.query()
-    if role is not None:
-        stmt = stmt.where(orm.User.role == role)
-    if active is not None:
-        stmt = stmt.where(orm.User.active.is_(active))
-    if username_contains:
-        stmt = stmt.where(orm.User.username.icontains(username_contains, autoescape=True))
-    page = uow.users.page(stmt, paging.limit, paging.cursor)
+    filters = {"role": role, "active": active, "username_contains": username_contains}
+    page = uow.users.list_page(filters, paging.limit, paging.cursor)
     return Page(results=[UserOut.model_validate(u) for u in page.items], next_cursor=page.next_cursor)
 
 

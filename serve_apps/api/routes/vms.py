@@ -51,7 +51,7 @@ def register_vms(body: VmsIn, uow: Uow, _: Admin) -> orm.VmsPlugin:
 
 @router.get("/vms", response_model=Page[VmsOut])
 def list_vms(uow: Uow, _: Admin, paging: Pages) -> Page[VmsOut]:
-    page = uow.vms.page(uow.vms.query(), paging.limit, paging.cursor)
+    page = uow.vms.list_page({}, paging.limit, paging.cursor)
     return Page(results=[VmsOut.model_validate(p) for p in page.items], next_cursor=page.next_cursor)
 
 

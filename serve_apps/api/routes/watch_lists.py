@@ -60,14 +60,8 @@ def list_watch_lists(
     camera_group_id: DbId | None = None,
     name_contains: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Page[WatchListOut]:
-    stmt = uow.watch_lists.query().where(scope.watch_lists())
-    if active is not None:
-        stmt = stmt.where(orm.WatchList.active.is_(active))
-    if camera_group_id is not None:
-        stmt = stmt.where(orm.WatchList.camera_groups.any(orm.CameraGroup.id == camera_group_id))
-    if name_contains:
-        stmt = stmt.where(orm.WatchList.name.icontains(name_contains, autoescape=True))
-    page = uow.watch_lists.page(stmt, paging.limit, paging.cursor)
+    filters = {"active": active, "camera_group_id": camera_group_id, "name_contains": name_contains}
+    page = uow.watch_lists.list_page(filters, paging.limit, paging.cursor, scope)
     return Page(results=watch_lists_out(uow, page.items, scope), next_cursor=page.next_cursor)
 
 
