@@ -153,6 +153,10 @@ class WatchListRepository(Repository[orm.WatchList]):
     def by_name(self, name: str) -> orm.WatchList | None:
         return self.session.scalar(select(orm.WatchList).where(orm.WatchList.name == name))
 
+    def existing_names(self, names: Iterable[str]) -> set[str]:
+        """Those of `names` that name a watch list."""
+        return set(self.session.scalars(select(orm.WatchList.name).where(orm.WatchList.name.in_(list(names)))))
+
     def unmatched(self) -> orm.WatchList:
         return self.get(orm.UNMATCHED_WATCH_LIST_ID)
 
@@ -213,6 +217,15 @@ class EventRepository(Repository[orm.Event]):
         matched, unmatched = by_matched.get(True, 0), by_matched.get(False, 0)
         return {"events_count": matched + unmatched, "matched_count": matched, "unmatched_count": unmatched}
 
+    def matches_of_video(self, video_id: int) -> list[tuple[orm.Event, str, str]]:
+        """The matched events of a video with their dossier's and watch list's names, in video order."""
+        stmt = (select(orm.Event, orm.Dossier.name, orm.WatchList.name)
+                .join(orm.Dossier, orm.Dossier.id == orm.Event.dossier_id)
+                .join(orm.WatchList, orm.WatchList.id == orm.Event.watch_list_id)
+                .where(orm.Event.video_id == video_id, orm.Event.matched.is_(True))
+                .order_by(orm.Event.video_offset_s, orm.Event.id))
+        return [(event, dossier, watch_list) for event, dossier, watch_list in self.session.execute(stmt)]
+
     def _dialect(self) -> str:
         return self.session.get_bind().dialect.name
 
@@ -225,6 +238,10 @@ class EventRepository(Repository[orm.Event]):
     def visible(self, event_id: str, scope: VisibilityScope) -> orm.Event | None:
         """The event, when the scope sees it (a hidden one looks absent)."""
         return self.session.scalar(select(orm.Event).where(orm.Event.id == event_id, scope.events()))
+
+    def by_ids(self, event_ids: Iterable[str]) -> dict[str, orm.Event]:
+        """Those of `event_ids` that exist, by id (every caller's: no visibility)."""
+        return self.visible_among(event_ids, VisibilityScope.unrestricted())
 
     def visible_among(self, event_ids: Iterable[str], scope: VisibilityScope) -> dict[str, orm.Event]:
         """Those of `event_ids` the scope sees (and that still exist), by id, a chunk at a time."""
@@ -316,6 +333,10 @@ class JobRepository(Repository[orm.Job]):
                 stmt = stmt.where(getattr(orm.Job, name) == filters[name])
         return self.page(stmt, limit, cursor)
 
+    def count_leased(self, now: datetime) -> int:
+        """Jobs whose lease is still live (some job manager owns them)."""
+        return self.count(select(orm.Job).where(orm.Job.lease_holder.is_not(None), orm.Job.lease_expires_at > now))
+
     def not_in_states(self, states: Iterable[str]) -> list[orm.Job]:
         """Jobs that still need supervision (finished/failed single-pass jobs do not), by id."""
         stmt = select(orm.Job).where(orm.Job.state.not_in([str(s) for s in states])).order_by(orm.Job.id)
@@ -325,6 +346,9 @@ class JobRepository(Repository[orm.Job]):
 class WebhookRepository(Repository[orm.Webhook]):
     model, label = orm.Webhook, "webhook"
     list_filters = ListFilters(flags=("active",))
+
+    def active_ids(self) -> list[int]:
+        return list(self.session.scalars(select(orm.Webhook.id).where(orm.Webhook.active.is_(True))))
 
 
 class WebhookDeliveryRepository(Repository[orm.WebhookDelivery]):

@@ -17,12 +17,12 @@ from fastapi.testclient import TestClient
 
 from actors.galleries import SYSTEM_GALLERY_COLUMNS, Galleries
 from actors.gallery import actor_name
-from cluster.backup import BackupError, backup, installation_contents, read_manifest, restore
 from facewatch.settings import Config
 from models.images import encode_png
 from serve_apps.api.app import create_app
 from serve_apps.api.services import Services
 from storage import orm
+from storage.backup import BackupError, backup, installation_contents, read_manifest, restore
 from storage.db import migrate
 from storage.dossier_vectors import DOSSIERS_GALLERY, EVENTS_GALLERY, store_dossier_face_vector
 from storage.media import LocalMediaStore
