@@ -12,6 +12,8 @@ from storage import sign_in
 from storage import vms as vms_repositories
 from storage.db import session_factory, translate_db_errors
 from storage.person_reads import PersonRepository
+from storage.runtime_settings import SettingsRepository
+from storage.vector_store import GalleryRepository, VectorRepository
 
 
 class UnitOfWork:
@@ -37,10 +39,10 @@ class UnitOfWork:
         self.webhook_deliveries = r.WebhookDeliveryRepository(s)
         self.users = r.UserRepository(s)
         self.tokens = r.TokenRepository(s)
-        self.settings = r.SettingsRepository(s)
+        self.settings = SettingsRepository(s)
         self.audit = r.AuditRepository(s)
-        self.vectors = r.VectorRepository(s)
-        self.galleries = r.GalleryRepository(s)
+        self.vectors = VectorRepository(s)
+        self.galleries = GalleryRepository(s)
         self.vms = vms_repositories.VmsRepository(s)
         self.links = vms_repositories.LinkRepository(s)
         self.sessions = sign_in.SessionRepository(s)

@@ -2,6 +2,11 @@
 
 Inputs forbid unknown fields, so a typo is a BAD_PARAM instead of being silently ignored.
 References are named `<object>_id` / `<object>_ids`.
+
+Size: ~850 lines of declarations, no logic: one model per request or response, in the order of the
+resources (persons and VMS already have their own modules). The next split is by resource
+(`schemas/events.py`, `schemas/cameras.py`, …); it waits until the API schema work of this round has
+merged, since both change most of these models.
 """
 
 from __future__ import annotations
