@@ -38,6 +38,7 @@ from storage.media import LocalMediaStore
 from storage.tokens import ensure_admin, issue_token
 from storage.unit_of_work import UnitOfWork
 from tests.conftest import ApiClient
+from tests.helpers import local_ray
 
 EMBEDDER = "dlib_resnet_v1"
 
@@ -89,45 +90,38 @@ def system(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path):
     migrate(url)
     config = load_config({"FACEWATCH_HOME": str(tmp / "home"), "FACEWATCH_DATABASE_URL": url,
                           "FACEWATCH_PUBLIC_URL": "http://testserver"})
-    for attempt in range(3):  # on a crowded machine the raylet may miss Ray's fixed 30 s start-up window
-        try:
-            ray.init(address="local", num_cpus=4, include_dashboard=False, namespace="test-tasks")
-            break
-        except Exception:
-            ray.shutdown()
-            if attempt == 2:
-                raise
-    serve.run(build_extractor_application(config, EMBEDDER), name=EXTRACTOR_APP, route_prefix=None)
-    galleries = open_galleries(config, EMBEDDER)
-    start_event_pipeline(config, EMBEDDER)
-    start_webhook_dispatcher(config)
-    start_task_supervisor(config, EMBEDDER, SupervisorTuning(poll_s=0.3, max_parallel=2, part_cpus=0.5))
-    with UnitOfWork(url) as uow:
-        tokens = {"admin": ensure_admin(uow)}
-        for role in ("operator", "viewer"):
-            tokens[role] = issue_token(uow, uow.users.add(orm.User(username=role, role=role)))[1]
-        uow.commit()
-    client = TestClient(create_app(config, Services(EMBEDDER, galleries)), raise_server_exceptions=False)
-    api = ApiClient(client, tokens)
-    receiver = Receiver()
-    group = api.post("/v1/camera-groups", json={"name": "lobby"}).json()
-    camera = api.post("/v1/cameras", json={"name": "door", "camera_group_id": group["id"],
-                                           "meta": {"floor": 3}, "external_id": "door-1"}).json()
-    vip = api.post("/v1/watch-lists", json={"name": "VIP", "camera_group_ids": [group["id"]]}).json()
-    hook = api.post("/v1/webhooks", json={"title": "all", "url": f"{receiver.url}/hook",
-                                          "event_types": ["event", "task_status", "camera_status"]}).json()
-    people = {}
-    for name, file in (("Barack Obama", "obama.jpg"), ("Joe Biden", "biden.jpg")):
-        dossier = api.post("/v1/dossiers", json={"name": name, "watch_list_ids": [vip["id"]],
-                                                 "meta": {"office": "president" if "Obama" in name else "vp"}}).json()
-        enrolled = api.post(f"/v1/dossiers/{dossier['id']}/faces", files=photo(faces_dir / file))
-        assert enrolled.status_code == 201, enrolled.text
-        people[name] = dossier["id"]
-    yield SimpleNamespace(api=api, url=url, config=config, group=group, camera=camera, vip=vip, hook=hook,
-                          people=people, receiver=receiver, faces=faces_dir, events={})
-    receiver.server.shutdown()
-    serve.shutdown()
-    ray.shutdown()
+    with local_ray(4, "test-tasks"):
+        serve.run(build_extractor_application(config, EMBEDDER), name=EXTRACTOR_APP, route_prefix=None)
+        galleries = open_galleries(config, EMBEDDER)
+        start_event_pipeline(config, EMBEDDER)
+        start_webhook_dispatcher(config)
+        start_task_supervisor(config, EMBEDDER, SupervisorTuning(poll_s=0.3, max_parallel=2, part_cpus=0.5))
+        with UnitOfWork(url) as uow:
+            tokens = {"admin": ensure_admin(uow)}
+            for role in ("operator", "viewer"):
+                tokens[role] = issue_token(uow, uow.users.add(orm.User(username=role, role=role)))[1]
+            uow.commit()
+        client = TestClient(create_app(config, Services(EMBEDDER, galleries)), raise_server_exceptions=False)
+        api = ApiClient(client, tokens)
+        receiver = Receiver()
+        group = api.post("/v1/camera-groups", json={"name": "lobby"}).json()
+        camera = api.post("/v1/cameras", json={"name": "door", "camera_group_id": group["id"],
+                                               "meta": {"floor": 3}, "external_id": "door-1"}).json()
+        vip = api.post("/v1/watch-lists", json={"name": "VIP", "camera_group_ids": [group["id"]]}).json()
+        hook = api.post("/v1/webhooks", json={"title": "all", "url": f"{receiver.url}/hook",
+                                              "event_types": ["event", "task_status", "camera_status"]}).json()
+        people = {}
+        for name, file in (("Barack Obama", "obama.jpg"), ("Joe Biden", "biden.jpg")):
+            office = "president" if "Obama" in name else "vp"
+            dossier = api.post("/v1/dossiers", json={"name": name, "watch_list_ids": [vip["id"]],
+                                                     "meta": {"office": office}}).json()
+            enrolled = api.post(f"/v1/dossiers/{dossier['id']}/faces", files=photo(faces_dir / file))
+            assert enrolled.status_code == 201, enrolled.text
+            people[name] = dossier["id"]
+        yield SimpleNamespace(api=api, url=url, config=config, group=group, camera=camera, vip=vip, hook=hook,
+                              people=people, receiver=receiver, faces=faces_dir, events={})
+        receiver.server.shutdown()
+        serve.shutdown()
 
 
 def photo(path: Path, field: str = "photo") -> dict:

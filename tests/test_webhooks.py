@@ -21,6 +21,7 @@ from actors.webhook_dispatcher import SIGNATURE_HEADER, WebhookDispatcherCore
 from storage import orm
 from storage.outbox import enqueue_event, retry_delay_s, webhook_matches
 from storage.unit_of_work import UnitOfWork
+from tests.helpers import local_ray
 
 pytestmark = pytest.mark.pg_capable
 
@@ -235,32 +236,31 @@ def test_a_dispatcher_that_ray_restarts_resumes_delivery_by_itself(sqlite_url: s
     from actors.webhook_dispatcher import WebhookDispatcher
 
     receiver = Receiver(fail_first=0, hang_on=None)
-    ray.init(address="local", num_cpus=1, include_dashboard=False, namespace="test-dispatcher", log_to_driver=False)
-    try:
-        first = _make_events(sqlite_url, {}, receiver.url, count=1, batch_size=1)
-        dispatcher = WebhookDispatcher.remote(sqlite_url, "http://facewatch.example", 0.05, 1.0)
-        assert ray.get(dispatcher.start.remote())
+    with local_ray(1, "test-dispatcher"):
+        try:
+            first = _make_events(sqlite_url, {}, receiver.url, count=1, batch_size=1)
+            dispatcher = WebhookDispatcher.remote(sqlite_url, "http://facewatch.example", 0.05, 1.0)
+            assert ray.get(dispatcher.start.remote())
 
-        def until(done: Callable[[], bool], what: str) -> None:
-            deadline = time.monotonic() + 60
-            while not done():
-                assert time.monotonic() < deadline, f"timed out waiting for {what}"
-                time.sleep(0.1)
+            def until(done: Callable[[], bool], what: str) -> None:
+                deadline = time.monotonic() + 60
+                while not done():
+                    assert time.monotonic() < deadline, f"timed out waiting for {what}"
+                    time.sleep(0.1)
 
-        def counted() -> int:  # what this dispatcher instance has delivered (it counts once it recorded it)
-            return ray.get(dispatcher.stats.remote())["delivered"]
+            def counted() -> int:  # what this dispatcher instance has delivered (it counts once it recorded it)
+                return ray.get(dispatcher.stats.remote())["delivered"]
 
-        until(lambda: counted() == 1 and len(receiver.accepted) == 1, "the first delivery")
-        ray.kill(dispatcher, no_restart=False)  # Ray builds it again from its constructor; nobody calls start()
-        until(lambda: counted() == 0, "the restarted dispatcher")  # the kill is asynchronous
-        with UnitOfWork(sqlite_url) as uow:
-            event = _event(id="after-restart", timestamp=datetime.now(UTC))
-            uow.session.add(event)
-            enqueue_event(uow, event)
-            uow.commit()
-        until(lambda: counted() == 1 and len(receiver.accepted) == 2, "the delivery after the restart")
-        assert [e["id"] for e in receiver.accepted] == [*first, "after-restart"]
-        ray.get(dispatcher.stop.remote())
-    finally:
-        receiver.close()
-        ray.shutdown()
+            until(lambda: counted() == 1 and len(receiver.accepted) == 1, "the first delivery")
+            ray.kill(dispatcher, no_restart=False)  # Ray builds it again from its constructor; nobody calls start()
+            until(lambda: counted() == 0, "the restarted dispatcher")  # the kill is asynchronous
+            with UnitOfWork(sqlite_url) as uow:
+                event = _event(id="after-restart", timestamp=datetime.now(UTC))
+                uow.session.add(event)
+                enqueue_event(uow, event)
+                uow.commit()
+            until(lambda: counted() == 1 and len(receiver.accepted) == 2, "the delivery after the restart")
+            assert [e["id"] for e in receiver.accepted] == [*first, "after-restart"]
+            ray.get(dispatcher.stop.remote())
+        finally:
+            receiver.close()
