@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import ray
 
-from actors.background_loop import BackgroundLoop
+from actors.background_loop import LoopActor
 from facewatch import metrics
 from storage.event_views import event_to_dict
 from storage.notices import notice_payloads
@@ -149,20 +149,10 @@ class WebhookDispatcherCore:
 
 
 @ray.remote(max_restarts=-1, max_task_retries=-1, num_cpus=0, max_concurrency=4)
-class WebhookDispatcher:
+class WebhookDispatcher(LoopActor):
     """The Ray actor around `WebhookDispatcherCore`. Delivery starts in the constructor, so a dispatcher
     that Ray restarts (its process or node died) resumes by itself."""
 
     def __init__(self, database_url: str, public_url: str, poll_s: float = 0.5, timeout_s: float = 10.0) -> None:
-        self.core = WebhookDispatcherCore(database_url, public_url, poll_s, timeout_s)
-        self.loop = BackgroundLoop(self.core.run, name="webhook-dispatcher")
-
-    def start(self) -> bool:
-        self.loop.ensure_running()
-        return True
-
-    def stats(self) -> dict[str, Any]:
-        return self.loop.call(self.core.stats)
-
-    def stop(self) -> None:
-        self.loop.call(self.core.stop)
+        core = WebhookDispatcherCore(database_url, public_url, poll_s, timeout_s)
+        self.run_core(core, core.run, "webhook-dispatcher")

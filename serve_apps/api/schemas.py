@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from facewatch.fields import Timestamp
+from facewatch.fields import EventFilterFields, Timestamp
 from facewatch.states import CameraStatus, DesiredState, JobKind, JobState, VideoStatus
 from facewatch.stream_settings import StreamSettings as SharedStreamSettings
 
@@ -565,23 +565,9 @@ class EventOut(BaseModel):
     person_status: Literal["new", "known", "regular"] | None = None
 
 
-class EventFilters(BaseModel):
+class EventFilters(EventFilterFields):
     """Event filters (query parameters of `GET /v1/events`, the live feed and search)."""
 
-    camera_id: int | None = None
-    camera_group_id: int | None = None
-    watch_list_id: int | None = None
-    dossier_id: int | None = None
-    episode_id: int | None = None
-    video_id: int | None = None
-    matched: bool | None = None
-    acknowledged: bool | None = None
-    timestamp_gte: Timestamp | None = None
-    timestamp_lte: Timestamp | None = None
-    age_gte: float | None = Field(None, ge=0, le=150)
-    age_lte: float | None = Field(None, ge=0, le=150)
-    gender: Literal["male", "female"] | None = None
-    confidence_gte: float | None = Field(None, ge=0, le=1)
     person_id: int | None = None
     person_status: Literal["new", "known", "regular"] | None = None
 
