@@ -4,47 +4,42 @@ needs, each read in one query for a whole page. Visibility comes from the caller
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Select, exists, func, select
+from sqlalchemy import ColumnElement, Select, exists, func, select
 
 from storage import orm
-from storage.pagination import Page, SortKey
+from storage.list_filters import ListFilters
+from storage.pagination import SortKey
 from storage.repositories import Repository
 from storage.visibility import VisibilityScope
 
-_BOUNDS = (("first_seen_gte", orm.Person.first_seen_at, True), ("first_seen_lte", orm.Person.first_seen_at, False),
-           ("last_seen_gte", orm.Person.last_seen_at, True), ("last_seen_lte", orm.Person.last_seen_at, False))
 _SEEN_AT = (("camera_group_id", orm.Event.camera_group_id), ("camera_id", orm.Event.camera_id))
 
 
-def _filtered(stmt: Select[Any], f: Mapping[str, Any]) -> Select[Any]:
-    """`stmt` narrowed by the filters of `GET /v1/persons` (absent or None = any)."""
-    for name, column, lower in _BOUNDS:
-        if f.get(name) is not None:
-            stmt = stmt.where(column >= f[name] if lower else column <= f[name])
-    for name, column in _SEEN_AT:
-        if f.get(name) is not None:
-            stmt = stmt.where(exists().where(orm.Event.person_id == orm.Person.id, column == f[name]))
-    if f.get("min_events") is not None:
-        stmt = stmt.where(orm.Person.event_count >= f["min_events"])
-    if f.get("min_days") is not None:
-        stmt = stmt.where(orm.Person.days_seen >= f["min_days"])
-    if f.get("anonymous") is not None:
-        stmt = stmt.where(orm.Person.dossier_id.is_(None) if f["anonymous"] else orm.Person.dossier_id.is_not(None))
-    return stmt
-
-
 class PersonRepository(Repository[orm.Person]):
-    model, label = orm.Person, "person"
-    newest_first = [SortKey(orm.Person.last_seen_at, descending=True), SortKey(orm.Person.id, descending=True)]
+    """The list (`GET /v1/persons`) is most recently seen first, filtered by `list_filters` and `narrow`."""
 
-    def visible_page(self, scope: VisibilityScope, filters: Mapping[str, Any], limit: int,
-                     cursor: str | None) -> Page[orm.Person]:
-        """One page, most recently seen first, of the persons the scope sees that match the filters."""
-        stmt = _filtered(select(orm.Person).where(scope.persons()), filters)
-        return self.page(stmt, limit, cursor, keys=self.newest_first)
+    model, label = orm.Person, "person"
+    list_order = [SortKey(orm.Person.last_seen_at, descending=True), SortKey(orm.Person.id, descending=True)]
+    list_filters = ListFilters(
+        at_least={"first_seen_gte": "first_seen_at", "last_seen_gte": "last_seen_at", "min_events": "event_count",
+                  "min_days": "days_seen"},
+        at_most={"first_seen_lte": "first_seen_at", "last_seen_lte": "last_seen_at"})
+
+    def visible_clause(self, scope: VisibilityScope) -> ColumnElement[bool]:
+        return scope.persons()
+
+    def narrow(self, stmt: Select[Any], filters: dict[str, Any], scope: VisibilityScope | None) -> Select[Any]:
+        """Seen in a camera group or by a camera; anonymous (no dossier) or a dossier's."""
+        for name, column in _SEEN_AT:
+            if filters.get(name) is not None:
+                stmt = stmt.where(exists().where(orm.Event.person_id == orm.Person.id, column == filters[name]))
+        if filters.get("anonymous") is not None:
+            anonymous = orm.Person.dossier_id.is_(None)
+            stmt = stmt.where(anonymous if filters["anonymous"] else ~anonymous)
+        return stmt
 
     def visible(self, person_id: int, scope: VisibilityScope) -> orm.Person | None:
         return self.session.scalar(select(orm.Person).where(orm.Person.id == person_id, scope.persons()))

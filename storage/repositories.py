@@ -89,7 +89,7 @@ class Repository(Generic[T]):
         """The rows `scope` sees (storage/visibility.py decides); rows without visibility rules: all."""
         return true()
 
-    def narrow(self, stmt: Select[Any], filters: dict[str, Any]) -> Select[Any]:
+    def narrow(self, stmt: Select[Any], filters: dict[str, Any], scope: VisibilityScope | None) -> Select[Any]:
         """Filters beyond `list_filters` (a subclass's hook)."""
         return stmt
 
@@ -100,7 +100,7 @@ class Repository(Generic[T]):
         stmt = select(self.model)
         if scope is not None:
             stmt = stmt.where(self.visible_clause(scope))
-        stmt = self.narrow(self.list_filters.apply(stmt, self.model, filters), filters)
+        stmt = self.narrow(self.list_filters.apply(stmt, self.model, filters), filters, scope)
         return self.page(stmt, limit, cursor, keys=self.list_order)
 
     def page(self, stmt: Select[Any], limit: int, cursor: str | None, keys: list[SortKey] | None = None) -> Page[T]:
@@ -134,7 +134,7 @@ class CameraRepository(Repository[orm.Camera]):
     def visible_clause(self, scope: VisibilityScope) -> ColumnElement[bool]:
         return scope.cameras()
 
-    def narrow(self, stmt: Select[Any], filters: dict[str, Any]) -> Select[Any]:
+    def narrow(self, stmt: Select[Any], filters: dict[str, Any], scope: VisibilityScope | None) -> Select[Any]:
         return apply_meta(stmt, orm.Camera, filters, self.session.get_bind().dialect.name)
 
 
@@ -145,7 +145,7 @@ class WatchListRepository(Repository[orm.WatchList]):
     def visible_clause(self, scope: VisibilityScope) -> ColumnElement[bool]:
         return scope.watch_lists()
 
-    def narrow(self, stmt: Select[Any], filters: dict[str, Any]) -> Select[Any]:
+    def narrow(self, stmt: Select[Any], filters: dict[str, Any], scope: VisibilityScope | None) -> Select[Any]:
         if filters.get("camera_group_id") is not None:
             stmt = stmt.where(orm.WatchList.camera_groups.any(orm.CameraGroup.id == filters["camera_group_id"]))
         return stmt
@@ -171,22 +171,18 @@ class DossierRepository(Repository[orm.Dossier]):
         """Dossiers on the watch list."""
         return self.count(select(orm.Dossier).where(orm.Dossier.watch_lists.any(orm.WatchList.id == watch_list_id)))
 
-    def visible_page(self, scope: VisibilityScope, filters: dict[str, Any], limit: int,
-                     cursor: str | None) -> Page[orm.Dossier]:
-        """One page, by id, of the dossiers the scope sees: on a (visible) watch list, active, name
-        containing, external id, and the `meta.*` filters."""
-        stmt = select(orm.Dossier).where(scope.dossiers())
-        if filters.get("watch_list_id") is not None:  # a hidden list has no members the caller may learn of
-            stmt = stmt.where(orm.Dossier.watch_lists.any(
-                and_(orm.WatchList.id == filters["watch_list_id"], scope.watch_lists())))
-        if filters.get("active") is not None:
-            stmt = stmt.where(orm.Dossier.active.is_(filters["active"]))
-        if filters.get("name_contains"):
-            stmt = stmt.where(orm.Dossier.name.icontains(filters["name_contains"], autoescape=True))
-        if filters.get("external_id") is not None:
-            stmt = stmt.where(orm.Dossier.external_id == filters["external_id"])
-        stmt = apply_meta(stmt, orm.Dossier, filters, self.session.get_bind().dialect.name)
-        return self.page(stmt, limit, cursor)
+    list_filters = ListFilters(flags=("active",), contains={"name_contains": "name"})
+
+    def visible_clause(self, scope: VisibilityScope) -> ColumnElement[bool]:
+        return scope.dossiers()
+
+    def narrow(self, stmt: Select[Any], filters: dict[str, Any], scope: VisibilityScope | None) -> Select[Any]:
+        """On a watch list (only a visible one: a hidden list has no members the caller may learn of), and
+        the `meta.*` / `external_id` filters."""
+        if filters.get("watch_list_id") is not None:
+            visible = scope.watch_lists() if scope is not None else true()
+            stmt = stmt.where(orm.Dossier.watch_lists.any(and_(orm.WatchList.id == filters["watch_list_id"], visible)))
+        return apply_meta(stmt, orm.Dossier, filters, self.session.get_bind().dialect.name)
 
 
 class DossierFaceRepository(Repository[orm.DossierFace]):
@@ -207,6 +203,14 @@ class DossierFaceRepository(Repository[orm.DossierFace]):
 class EventRepository(Repository[orm.Event]):
     model, label = orm.Event, "event"
     newest_first = [SortKey(orm.Event.timestamp, descending=True), SortKey(orm.Event.id, descending=True)]
+    list_order = newest_first
+
+    def visible_clause(self, scope: VisibilityScope) -> ColumnElement[bool]:
+        return scope.events()
+
+    def narrow(self, stmt: Select[Any], filters: dict[str, Any], scope: VisibilityScope | None) -> Select[Any]:
+        """The list filters of `GET /v1/events` (storage/event_queries.py), meta and external_id included."""
+        return filter_events(stmt, filters, self._dialect())
 
     def matched_counts(self, *, video_id: int | None = None, job_id: int | None = None) -> dict[str, int]:
         """Events of one video (or, without a video, of one job): total, matched and unmatched."""
@@ -228,12 +232,6 @@ class EventRepository(Repository[orm.Event]):
 
     def _dialect(self) -> str:
         return self.session.get_bind().dialect.name
-
-    def visible_page(self, scope: VisibilityScope, filters: dict[str, Any], limit: int,
-                     cursor: str | None) -> Page[orm.Event]:
-        """One page, newest first, of the events the scope sees that match the list filters."""
-        stmt = filter_events(select(orm.Event).where(scope.events()), filters, self._dialect())
-        return self.page(stmt, limit, cursor, keys=self.newest_first)
 
     def visible(self, event_id: str, scope: VisibilityScope) -> orm.Event | None:
         """The event, when the scope sees it (a hidden one looks absent)."""
@@ -268,18 +266,12 @@ class EventRepository(Repository[orm.Event]):
 class EpisodeRepository(Repository[orm.Episode]):
     model, label = orm.Episode, "episode"
     newest_first = [SortKey(orm.Episode.last_at, descending=True), SortKey(orm.Episode.id, descending=True)]
+    list_order = newest_first
+    list_filters = ListFilters(equal=("camera_group_id", "camera_id", "dossier_id", "watch_list_id"),
+                               flags=("matched", "open", "acknowledged"))
 
-    def visible_page(self, scope: VisibilityScope, filters: dict[str, Any], limit: int,
-                     cursor: str | None) -> Page[orm.Episode]:
-        """One page, newest first, of the episodes the scope sees: ids equal, flags as given (None = any)."""
-        stmt = select(orm.Episode).where(scope.episodes())
-        for name in ("camera_group_id", "camera_id", "dossier_id", "watch_list_id"):
-            if filters.get(name) is not None:
-                stmt = stmt.where(getattr(orm.Episode, name) == filters[name])
-        for name in ("matched", "open", "acknowledged"):
-            if filters.get(name) is not None:
-                stmt = stmt.where(getattr(orm.Episode, name).is_(filters[name]))
-        return self.page(stmt, limit, cursor, keys=self.newest_first)
+    def visible_clause(self, scope: VisibilityScope) -> ColumnElement[bool]:
+        return scope.episodes()
 
     def visible(self, episode_id: int, scope: VisibilityScope) -> orm.Episode | None:
         return self.session.scalar(select(orm.Episode).where(orm.Episode.id == episode_id, scope.episodes()))
@@ -294,16 +286,10 @@ class EpisodeRepository(Repository[orm.Episode]):
 
 class VideoRepository(Repository[orm.Video]):
     model, label = orm.Video, "video"
+    list_filters = ListFilters(equal=("status", "camera_group_id"))
 
-    def visible_page(self, scope: VisibilityScope, status: str | None, camera_group_id: int | None, limit: int,
-                     cursor: str | None) -> Page[orm.Video]:
-        """One page, by id, of the videos the scope sees with the given status and camera group."""
-        stmt = select(orm.Video).where(scope.videos())
-        if status is not None:
-            stmt = stmt.where(orm.Video.status == status)
-        if camera_group_id is not None:
-            stmt = stmt.where(orm.Video.camera_group_id == camera_group_id)
-        return self.page(stmt, limit, cursor)
+    def visible_clause(self, scope: VisibilityScope) -> ColumnElement[bool]:
+        return scope.videos()
 
     def media_in_use(self, key: str) -> bool:
         """Some video still refers to the (content-addressed) media file `key`."""
@@ -317,21 +303,16 @@ class VideoRepository(Repository[orm.Video]):
 
 class JobRepository(Repository[orm.Job]):
     model, label = orm.Job, "job"
+    list_filters = ListFilters(equal=("kind", "state", "camera_id", "video_id"))
+
+    def visible_clause(self, scope: VisibilityScope) -> ColumnElement[bool]:
+        return scope.jobs()
 
     def for_camera(self, camera_id: int) -> orm.Job | None:
         return self.session.scalar(select(orm.Job).where(orm.Job.camera_id == camera_id))
 
     def for_video(self, video_id: int) -> orm.Job | None:
         return self.session.scalar(select(orm.Job).where(orm.Job.video_id == video_id))
-
-    def visible_page(self, scope: VisibilityScope, filters: dict[str, Any], limit: int,
-                     cursor: str | None) -> Page[orm.Job]:
-        """One page, by id, of the jobs the scope sees with the given kind, state, camera_id, video_id."""
-        stmt = select(orm.Job).where(scope.jobs())
-        for name in ("kind", "state", "camera_id", "video_id"):
-            if filters.get(name) is not None:
-                stmt = stmt.where(getattr(orm.Job, name) == filters[name])
-        return self.page(stmt, limit, cursor)
 
     def count_leased(self, now: datetime) -> int:
         """Jobs whose lease is still live (some job manager owns them)."""

@@ -7,9 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
 
-from facewatch.states import CameraStatus
 from serve_apps.api.deps import Admin, Operator, Pages, Scope, Uow
 from serve_apps.api.jobs_client import notify_camera_changed
+from serve_apps.api.list_queries import CameraQuery
 from serve_apps.api.routes._common import apply_patch, ensure_visible, meta_query
 from serve_apps.api.routes.videos import Unprocessable
 from serve_apps.api.schemas import CameraIn, CameraOut, CameraPatch, DbId, Page, StreamSettings
@@ -40,19 +40,9 @@ def create_camera(body: CameraIn, uow: Uow, _: Admin) -> orm.Camera:
 
 
 @router.get("", response_model=Page[CameraOut])
-def list_cameras(
-    request: Request,
-    uow: Uow,
-    _: Operator,
-    scope: Scope,
-    paging: Pages,
-    camera_group_id: DbId | None = None,
-    active: bool | None = None,
-    status: CameraStatus | None = None,
-    name_contains: Annotated[str | None, Query(max_length=200)] = None,
-) -> Page[CameraOut]:
-    filters = {**meta_query(request), "camera_group_id": camera_group_id, "active": active, "status": status,
-               "name_contains": name_contains}
+def list_cameras(request: Request, uow: Uow, _: Operator, scope: Scope, paging: Pages,
+                 query: Annotated[CameraQuery, Query()]) -> Page[CameraOut]:
+    filters = {**meta_query(request), **query.model_dump(exclude_none=True)}
     page = uow.cameras.list_page(filters, paging.limit, paging.cursor, scope)
     return Page(results=[CameraOut.model_validate(c) for c in page.items], next_cursor=page.next_cursor)
 

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from facewatch.errors import BadParam
 from serve_apps.api.deps import Admin, Media, Operator, Pages, Scope, Uow, Viewer
 from serve_apps.api.gallery_sync import sync_dossier_gallery, sync_events_gallery
+from serve_apps.api.list_queries import DossierQuery
 from serve_apps.api.routes._common import apply_patch, ensure_visible, meta_query
 from serve_apps.api.routes.events import visible_event
 from serve_apps.api.schemas import DbId, DossierIn, DossierOut, DossierPatch, ErasureOut, Page
@@ -58,20 +59,10 @@ def create_dossier(body: DossierIn, uow: Uow, _: Operator, scope: Scope, request
 
 
 @router.get("", response_model=Page[DossierOut])
-def list_dossiers(
-    request: Request,
-    uow: Uow,
-    _: Viewer,
-    scope: Scope,
-    paging: Pages,
-    watch_list_id: DbId | None = None,
-    active: bool | None = None,
-    name_contains: Annotated[str | None, Query(max_length=300)] = None,
-    external_id: Annotated[str | None, Query(max_length=200)] = None,
-) -> Page[DossierOut]:
-    filters = {**meta_query(request), "watch_list_id": watch_list_id, "active": active,
-               "name_contains": name_contains, "external_id": external_id}
-    page = uow.dossiers.visible_page(scope, filters, paging.limit, paging.cursor)
+def list_dossiers(request: Request, uow: Uow, _: Viewer, scope: Scope, paging: Pages,
+                  query: Annotated[DossierQuery, Query()]) -> Page[DossierOut]:
+    filters = {**meta_query(request), **query.model_dump(exclude_none=True)}
+    page = uow.dossiers.list_page(filters, paging.limit, paging.cursor, scope)
     return Page(results=[dossier_out(d, scope) for d in page.items], next_cursor=page.next_cursor)
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from facewatch.errors import NotFound
 from serve_apps.api.deps import Operator, Pages, Scope, Uow, Viewer
+from serve_apps.api.list_queries import EpisodeQuery
 from serve_apps.api.schemas import EpisodeOut, Page
 from storage import orm
 from storage.acknowledgement import acknowledge_finished_episodes
@@ -18,22 +20,10 @@ router = APIRouter(prefix="/episodes", tags=["episodes"])
 
 
 @router.get("", response_model=Page[EpisodeOut])
-def list_episodes(
-    uow: Uow,
-    _: Viewer,
-    scope: Scope,
-    paging: Pages,
-    camera_group_id: int | None = None,
-    camera_id: int | None = None,
-    dossier_id: int | None = None,
-    watch_list_id: int | None = None,
-    matched: bool | None = None,
-    open: bool | None = None,  # noqa: A002 - the API's filter name
-    acknowledged: bool | None = None,
-) -> Page[EpisodeOut]:
-    filters = {"camera_group_id": camera_group_id, "camera_id": camera_id, "dossier_id": dossier_id,
-               "watch_list_id": watch_list_id, "matched": matched, "open": open, "acknowledged": acknowledged}
-    page = uow.episodes.visible_page(scope, filters, paging.limit, paging.cursor)
+def list_episodes(uow: Uow, _: Viewer, scope: Scope, paging: Pages,
+                  query: Annotated[EpisodeQuery, Query()]) -> Page[EpisodeOut]:
+    filters = query.model_dump(exclude_none=True)
+    page = uow.episodes.list_page(filters, paging.limit, paging.cursor, scope)
     return Page(results=[EpisodeOut.model_validate(e) for e in page.items], next_cursor=page.next_cursor)
 
 

@@ -41,7 +41,7 @@ def list_jobs(
     camera_id: DbId | None = None, video_id: DbId | None = None,
 ) -> dict[str, Any]:
     filters = {"kind": kind, "state": state, "camera_id": camera_id, "video_id": video_id}
-    page = uow.jobs.visible_page(scope, filters, paging.limit, paging.cursor)
+    page = uow.jobs.list_page(filters, paging.limit, paging.cursor, scope)
     return {"results": [job_dict(j) for j in page.items], "next_cursor": page.next_cursor}
 
 

@@ -89,7 +89,7 @@ async def _sync(request: Request, *names: str) -> None:
 @router.get("", response_model=Page[PersonOut])
 def list_persons(request: Request, uow: Uow, _: Viewer, scope: Scope, paging: Pages,
                  filters: Annotated[PersonFilters, Query()]) -> dict[str, Any]:
-    page = uow.persons.visible_page(scope, filters.model_dump(exclude_none=True), paging.limit, paging.cursor)
+    page = uow.persons.list_page(filters.model_dump(exclude_none=True), paging.limit, paging.cursor, scope)
     return {"results": persons_out(uow, scope, page.items, base_url(request)), "next_cursor": page.next_cursor}
 
 
@@ -126,7 +126,7 @@ def person_events(person_id: int, request: Request, uow: Uow, _: Viewer, scope: 
     """The person's history across cameras, newest first."""
     _visible_person(uow, person_id, scope)
     wanted = {**filters.model_dump(exclude_none=True), "person_id": person_id}
-    page = uow.events.visible_page(scope, wanted, paging.limit, paging.cursor)
+    page = uow.events.list_page(wanted, paging.limit, paging.cursor, scope)
     url = base_url(request)
     return {"results": [event_to_dict(e, url) for e in page.items], "next_cursor": page.next_cursor}
 

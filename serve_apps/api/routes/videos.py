@@ -192,7 +192,8 @@ async def create_video(request: Request, caller: Operator) -> dict[str, Any]:
 @router.get("", response_model=Page[VideoOut])
 def list_videos(request: Request, uow: Uow, _: Operator, scope: Scope, paging: Pages,
                 status: VideoStatus | None = None, camera_group_id: DbId | None = None) -> dict[str, Any]:
-    page = uow.videos.visible_page(scope, status, camera_group_id, paging.limit, paging.cursor)
+    page = uow.videos.list_page({"status": status, "camera_group_id": camera_group_id}, paging.limit, paging.cursor,
+                                scope)
     base = _base_url(request)
     return {"results": [video_out(uow, v, base) for v in page.items], "next_cursor": page.next_cursor}
 
