@@ -24,15 +24,20 @@ Timestamp = Annotated[datetime, BeforeValidator(iso_datetime)]
 """A datetime in an input (body or query): an ISO 8601 string, as documented; not an epoch number."""
 
 
-class EventFilterFields(BaseModel):
-    """The event list filters, defined once: `GET /v1/events`, the live feed and search
-    (`serve_apps.api.schemas.EventFilters`) and the tasks' event selections
-    (`facewatch.task_params.EventSelection`) add their own fields to these."""
+class SightingRefs(BaseModel):
+    """Where and whom a sighting was of: the filters events and episodes share."""
 
     camera_id: int | None = None
     camera_group_id: int | None = None
     watch_list_id: int | None = None
     dossier_id: int | None = None
+
+
+class EventFilterFields(SightingRefs):
+    """The event list filters, defined once: `GET /v1/events`, the live feed and search
+    (`serve_apps.api.schemas.EventFilters`) and the tasks' event selections
+    (`facewatch.task_params.EventSelection`) add their own fields to these."""
+
     episode_id: int | None = None
     video_id: int | None = None
     matched: bool | None = None

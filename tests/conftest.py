@@ -126,22 +126,29 @@ class ApiClient:
         return self.request("DELETE", path, role, **kw)
 
 
-def build_api(tmp_path: Path, db_url: str) -> ApiClient:
-    from fastapi.testclient import TestClient
-
-    from serve_apps.api.app import create_app
+def role_tokens(db_url: str, suffix: str = "1") -> dict[str, str]:
+    """An API token per role on a fresh installation: the first admin's, and those of users named
+    `operator<suffix>` and `viewer<suffix>`."""
     from storage import orm
     from storage.tokens import ensure_admin, issue_token
     from storage.unit_of_work import UnitOfWork
 
-    config = make_config(tmp_path, db_url)
     with UnitOfWork(db_url) as uow:
         tokens = {"admin": ensure_admin(uow)}
         for role in ("operator", "viewer"):
-            user = uow.users.add(orm.User(username=f"{role}1", role=role))
+            user = uow.users.add(orm.User(username=f"{role}{suffix}", role=role))
             tokens[role] = issue_token(uow, user)[1]
         uow.commit()
-    return ApiClient(TestClient(create_app(config), raise_server_exceptions=False), tokens)
+    return tokens  # type: ignore[return-value]
+
+
+def build_api(tmp_path: Path, db_url: str) -> ApiClient:
+    from fastapi.testclient import TestClient
+
+    from serve_apps.api.app import create_app
+
+    config = make_config(tmp_path, db_url)
+    return ApiClient(TestClient(create_app(config), raise_server_exceptions=False), role_tokens(db_url))
 
 
 @pytest.fixture

@@ -35,9 +35,8 @@ from storage import orm
 from storage.db import migrate
 from storage.dossier_vectors import EVENTS_GALLERY
 from storage.media import LocalMediaStore
-from storage.tokens import ensure_admin, issue_token
 from storage.unit_of_work import UnitOfWork
-from tests.conftest import ApiClient
+from tests.conftest import ApiClient, role_tokens
 from tests.helpers import local_ray
 
 EMBEDDER = "dlib_resnet_v1"
@@ -96,11 +95,7 @@ def system(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path):
         start_event_pipeline(config, EMBEDDER)
         start_webhook_dispatcher(config)
         start_task_supervisor(config, EMBEDDER, SupervisorTuning(poll_s=0.3, max_parallel=2, part_cpus=0.5))
-        with UnitOfWork(url) as uow:
-            tokens = {"admin": ensure_admin(uow)}
-            for role in ("operator", "viewer"):
-                tokens[role] = issue_token(uow, uow.users.add(orm.User(username=role, role=role)))[1]
-            uow.commit()
+        tokens = role_tokens(url, suffix="")
         client = TestClient(create_app(config, Services(EMBEDDER, galleries)), raise_server_exceptions=False)
         api = ApiClient(client, tokens)
         receiver = Receiver()

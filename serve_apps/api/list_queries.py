@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from facewatch.fields import SightingRefs
 from facewatch.states import CameraStatus
 from serve_apps.api.schemas import DbId, Role
 
@@ -36,11 +37,7 @@ class DossierQuery(BaseModel):
     external_id: str | None = Field(None, max_length=200)
 
 
-class EpisodeQuery(BaseModel):
-    camera_group_id: int | None = None
-    camera_id: int | None = None
-    dossier_id: int | None = None
-    watch_list_id: int | None = None
+class EpisodeQuery(SightingRefs):
     matched: bool | None = None
     open: bool | None = None
     acknowledged: bool | None = None

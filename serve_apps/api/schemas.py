@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from facewatch.fields import EventFilterFields, Timestamp
+from facewatch.fields import EventFilterFields, SightingRefs, Timestamp
 from facewatch.states import CameraStatus, DesiredState, JobKind, JobState, VideoStatus
 from facewatch.stream_settings import StreamSettings as SharedStreamSettings
 
@@ -572,13 +572,9 @@ class EventFilters(EventFilterFields):
     person_status: Literal["new", "known", "regular"] | None = None
 
 
-class EventAckFilter(Input):
+class EventAckFilter(Input, SightingRefs):
     """Acknowledge every event matching these filters (at least one filter is required)."""
 
-    camera_id: int | None = None
-    camera_group_id: int | None = None
-    watch_list_id: int | None = None
-    dossier_id: int | None = None
     episode_id: int | None = None
     matched: bool | None = None
     timestamp_gte: Timestamp | None = None
