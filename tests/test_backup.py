@@ -4,7 +4,6 @@ the original, across SQLite and PostgreSQL in both directions; non-empty targets
 from __future__ import annotations
 
 import json
-import os
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +28,7 @@ from storage.media import LocalMediaStore
 from storage.outbox import enqueue_event
 from storage.tokens import ensure_admin
 from storage.unit_of_work import UnitOfWork
-from tests.conftest import PG_URL_ENV, _create_pg_database, _drop_pg_database, make_config
+from tests.conftest import fresh_database, make_config
 
 pytestmark = [pytest.mark.pg_capable, pytest.mark.usefixtures("ray_module")]
 RAY_OPTIONS = {"num_cpus": 2, "namespace": "test-backup"}
@@ -181,18 +180,8 @@ def stop_galleries(galleries: Galleries) -> None:
 
 @pytest.fixture
 def target_url(request: pytest.FixtureRequest, tmp_path: Path):
-    """Where the restore goes: a fresh SQLite file, or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'restored' / 'facewatch.db'}"
-        return
-    base = os.environ.get(PG_URL_ENV)
-    if not base:
-        pytest.skip(f"PostgreSQL tests need {PG_URL_ENV}")
-    url, name = _create_pg_database(base)
-    try:
-        yield url
-    finally:
-        _drop_pg_database(base, name)
+    """Where the restore goes: a fresh SQLite file, or a fresh PostgreSQL database (not migrated)."""
+    yield from fresh_database(request.param, tmp_path / "restored" / "facewatch.db", migrated=False)
 
 
 @pytest.mark.parametrize("target_url", ["sqlite", "postgresql"], indirect=True)

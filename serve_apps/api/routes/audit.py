@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from serve_apps.api.deps import Admin, Pages, Uow
+from serve_apps.api.routes._common import page_out
 from serve_apps.api.schemas import Page, Timestamp
 
 router = APIRouter(prefix="/audit", tags=["audit"])
@@ -44,4 +45,4 @@ class AuditFilters(BaseModel):
 @router.get("", response_model=Page[AuditOut])
 def list_audit(uow: Uow, _: Admin, paging: Pages, filters: Annotated[AuditFilters, Query()]) -> Page[AuditOut]:
     page = uow.audit.list_page(filters.model_dump(exclude_none=True), paging.limit, paging.cursor)
-    return Page(results=[AuditOut.model_validate(r) for r in page.items], next_cursor=page.next_cursor)
+    return page_out(page, AuditOut)

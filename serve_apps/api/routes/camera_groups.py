@@ -10,7 +10,7 @@ from facewatch.errors import Conflict
 from serve_apps.api.deps import Admin, Operator, Pages, Scope, Uow
 from serve_apps.api.jobs_client import notify_cameras_changed
 from serve_apps.api.list_queries import CameraGroupQuery
-from serve_apps.api.routes._common import apply_patch, ensure_visible
+from serve_apps.api.routes._common import apply_patch, ensure_visible, page_out
 from serve_apps.api.schemas import CameraGroupIn, CameraGroupOut, CameraGroupPatch, DbId, Page
 from storage import orm
 
@@ -29,7 +29,7 @@ def list_camera_groups(uow: Uow, _: Operator, scope: Scope, paging: Pages,
                        query: Annotated[CameraGroupQuery, Query()]) -> Page[CameraGroupOut]:
     filters = query.model_dump(exclude_none=True)
     page = uow.camera_groups.list_page(filters, paging.limit, paging.cursor, scope)
-    return Page(results=[CameraGroupOut.model_validate(g) for g in page.items], next_cursor=page.next_cursor)
+    return page_out(page, CameraGroupOut)
 
 
 @router.get("/{group_id}", response_model=CameraGroupOut)

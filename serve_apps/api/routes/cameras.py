@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from serve_apps.api.deps import Admin, Operator, Pages, Scope, Uow
 from serve_apps.api.jobs_client import notify_camera_changed
 from serve_apps.api.list_queries import CameraQuery
-from serve_apps.api.routes._common import apply_patch, ensure_visible, meta_query
+from serve_apps.api.routes._common import apply_patch, ensure_visible, meta_query, page_out
 from serve_apps.api.routes.videos import Unprocessable
 from serve_apps.api.schemas import CameraIn, CameraOut, CameraPatch, DbId, Page, StreamSettings
 from storage import orm
@@ -44,7 +44,7 @@ def list_cameras(request: Request, uow: Uow, _: Operator, scope: Scope, paging: 
                  query: Annotated[CameraQuery, Query()]) -> Page[CameraOut]:
     filters = {**meta_query(request), **query.model_dump(exclude_none=True)}
     page = uow.cameras.list_page(filters, paging.limit, paging.cursor, scope)
-    return Page(results=[CameraOut.model_validate(c) for c in page.items], next_cursor=page.next_cursor)
+    return page_out(page, CameraOut)
 
 
 @router.get("/{camera_id}", response_model=CameraOut)

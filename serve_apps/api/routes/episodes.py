@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from facewatch.errors import NotFound
 from serve_apps.api.deps import Operator, Pages, Scope, Uow, Viewer
 from serve_apps.api.list_queries import EpisodeQuery
+from serve_apps.api.routes._common import page_out
 from serve_apps.api.schemas import EpisodeOut, Page
 from storage import orm
 from storage.acknowledgement import acknowledge_finished_episodes
@@ -24,7 +25,7 @@ def list_episodes(uow: Uow, _: Viewer, scope: Scope, paging: Pages,
                   query: Annotated[EpisodeQuery, Query()]) -> Page[EpisodeOut]:
     filters = query.model_dump(exclude_none=True)
     page = uow.episodes.list_page(filters, paging.limit, paging.cursor, scope)
-    return Page(results=[EpisodeOut.model_validate(e) for e in page.items], next_cursor=page.next_cursor)
+    return page_out(page, EpisodeOut)
 
 
 @router.get("/{episode_id}", response_model=EpisodeOut)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Response
 from facewatch.errors import Conflict
 from serve_apps.api.deps import Admin, Pages, Uow
 from serve_apps.api.list_queries import UserQuery
-from serve_apps.api.routes._common import apply_patch
+from serve_apps.api.routes._common import apply_patch, page_out
 from serve_apps.api.schemas import DbId, Page, UserIn, UserOut, UserPatch
 from storage import orm
 from storage.passwords import hash_password
@@ -36,7 +36,7 @@ def create_user(body: UserIn, uow: Uow, _: Admin) -> orm.User:
 def list_users(uow: Uow, _: Admin, paging: Pages, query: Annotated[UserQuery, Query()]) -> Page[UserOut]:
     filters = query.model_dump(exclude_none=True)
     page = uow.users.list_page(filters, paging.limit, paging.cursor)
-    return Page(results=[UserOut.model_validate(u) for u in page.items], next_cursor=page.next_cursor)
+    return page_out(page, UserOut)
 
 
 @router.get("/{user_id}", response_model=UserOut)

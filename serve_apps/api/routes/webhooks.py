@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from serve_apps.api.deps import Admin, Pages, Uow
+from serve_apps.api.routes._common import page_out
 from serve_apps.api.schemas import DbId, Page, WebhookDeliveryOut, WebhookIn, WebhookOut, WebhookPatch
 from storage import orm
 
@@ -65,4 +66,4 @@ def list_webhook_deliveries(
     """Recent delivery attempts of a webhook, newest first (each POST of a batch is one attempt)."""
     uow.webhooks.get(webhook_id)
     page = uow.webhook_deliveries.list_page({"webhook_id": webhook_id, "ok": ok}, paging.limit, paging.cursor)
-    return Page(results=[WebhookDeliveryOut.model_validate(d) for d in page.items], next_cursor=page.next_cursor)
+    return page_out(page, WebhookDeliveryOut)
