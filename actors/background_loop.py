@@ -48,3 +48,27 @@ class BackgroundLoop:
     def run(self, coroutine: Coroutine[Any, Any, T], timeout_s: float | None = None) -> T:
         """Runs a coroutine on the loop and waits for its result."""
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout_s)
+
+
+class LoopActor:
+    """The shell every long-running actor shares: a Ray-free core whose `main` coroutine runs in a
+    `BackgroundLoop` started from the constructor, and `start` / `stats` / `stop` passed to the core.
+    The actor class (`@ray.remote class X(LoopActor)`) builds its core and calls `run_core` in `__init__`."""
+
+    core: Any
+    loop: BackgroundLoop
+
+    def run_core(self, core: Any, main: Callable[[], Coroutine[Any, Any, None]], name: str) -> None:
+        self.core = core
+        self.loop = BackgroundLoop(main, name=name)
+
+    def start(self) -> bool:
+        """Idempotent: the loop runs from the constructor; this starts it again if it has ended."""
+        self.loop.ensure_running()
+        return True
+
+    def stats(self) -> dict[str, Any]:
+        return self.loop.call(self.core.stats)
+
+    def stop(self) -> None:
+        self.loop.call(self.core.stop)

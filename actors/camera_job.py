@@ -10,6 +10,11 @@ CONTRACT this class follows: constructor `(job_spec, manager_name, namespace)`, 
 `run()`, a heartbeat every `heartbeat_s` with statistics, status and last error, and `finished` /
 `failed` at the end.
 
+Size: `CameraJob` is ~340 lines, over the ~300 a class should have, because the Ray actor must keep the
+whole JOB-ACTOR CONTRACT and the source's life cycle (open, reopen with back-off, camera changes)
+in one place; the frame work, posting and leasing are already the Ray-free parts named above. The
+next cut is the source's life cycle into its own part, once this round's camera-detection work lands.
+
 Inside its own process the job does, frame by frame::
 
     VideoSource (PyAV) → MotionGate → every `detect_every_n`-th frame, in small batches:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import ray
 
-from actors.background_loop import BackgroundLoop
+from actors.background_loop import LoopActor
 from actors.galleries import Galleries
 from actors.person_clustering import PersonClustering
 from facewatch import metrics
@@ -134,24 +134,14 @@ class MaintenanceCore:
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1, max_concurrency=4)
-class Maintenance:
+class Maintenance(LoopActor):
     """The Ray actor around `MaintenanceCore`. The schedule starts in the constructor, so an actor that Ray
     restarts (its process or node died) keeps it by itself; `start()` is kept for callers (idempotent)."""
 
     def __init__(self, db_url: str, media_root: str, galleries: Galleries | None,
                  interval_s: float = DEFAULT_INTERVAL_S, first_run_s: float = 60.0, batch: int = DEFAULT_BATCH) -> None:
-        self.core = MaintenanceCore(db_url, media_root, galleries, interval_s, first_run_s, batch)
-        self.loop = BackgroundLoop(self.core.run_forever, name="maintenance")
-
-    def start(self) -> bool:
-        self.loop.ensure_running()
-        return True
+        core = MaintenanceCore(db_url, media_root, galleries, interval_s, first_run_s, batch)
+        self.run_core(core, core.run_forever, "maintenance")
 
     def run_now(self, older_than_days: float | None = None) -> dict[str, Any]:
         return self.loop.run(self.core.run_once(older_than_days))
-
-    def stats(self) -> dict[str, Any]:
-        return self.loop.call(self.core.stats)
-
-    def stop(self) -> None:
-        self.loop.call(self.core.stop)

@@ -19,14 +19,12 @@ from typing import Any
 
 import httpx
 import ray
-from sqlalchemy import select
 
-from actors.background_loop import BackgroundLoop
+from actors.background_loop import LoopActor
 from facewatch import metrics
-from storage import orm
 from storage.event_views import event_to_dict
 from storage.notices import notice_payloads
-from storage.outbox import pending_batch, record_attempt
+from storage.outbox import outbox_rows, pending_batch, record_attempt
 from storage.unit_of_work import UnitOfWork
 
 log = logging.getLogger("facewatch.webhooks")
@@ -77,7 +75,7 @@ class WebhookDispatcherCore:
 
     def _active_webhook_ids(self) -> list[int]:
         with UnitOfWork(self.database_url) as uow:
-            return list(uow.session.scalars(select(orm.Webhook.id).where(orm.Webhook.active.is_(True))))
+            return uow.webhooks.active_ids()
 
     async def _deliver_loop(self, client: httpx.AsyncClient, hook_id: int) -> None:
         while not self._stop.is_set():
@@ -128,8 +126,7 @@ class WebhookDispatcherCore:
             rows = pending_batch(uow, hook_id, hook.batch_size)
             if not rows:
                 return ()
-            events = {e.id: e for e in uow.session.scalars(
-                select(orm.Event).where(orm.Event.id.in_([r.event_id for r in rows])))}
+            events = uow.events.by_ids(r.event_id for r in rows)
             notices = notice_payloads(uow.session, [r.event_id for r in rows])
             payload = [event_to_dict(events[r.event_id], self.public_url) if r.event_id in events
                        else notices[r.event_id] for r in rows if r.event_id in events or r.event_id in notices]
@@ -140,7 +137,7 @@ class WebhookDispatcherCore:
                 duration_ms: float) -> None:
         with UnitOfWork(self.database_url) as uow:
             hook = uow.webhooks.find(hook_id)
-            rows = list(uow.session.scalars(select(orm.WebhookOutbox).where(orm.WebhookOutbox.id.in_(outbox_ids))))
+            rows = outbox_rows(uow, outbox_ids)
             if hook is None or not rows:
                 return
             record_attempt(uow, hook, rows, ok, status_code, error, duration_ms)
@@ -152,20 +149,10 @@ class WebhookDispatcherCore:
 
 
 @ray.remote(max_restarts=-1, max_task_retries=-1, num_cpus=0, max_concurrency=4)
-class WebhookDispatcher:
+class WebhookDispatcher(LoopActor):
     """The Ray actor around `WebhookDispatcherCore`. Delivery starts in the constructor, so a dispatcher
     that Ray restarts (its process or node died) resumes by itself."""
 
     def __init__(self, database_url: str, public_url: str, poll_s: float = 0.5, timeout_s: float = 10.0) -> None:
-        self.core = WebhookDispatcherCore(database_url, public_url, poll_s, timeout_s)
-        self.loop = BackgroundLoop(self.core.run, name="webhook-dispatcher")
-
-    def start(self) -> bool:
-        self.loop.ensure_running()
-        return True
-
-    def stats(self) -> dict[str, Any]:
-        return self.loop.call(self.core.stats)
-
-    def stop(self) -> None:
-        self.loop.call(self.core.stop)
+        core = WebhookDispatcherCore(database_url, public_url, poll_s, timeout_s)
+        self.run_core(core, core.run, "webhook-dispatcher")

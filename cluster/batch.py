@@ -40,7 +40,6 @@ from typing import Any
 
 import ray
 from ray import serve
-from sqlalchemy import func, select
 from tqdm import tqdm
 
 from actors.job_manager import MANAGER_NAME, NAMESPACE
@@ -147,8 +146,7 @@ def _is_local_cluster() -> bool:
 def _refuse_if_service_running(config: Config) -> None:
     """Live leases mean another JobManager (a running service) owns this database's jobs."""
     with UnitOfWork(config.database_url) as uow:
-        live = uow.session.scalar(select(func.count()).select_from(orm.Job).where(
-            orm.Job.lease_holder.is_not(None), orm.Job.lease_expires_at > datetime.now(UTC)))
+        live = uow.jobs.count_leased(datetime.now(UTC))
     if live:
         raise RuntimeError(
             "a facewatch service is running jobs on this database; join its Ray cluster with "
@@ -203,7 +201,7 @@ def _watch_list_names(config: Config, names: Iterable[str] | None) -> set[str] |
         return None
     wanted = set(names)
     with UnitOfWork(config.database_url) as uow:
-        known = set(uow.session.scalars(select(orm.WatchList.name).where(orm.WatchList.name.in_(wanted))))
+        known = uow.watch_lists.existing_names(wanted)
     if wanted - known:
         raise ValueError(f"unknown watch list(s): {', '.join(sorted(wanted - known))}")
     return wanted
@@ -295,14 +293,8 @@ def _result(config: Config, item: _Item, watch_lists: set[str] | None) -> dict[s
             return result
         job = uow.jobs.for_video(video.id)
         summary = (job.stats or {}).get("summary", {}) if job is not None else {}
-        counts = dict(uow.session.execute(select(orm.Event.matched, func.count()).where(
-            orm.Event.video_id == video.id).group_by(orm.Event.matched)).all())
-        rows = uow.session.execute(
-            select(orm.Event, orm.Dossier.name, orm.WatchList.name)
-            .join(orm.Dossier, orm.Dossier.id == orm.Event.dossier_id)
-            .join(orm.WatchList, orm.WatchList.id == orm.Event.watch_list_id)
-            .where(orm.Event.video_id == video.id, orm.Event.matched.is_(True))
-            .order_by(orm.Event.video_offset_s, orm.Event.id)).all()
+        counts = uow.events.matched_counts(video_id=video.id)
+        rows = uow.events.matches_of_video(video.id)
         status = video.status if video.status in DONE else "failed"
         wall = summary.get("processing_s")
         if wall is None and item.ended_at is not None:
@@ -311,8 +303,8 @@ def _result(config: Config, item: _Item, watch_lists: set[str] | None) -> dict[s
             "status": status, "error": item.error or (video.error if status != "done" else ""),
             "frames": int(video.frames_done or 0), "seconds": round(float(video.duration_s or 0.0), 3),
             "wall_s": round(float(wall), 3) if wall is not None else None,
-            "events": int(sum(counts.values())), "matched": int(counts.get(True, 0)),
-            "unmatched": int(counts.get(False, 0)),
+            "events": counts["events_count"], "matched": counts["matched_count"],
+            "unmatched": counts["unmatched_count"],
             "matches": [{"dossier": dossier, "watch_list": watch_list,
                          "confidence": round(float(event.confidence or 0.0), 4),
                          "timestamp": round(float(event.video_offset_s or 0.0), 3), "event_id": event.id}

@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import String, cast, exists, func, select
 
 from facewatch.settings import Config
 from models.embedders import EMBEDDERS, Embedder, EmbedderSpec, embedder_spec, l2_normalize, load_embedder
@@ -45,6 +44,7 @@ from models.images import ImageError, decode_image
 from storage import orm
 from storage.dossier_vectors import DOSSIERS_GALLERY, EVENTS_GALLERY, dossier_face_meta
 from storage.media import LocalMediaStore
+from storage.selections import count_without_vector, dossier_faces_after, dossiers_by_ids, events_after, vector_models
 from storage.unit_of_work import UnitOfWork
 
 log = logging.getLogger("facewatch.migrate_model")
@@ -170,23 +170,12 @@ def _best_face(faces: list[Any], bbox: list[float] | None) -> Any | None:
     return best if _iou(best.bbox, bbox) >= 0.3 else None
 
 
-def _models_of(uow: UnitOfWork, gallery: str, item_ids: list[str]) -> dict[str, list[str]]:
-    rows = uow.session.execute(select(orm.FaceVector.item_id, orm.FaceVector.model).where(
-        orm.FaceVector.gallery == gallery, orm.FaceVector.item_id.in_(item_ids)).order_by(orm.FaceVector.id))
-    models: dict[str, list[str]] = {}
-    for item_id, model in rows:
-        models.setdefault(item_id, []).append(model)
-    return models
-
-
 def _dossier_items(uow: UnitOfWork, after: int, batch: int) -> tuple[list[_Item], int | None]:
-    faces = list(uow.session.scalars(select(orm.DossierFace).where(orm.DossierFace.id > after)
-                                     .order_by(orm.DossierFace.id).limit(batch)))
+    faces = dossier_faces_after(uow.session, after, batch)
     if not faces:
         return [], None
-    models = _models_of(uow, DOSSIERS_GALLERY, [str(f.id) for f in faces])
-    dossiers = {d.id: d for d in uow.session.scalars(
-        select(orm.Dossier).where(orm.Dossier.id.in_({f.dossier_id for f in faces})))}
+    models = vector_models(uow.session, DOSSIERS_GALLERY, [str(f.id) for f in faces])
+    dossiers = {d.id: d for d in dossiers_by_ids(uow.session, sorted({f.dossier_id for f in faces}))}
     items = [_Item(DOSSIERS_GALLERY, str(f.id), f.crop_key, [f.source_key] if f.source_key else [],
                    list(f.bbox or []) or None, models.get(str(f.id), []), dossier_face_meta(dossiers[f.dossier_id]))
              for f in faces]
@@ -199,11 +188,10 @@ def event_meta(event: orm.Event) -> dict[str, Any]:
 
 
 def _event_items(uow: UnitOfWork, after: str, batch: int) -> tuple[list[_Item], str | None]:
-    events = list(uow.session.scalars(select(orm.Event).where(orm.Event.id > after)
-                                      .order_by(orm.Event.id).limit(batch)))
+    events = events_after(uow.session, after, batch)
     if not events:
         return [], None
-    models = _models_of(uow, EVENTS_GALLERY, [e.id for e in events])
+    models = vector_models(uow.session, EVENTS_GALLERY, [e.id for e in events])
     items = []
     for e in events:
         sources = [k for k in (e.frame_key, e.thumbnail_key) if k]
@@ -214,14 +202,8 @@ def _event_items(uow: UnitOfWork, after: str, batch: int) -> tuple[list[_Item], 
 
 def count_remaining(db_url: str, target: str) -> int:
     """Dossier faces and events without a vector for `target`."""
-    total = 0
     with UnitOfWork(db_url) as uow:
-        for gallery, model, column in ((DOSSIERS_GALLERY, orm.DossierFace, cast(orm.DossierFace.id, String)),
-                                       (EVENTS_GALLERY, orm.Event, orm.Event.id)):
-            has_vector = exists().where(orm.FaceVector.gallery == gallery, orm.FaceVector.model == target,
-                                        orm.FaceVector.item_id == column)
-            total += int(uow.session.scalar(select(func.count()).select_from(model).where(~has_vector)) or 0)
-    return total
+        return sum(count_without_vector(uow.session, gallery, target) for gallery in (DOSSIERS_GALLERY, EVENTS_GALLERY))
 
 
 class Migrator:

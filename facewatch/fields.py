@@ -1,12 +1,12 @@
-"""Field types shared by the API schemas and the domain types: ISO timestamps, boxes."""
+"""Field types shared by the API schemas and the domain types: ISO timestamps, boxes, the event filters."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator
+from pydantic import BaseModel, BeforeValidator, Field
 
 
 def iso_datetime(value: Any) -> Any:
@@ -22,6 +22,32 @@ def iso_datetime(value: Any) -> Any:
 
 Timestamp = Annotated[datetime, BeforeValidator(iso_datetime)]
 """A datetime in an input (body or query): an ISO 8601 string, as documented; not an epoch number."""
+
+
+class SightingRefs(BaseModel):
+    """Where and whom a sighting was of: the filters events and episodes share."""
+
+    camera_id: int | None = None
+    camera_group_id: int | None = None
+    watch_list_id: int | None = None
+    dossier_id: int | None = None
+
+
+class EventFilterFields(SightingRefs):
+    """The event list filters, defined once: `GET /v1/events`, the live feed and search
+    (`serve_apps.api.schemas.EventFilters`) and the tasks' event selections
+    (`facewatch.task_params.EventSelection`) add their own fields to these."""
+
+    episode_id: int | None = None
+    video_id: int | None = None
+    matched: bool | None = None
+    acknowledged: bool | None = None
+    timestamp_gte: Timestamp | None = None
+    timestamp_lte: Timestamp | None = None
+    age_gte: float | None = Field(None, ge=0, le=150)
+    age_lte: float | None = Field(None, ge=0, le=150)
+    gender: Literal["male", "female"] | None = None
+    confidence_gte: float | None = Field(None, ge=0, le=1)
 
 
 def check_box(value: Sequence[float] | None, name: str) -> Any:

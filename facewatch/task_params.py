@@ -11,6 +11,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from facewatch.fields import EventFilterFields
 from facewatch.meta import meta_params
 
 MAX_EXPORT_BYTES = 10 * 1024**3
@@ -21,25 +22,11 @@ class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class EventSelection(_Params):
-    """Events by the list filters (same names as `GET /v1/events`)."""
+class EventSelection(EventFilterFields):
+    """Events by the list filters (facewatch.fields.EventFilterFields: the names of `GET /v1/events`)."""
 
     model_config = ConfigDict(extra="allow")  # meta.<key>[__op] filters
 
-    camera_id: int | None = None
-    camera_group_id: int | None = None
-    watch_list_id: int | None = None
-    dossier_id: int | None = None
-    episode_id: int | None = None
-    video_id: int | None = None
-    matched: bool | None = None
-    acknowledged: bool | None = None
-    timestamp_gte: datetime | None = None
-    timestamp_lte: datetime | None = None
-    age_gte: float | None = Field(None, ge=0, le=150)
-    age_lte: float | None = Field(None, ge=0, le=150)
-    gender: Literal["male", "female"] | None = None
-    confidence_gte: float | None = Field(None, ge=0, le=1)
     external_id: str | None = Field(None, max_length=200)
 
     @model_validator(mode="after")

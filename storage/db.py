@@ -9,7 +9,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -115,3 +115,9 @@ def _integrity_reason(exc: IntegrityError) -> str:
 
 def _is_sqlite_schema_error(exc: OperationalError) -> bool:
     return "no such table" in str(exc.orig).lower() or "no such column" in str(exc.orig).lower()
+
+
+def ping(url: str) -> None:
+    """One trivial round trip to the database (the health check); raises when it is unreachable."""
+    with engine_for(url).connect() as connection:
+        connection.execute(text("SELECT 1"))

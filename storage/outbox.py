@@ -95,3 +95,7 @@ def record_attempt(
         values = {"attempts": attempt, "last_error": error[:2000],
                   "next_attempt_at": now + timedelta(seconds=retry_delay_s(attempt))}
     uow.session.execute(update(orm.WebhookOutbox).where(orm.WebhookOutbox.id.in_(ids)).values(**values))
+
+
+def outbox_rows(uow: UnitOfWork, outbox_ids: list[int]) -> list[orm.WebhookOutbox]:
+    return list(uow.session.scalars(select(orm.WebhookOutbox).where(orm.WebhookOutbox.id.in_(outbox_ids))))

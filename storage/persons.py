@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import ColumnElement, and_, delete, exists, func, or_, select, update
+from sqlalchemy import delete, exists, func, or_, select, update
 
 from facewatch.errors import BadParam, Conflict, NotFound
 from facewatch.gallery_schema import PERSONS_GALLERY
@@ -324,25 +324,10 @@ def refresh_counts(uow: UnitOfWork, person_ids: Iterable[int]) -> None:
         recompute(uow, person)
 
 
-# ---- visibility -----------------------------------------------------------------------------------------
-def visible_person_clause(hidden_watch_lists: Sequence[int], hidden_groups: Sequence[int]) -> ColumnElement[bool]:
-    """A person is visible when at least one of its events is (the events' rules, SPEC §5).
-
-    The one place persons' visibility is decided: when `storage.visibility` lands, this clause is
-    derived from its scope instead of the two id lists.
-    """
-    conditions: list[ColumnElement[bool]] = [orm.Event.person_id == orm.Person.id]
-    if hidden_watch_lists:
-        conditions.append(or_(orm.Event.watch_list_id.is_(None), orm.Event.watch_list_id.not_in(hidden_watch_lists)))
-    if hidden_groups:
-        conditions.append(or_(orm.Event.camera_group_id.is_(None), orm.Event.camera_group_id.not_in(hidden_groups)))
-    return exists().where(and_(*conditions))
-
-
 def count_all(uow: UnitOfWork) -> int:
     return int(uow.session.scalar(select(func.count()).select_from(orm.Person)) or 0)
 
 
 __all__ = ["DOSSIERS_GALLERY", "PERSONS_GALLERY", "PERSON_STATUSES", "add_face", "erase", "exclude", "merge",
            "new_person", "note_event", "person_of_dossier", "promote", "prune_empty", "recompute", "scope_of",
-           "split_off", "status_at", "visible_person_clause"]
+           "split_off", "status_at"]

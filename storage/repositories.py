@@ -11,13 +11,17 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, delete, func, insert, select
+from sqlalchemy import ColumnElement, Select, and_, func, select, true, update
 from sqlalchemy.orm import Session
 
 from facewatch.errors import BadParam, NotFound
 from storage import orm
 from storage.db import translate_db_errors
+from storage.event_queries import filter_events
+from storage.list_filters import ListFilters
+from storage.meta_filters import apply_meta
 from storage.pagination import Page, SortKey, paginate
+from storage.visibility import VisibilityScope
 
 IN_LIST_CHUNK = 1000
 """Ids per `IN (...)` list: one bind parameter each, and SQLite allows 32766 per statement, PostgreSQL
@@ -36,6 +40,10 @@ T = TypeVar("T", bound=orm.Base)
 class Repository(Generic[T]):
     model: type[T]
     label: str = "object"
+    list_filters = ListFilters()
+    """The query parameters of the resource's list endpoint (`list_page`)."""
+    list_order: list[SortKey] | None = None
+    """The list's order; None: by id."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -73,7 +81,27 @@ class Repository(Generic[T]):
             self.session.flush()
 
     def query(self) -> Select[Any]:
+        """Every row, as a select to narrow: for storage/ and tests only (tests/test_sql_in_storage.py keeps
+        it out of the other packages; they call an intent-named method instead)."""
         return select(self.model)
+
+    def visible_clause(self, scope: VisibilityScope) -> ColumnElement[bool]:
+        """The rows `scope` sees (storage/visibility.py decides); rows without visibility rules: all."""
+        return true()
+
+    def narrow(self, stmt: Select[Any], filters: dict[str, Any], scope: VisibilityScope | None) -> Select[Any]:
+        """Filters beyond `list_filters` (a subclass's hook)."""
+        return stmt
+
+    def list_page(self, filters: dict[str, Any], limit: int, cursor: str | None,
+                  scope: VisibilityScope | None = None) -> Page[T]:
+        """One page of the list endpoint: the rows the scope sees (without one: every row) that match the
+        filters, in `list_order`."""
+        stmt = select(self.model)
+        if scope is not None:
+            stmt = stmt.where(self.visible_clause(scope))
+        stmt = self.narrow(self.list_filters.apply(stmt, self.model, filters), filters, scope)
+        return self.page(stmt, limit, cursor, keys=self.list_order)
 
     def page(self, stmt: Select[Any], limit: int, cursor: str | None, keys: list[SortKey] | None = None) -> Page[T]:
         keys = keys or [SortKey(self.model.id)]  # type: ignore[attr-defined]
@@ -89,6 +117,10 @@ class Repository(Generic[T]):
 
 class CameraGroupRepository(Repository[orm.CameraGroup]):
     model, label = orm.CameraGroup, "camera group"
+    list_filters = ListFilters(flags=("active",), contains={"name_contains": "name"})
+
+    def visible_clause(self, scope: VisibilityScope) -> ColumnElement[bool]:
+        return scope.camera_groups()
 
     def by_name(self, name: str) -> orm.CameraGroup | None:
         return self.session.scalar(select(orm.CameraGroup).where(orm.CameraGroup.name == name))
@@ -96,13 +128,34 @@ class CameraGroupRepository(Repository[orm.CameraGroup]):
 
 class CameraRepository(Repository[orm.Camera]):
     model, label = orm.Camera, "camera"
+    list_filters = ListFilters(equal=("camera_group_id", "status"), flags=("active",),
+                               contains={"name_contains": "name"})
+
+    def visible_clause(self, scope: VisibilityScope) -> ColumnElement[bool]:
+        return scope.cameras()
+
+    def narrow(self, stmt: Select[Any], filters: dict[str, Any], scope: VisibilityScope | None) -> Select[Any]:
+        return apply_meta(stmt, orm.Camera, filters, self.session.get_bind().dialect.name)
 
 
 class WatchListRepository(Repository[orm.WatchList]):
     model, label = orm.WatchList, "watch list"
+    list_filters = ListFilters(flags=("active",), contains={"name_contains": "name"})
+
+    def visible_clause(self, scope: VisibilityScope) -> ColumnElement[bool]:
+        return scope.watch_lists()
+
+    def narrow(self, stmt: Select[Any], filters: dict[str, Any], scope: VisibilityScope | None) -> Select[Any]:
+        if filters.get("camera_group_id") is not None:
+            stmt = stmt.where(orm.WatchList.camera_groups.any(orm.CameraGroup.id == filters["camera_group_id"]))
+        return stmt
 
     def by_name(self, name: str) -> orm.WatchList | None:
         return self.session.scalar(select(orm.WatchList).where(orm.WatchList.name == name))
+
+    def existing_names(self, names: Iterable[str]) -> set[str]:
+        """Those of `names` that name a watch list."""
+        return set(self.session.scalars(select(orm.WatchList.name).where(orm.WatchList.name.in_(list(names)))))
 
     def unmatched(self) -> orm.WatchList:
         return self.get(orm.UNMATCHED_WATCH_LIST_ID)
@@ -114,9 +167,33 @@ class DossierRepository(Repository[orm.Dossier]):
     def by_name(self, name: str) -> orm.Dossier | None:
         return self.session.scalar(select(orm.Dossier).where(orm.Dossier.name == name).order_by(orm.Dossier.id))
 
+    def count_on_list(self, watch_list_id: int) -> int:
+        """Dossiers on the watch list."""
+        return self.count(select(orm.Dossier).where(orm.Dossier.watch_lists.any(orm.WatchList.id == watch_list_id)))
+
+    list_filters = ListFilters(flags=("active",), contains={"name_contains": "name"})
+
+    def visible_clause(self, scope: VisibilityScope) -> ColumnElement[bool]:
+        return scope.dossiers()
+
+    def narrow(self, stmt: Select[Any], filters: dict[str, Any], scope: VisibilityScope | None) -> Select[Any]:
+        """On a watch list (only a visible one: a hidden list has no members the caller may learn of), and
+        the `meta.*` / `external_id` filters."""
+        if filters.get("watch_list_id") is not None:
+            visible = scope.watch_lists() if scope is not None else true()
+            stmt = stmt.where(orm.Dossier.watch_lists.any(and_(orm.WatchList.id == filters["watch_list_id"], visible)))
+        return apply_meta(stmt, orm.Dossier, filters, self.session.get_bind().dialect.name)
+
 
 class DossierFaceRepository(Repository[orm.DossierFace]):
     model, label = orm.DossierFace, "dossier face"
+
+    def owners(self, face_ids: Iterable[int]) -> dict[int, tuple[int, str]]:
+        """(dossier id, dossier name) of each face that still exists, by face id."""
+        stmt = (select(orm.DossierFace.id, orm.Dossier.id, orm.Dossier.name)
+                .join(orm.Dossier, orm.Dossier.id == orm.DossierFace.dossier_id)
+                .where(orm.DossierFace.id.in_(list(face_ids))))
+        return {face_id: (dossier_id, name) for face_id, dossier_id, name in self.session.execute(stmt)}
 
     def for_dossier(self, dossier_id: int) -> list[orm.DossierFace]:
         stmt = select(orm.DossierFace).where(orm.DossierFace.dossier_id == dossier_id).order_by(orm.DossierFace.id)
@@ -126,6 +203,14 @@ class DossierFaceRepository(Repository[orm.DossierFace]):
 class EventRepository(Repository[orm.Event]):
     model, label = orm.Event, "event"
     newest_first = [SortKey(orm.Event.timestamp, descending=True), SortKey(orm.Event.id, descending=True)]
+    list_order = newest_first
+
+    def visible_clause(self, scope: VisibilityScope) -> ColumnElement[bool]:
+        return scope.events()
+
+    def narrow(self, stmt: Select[Any], filters: dict[str, Any], scope: VisibilityScope | None) -> Select[Any]:
+        """The list filters of `GET /v1/events` (storage/event_queries.py), meta and external_id included."""
+        return filter_events(stmt, filters, self._dialect())
 
     def matched_counts(self, *, video_id: int | None = None, job_id: int | None = None) -> dict[str, int]:
         """Events of one video (or, without a video, of one job): total, matched and unmatched."""
@@ -136,14 +221,79 @@ class EventRepository(Repository[orm.Event]):
         matched, unmatched = by_matched.get(True, 0), by_matched.get(False, 0)
         return {"events_count": matched + unmatched, "matched_count": matched, "unmatched_count": unmatched}
 
+    def matches_of_video(self, video_id: int) -> list[tuple[orm.Event, str, str]]:
+        """The matched events of a video with their dossier's and watch list's names, in video order."""
+        stmt = (select(orm.Event, orm.Dossier.name, orm.WatchList.name)
+                .join(orm.Dossier, orm.Dossier.id == orm.Event.dossier_id)
+                .join(orm.WatchList, orm.WatchList.id == orm.Event.watch_list_id)
+                .where(orm.Event.video_id == video_id, orm.Event.matched.is_(True))
+                .order_by(orm.Event.video_offset_s, orm.Event.id))
+        return [(event, dossier, watch_list) for event, dossier, watch_list in self.session.execute(stmt)]
+
+    def _dialect(self) -> str:
+        return self.session.get_bind().dialect.name
+
+    def visible(self, event_id: str, scope: VisibilityScope) -> orm.Event | None:
+        """The event, when the scope sees it (a hidden one looks absent)."""
+        return self.session.scalar(select(orm.Event).where(orm.Event.id == event_id, scope.events()))
+
+    def by_ids(self, event_ids: Iterable[str]) -> dict[str, orm.Event]:
+        """Those of `event_ids` that exist, by id (every caller's: no visibility)."""
+        return self.visible_among(event_ids, VisibilityScope.unrestricted())
+
+    def visible_among(self, event_ids: Iterable[str], scope: VisibilityScope) -> dict[str, orm.Event]:
+        """Those of `event_ids` the scope sees (and that still exist), by id, a chunk at a time."""
+        found: dict[str, orm.Event] = {}
+        for chunk in in_chunks(list(dict.fromkeys(event_ids)), 500):
+            stmt = select(orm.Event).where(orm.Event.id.in_(chunk), scope.events())
+            found.update((event.id, event) for event in self.session.scalars(stmt))
+        return found
+
+    def acknowledge_matching(self, scope: VisibilityScope, filters: dict[str, Any], by: str,
+                             now: datetime) -> list[tuple[str, str | None]]:
+        """Acknowledges the unacknowledged events the scope sees that match the filters; returns their
+        (id, episode id) pairs (the caller acknowledges the episodes they finish)."""
+        stmt = filter_events(select(orm.Event.id, orm.Event.episode_id).where(scope.events()), filters,
+                             self._dialect()).where(orm.Event.acknowledged.is_(False))
+        rows = [(event_id, episode_id) for event_id, episode_id in self.session.execute(stmt)]
+        ids = [event_id for event_id, _ in rows]
+        for chunk in in_chunks(ids, 500):
+            self.session.execute(update(orm.Event).where(orm.Event.id.in_(chunk)).values(
+                acknowledged=True, acknowledged_by=by, acknowledged_at=now))
+        return rows
+
 
 class EpisodeRepository(Repository[orm.Episode]):
     model, label = orm.Episode, "episode"
     newest_first = [SortKey(orm.Episode.last_at, descending=True), SortKey(orm.Episode.id, descending=True)]
+    list_order = newest_first
+    list_filters = ListFilters(equal=("camera_group_id", "camera_id", "dossier_id", "watch_list_id"),
+                               flags=("matched", "open", "acknowledged"))
+
+    def visible_clause(self, scope: VisibilityScope) -> ColumnElement[bool]:
+        return scope.episodes()
+
+    def visible(self, episode_id: int, scope: VisibilityScope) -> orm.Episode | None:
+        return self.session.scalar(select(orm.Episode).where(orm.Episode.id == episode_id, scope.episodes()))
+
+    def acknowledge_events(self, episode_id: int, scope: VisibilityScope, by: str, now: datetime) -> None:
+        """Acknowledges the episode's unacknowledged events that the scope sees (never hidden ones)."""
+        self.session.execute(
+            update(orm.Event)
+            .where(orm.Event.episode_id == episode_id, orm.Event.acknowledged.is_(False), scope.events())
+            .values(acknowledged=True, acknowledged_by=by, acknowledged_at=now))
 
 
 class VideoRepository(Repository[orm.Video]):
     model, label = orm.Video, "video"
+    list_filters = ListFilters(equal=("status", "camera_group_id"))
+
+    def visible_clause(self, scope: VisibilityScope) -> ColumnElement[bool]:
+        return scope.videos()
+
+    def media_in_use(self, key: str) -> bool:
+        """Some video still refers to the (content-addressed) media file `key`."""
+        return self.session.scalar(select(orm.Video.id).where(orm.Video.media_key == key).limit(1)) is not None
 
     def queued_or_in(self, ids: Iterable[int]) -> list[orm.Video]:
         """The videos waiting for a job, and those with the given ids (the job manager's working set)."""
@@ -153,12 +303,20 @@ class VideoRepository(Repository[orm.Video]):
 
 class JobRepository(Repository[orm.Job]):
     model, label = orm.Job, "job"
+    list_filters = ListFilters(equal=("kind", "state", "camera_id", "video_id"))
+
+    def visible_clause(self, scope: VisibilityScope) -> ColumnElement[bool]:
+        return scope.jobs()
 
     def for_camera(self, camera_id: int) -> orm.Job | None:
         return self.session.scalar(select(orm.Job).where(orm.Job.camera_id == camera_id))
 
     def for_video(self, video_id: int) -> orm.Job | None:
         return self.session.scalar(select(orm.Job).where(orm.Job.video_id == video_id))
+
+    def count_leased(self, now: datetime) -> int:
+        """Jobs whose lease is still live (some job manager owns them)."""
+        return self.count(select(orm.Job).where(orm.Job.lease_holder.is_not(None), orm.Job.lease_expires_at > now))
 
     def not_in_states(self, states: Iterable[str]) -> list[orm.Job]:
         """Jobs that still need supervision (finished/failed single-pass jobs do not), by id."""
@@ -168,14 +326,21 @@ class JobRepository(Repository[orm.Job]):
 
 class WebhookRepository(Repository[orm.Webhook]):
     model, label = orm.Webhook, "webhook"
+    list_filters = ListFilters(flags=("active",))
+
+    def active_ids(self) -> list[int]:
+        return list(self.session.scalars(select(orm.Webhook.id).where(orm.Webhook.active.is_(True))))
 
 
 class WebhookDeliveryRepository(Repository[orm.WebhookDelivery]):
     model, label = orm.WebhookDelivery, "webhook delivery"
+    list_filters = ListFilters(equal=("webhook_id",), flags=("ok",))
+    list_order = [SortKey(orm.WebhookDelivery.id, descending=True)]
 
 
 class UserRepository(Repository[orm.User]):
     model, label = orm.User, "user"
+    list_filters = ListFilters(equal=("role",), flags=("active",), contains={"username_contains": "username"})
 
     def by_username(self, username: str) -> orm.User | None:
         return self.session.scalar(select(orm.User).where(orm.User.username == username))
@@ -196,173 +361,12 @@ class TokenRepository(Repository[orm.Token]):
         return self.session.scalar(select(orm.Token).where(orm.Token.token_hash == hash_token(token)))
 
 
-RUNTIME_SETTING_DEFAULTS: dict[str, Any] = {
-    "default_threshold": 0.75,
-    "episode_threshold": 0.70,
-    "episode_lookback_s": 60.0,
-    "episode_idle_timeout_s": 30.0,
-    "episode_max_duration_s": 300.0,
-    "ignore_unmatched": False,
-    "retention_days_matched": 30,
-    "retention_days_unmatched": 30,
-    # Tables that would otherwise only grow (storage.retention.prune_logs); 0 keeps every row.
-    "retention_days_audit_log": 365,
-    "retention_days_webhook_deliveries": 30,
-    "retention_days_gallery_changes": 30,
-    "min_dossier_photo_quality": 0.3,
-    "embedder": "dlib_resnet_v1",
-    # Persons (docs/persons.md).
-    "person_threshold": 0.78,
-    "person_min_quality": 0.5,
-    "person_max_faces": 8,
-    "person_scope": "installation",
-    "person_merge_threshold": 0.80,
-    "friend_days": 3,
-    "friend_window_days": 30,
-}
-
-
-class SettingsRepository:
-    """Runtime settings: stored values over the documented defaults."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def all(self) -> dict[str, Any]:
-        values = dict(RUNTIME_SETTING_DEFAULTS)
-        for row in self.session.scalars(select(orm.RuntimeSetting)):
-            if row.key in values:
-                values[row.key] = row.value
-        return values
-
-    def get(self, key: str) -> Any:
-        return self.all()[key]
-
-    def update(self, changes: dict[str, Any]) -> dict[str, Any]:
-        for key, value in changes.items():
-            if key not in RUNTIME_SETTING_DEFAULTS:
-                raise BadParam(f"unknown setting {key!r}", param=key)
-            row = self.session.get(orm.RuntimeSetting, key)
-            if row is None:
-                self.session.add(orm.RuntimeSetting(key=key, value=value))
-            else:
-                row.value = value
-        self.session.flush()
-        return self.all()
-
-
 class AuditRepository(Repository[orm.AuditRecord]):
     model, label = orm.AuditRecord, "audit record"
+    list_filters = ListFilters(equal=("user_id", "username", "method", "status"), prefix={"path_prefix": "path"},
+                               at_least={"status_gte": "status", "created_gte": "created_at"},
+                               at_most={"status_lte": "status", "created_lte": "created_at"})
+    list_order = [SortKey(orm.AuditRecord.created_at, descending=True), SortKey(orm.AuditRecord.id, descending=True)]
 
     def record(self, **fields: Any) -> orm.AuditRecord:
         return self.add(orm.AuditRecord(**fields))
-
-
-class VectorRepository:
-    """Vectors of every gallery (the source of truth) and the change log shards replay."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def upsert(self, gallery: str, item_id: str, model: str, vector: bytes, dim: int,
-               meta: dict[str, Any] | None = None) -> orm.FaceVector:
-        row = self.find(gallery, item_id, model)
-        if row is None:
-            row = orm.FaceVector(gallery=gallery, item_id=item_id, model=model, vector=vector, dim=dim,
-                                 meta=meta or {})
-            self.session.add(row)
-        else:
-            row.vector, row.dim, row.meta = vector, dim, meta or {}
-        self.log(gallery, item_id, "add")
-        return row
-
-    def find(self, gallery: str, item_id: str, model: str) -> orm.FaceVector | None:
-        stmt = select(orm.FaceVector).where(
-            orm.FaceVector.gallery == gallery, orm.FaceVector.item_id == item_id, orm.FaceVector.model == model
-        )
-        return self.session.scalar(stmt)
-
-    def set_meta(self, gallery: str, item_ids: Sequence[str], meta_by_item: dict[str, dict[str, Any]]) -> None:
-        for chunk in in_chunks(item_ids):
-            rows = self.session.scalars(
-                select(orm.FaceVector).where(orm.FaceVector.gallery == gallery, orm.FaceVector.item_id.in_(chunk))
-            )
-            for row in rows:
-                row.meta = meta_by_item[row.item_id]
-        self.log_many(gallery, item_ids, "meta")
-
-    def remove(self, gallery: str, item_ids: Sequence[str]) -> int:
-        if not item_ids:
-            return 0
-        removed = 0
-        for chunk in in_chunks(item_ids):
-            result = self.session.execute(
-                delete(orm.FaceVector).where(orm.FaceVector.gallery == gallery, orm.FaceVector.item_id.in_(chunk))
-            )
-            removed += int(result.rowcount or 0)  # type: ignore[attr-defined]
-        self.log_many(gallery, item_ids, "remove")
-        return removed
-
-    def log(self, gallery: str, item_id: str, op: str) -> None:
-        self.session.add(orm.GalleryChange(gallery=gallery, item_id=item_id, op=op))
-
-    def log_many(self, gallery: str, item_ids: Sequence[str], op: str) -> None:
-        """`log` for many items as one bulk insert (a big watch list changes tens of thousands at once);
-        the session's pending changes are flushed first, so the log keeps their order."""
-        if item_ids:
-            self.session.flush()
-            now = orm.utcnow()
-            self.session.execute(insert(orm.GalleryChange), [
-                {"gallery": gallery, "item_id": item_id, "op": op, "created_at": now} for item_id in item_ids])
-
-    def changes_since(self, gallery: str, seq: int, limit: int = 10_000) -> list[orm.GalleryChange]:
-        stmt = (
-            select(orm.GalleryChange)
-            .where(orm.GalleryChange.gallery == gallery, orm.GalleryChange.seq > seq)
-            .order_by(orm.GalleryChange.seq)
-            .limit(limit)
-        )
-        return list(self.session.scalars(stmt))
-
-    def recent_changes(self, gallery: str, upto_seq: int, since: datetime) -> list[orm.GalleryChange]:
-        """Log rows at or before `upto_seq` written since `since`.
-
-        On PostgreSQL two transactions can commit their sequence numbers out of order, so a reader that
-        has passed seq 11 may see seq 10 appear later; re-reading the recent rows catches it.
-        """
-        stmt = (
-            select(orm.GalleryChange)
-            .where(orm.GalleryChange.gallery == gallery, orm.GalleryChange.seq <= upto_seq,
-                   orm.GalleryChange.created_at >= since)
-            .order_by(orm.GalleryChange.seq)
-        )
-        return list(self.session.scalars(stmt))
-
-    def last_seq(self, gallery: str) -> int:
-        stmt = select(func.max(orm.GalleryChange.seq)).where(orm.GalleryChange.gallery == gallery)
-        return int(self.session.scalar(stmt) or 0)
-
-    def iter_gallery(self, gallery: str, model: str, batch: int = 5000) -> Iterable[list[orm.FaceVector]]:
-        """All vectors of a gallery for one model, in id order, a batch at a time."""
-        after = 0
-        while True:
-            stmt = (
-                select(orm.FaceVector)
-                .where(orm.FaceVector.gallery == gallery, orm.FaceVector.model == model, orm.FaceVector.id > after)
-                .order_by(orm.FaceVector.id)
-                .limit(batch)
-            )
-            rows = list(self.session.scalars(stmt))
-            if not rows:
-                return
-            yield rows
-            after = rows[-1].id
-
-    def by_items(self, gallery: str, model: str, item_ids: Sequence[str]) -> list[orm.FaceVector]:
-        if not item_ids:
-            return []
-        stmt = select(orm.FaceVector).where(
-            orm.FaceVector.gallery == gallery, orm.FaceVector.model == model, orm.FaceVector.item_id.in_(item_ids)
-        )
-        return list(self.session.scalars(stmt))
-

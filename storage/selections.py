@@ -1,13 +1,15 @@
-"""Selecting the objects a task works on (events, dossiers, dossier faces) by the list filters."""
+"""Selecting the objects a task (or `facewatch migrate-model`) works on: events, dossiers, dossier faces, by
+the list filters or a batch at a time in id order."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, String, cast, delete, exists, func, select
 from sqlalchemy.orm import Session
 
+from facewatch.gallery_schema import DOSSIERS_GALLERY
 from storage import orm
 from storage.event_queries import filter_events, hide
 from storage.meta_filters import apply_meta
@@ -85,3 +87,58 @@ def unused_model_vector_ids(session: Session, active_model: str, limit: int | No
     """Vector rows of models other than the active one (left behind by a model migration)."""
     stmt = select(orm.FaceVector.id).where(orm.FaceVector.model != active_model).order_by(orm.FaceVector.id)
     return list(session.scalars(stmt.limit(limit) if limit else stmt))
+
+
+def matching_event_ids(session: Session, ids: Sequence[str], filters: Mapping[str, Any],
+                       hidden_lists: Sequence[int] = (), hidden_groups: Sequence[int] = ()) -> set[str]:
+    """Those of the event `ids` that match `filters` and are on no hidden list or group."""
+    stmt = filter_events(select(orm.Event.id).where(orm.Event.id.in_(list(ids))), filters, dialect(session))
+    return set(session.scalars(hide(stmt, list(hidden_lists), list(hidden_groups))))
+
+
+def dossiers_of_faces(session: Session, face_ids: Sequence[int]) -> dict[int, int]:
+    """The dossier of each of these dossier faces that still exists, by face id."""
+    rows = session.execute(select(orm.DossierFace.id, orm.DossierFace.dossier_id)
+                           .where(orm.DossierFace.id.in_(list(face_ids))))
+    return {int(face_id): int(dossier_id) for face_id, dossier_id in rows}
+
+
+def dossier_faces_by_ids(session: Session, ids: Sequence[int]) -> list[orm.DossierFace]:
+    return list(session.scalars(select(orm.DossierFace).where(orm.DossierFace.id.in_(list(ids)))))
+
+
+def delete_vector_rows(session: Session, row_ids: Sequence[int]) -> int:
+    """Deletes vector rows by row id (vectors of models no shard serves, so no gallery change is logged)."""
+    result = session.execute(delete(orm.FaceVector).where(orm.FaceVector.id.in_(list(row_ids))))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def vector_models(session: Session, gallery: str, item_ids: Sequence[str]) -> dict[str, list[str]]:
+    """The models each item of a gallery has a vector for, oldest vector first."""
+    rows = session.execute(select(orm.FaceVector.item_id, orm.FaceVector.model).where(
+        orm.FaceVector.gallery == gallery, orm.FaceVector.item_id.in_(list(item_ids))).order_by(orm.FaceVector.id))
+    models: dict[str, list[str]] = {}
+    for item_id, model in rows:
+        models.setdefault(item_id, []).append(model)
+    return models
+
+
+def dossier_faces_after(session: Session, after: int, limit: int) -> list[orm.DossierFace]:
+    """The next `limit` dossier faces after id `after`, by id."""
+    stmt = select(orm.DossierFace).where(orm.DossierFace.id > after).order_by(orm.DossierFace.id).limit(limit)
+    return list(session.scalars(stmt))
+
+
+def events_after(session: Session, after: str, limit: int) -> list[orm.Event]:
+    """The next `limit` events after id `after`, by id."""
+    return list(session.scalars(select(orm.Event).where(orm.Event.id > after).order_by(orm.Event.id).limit(limit)))
+
+
+def count_without_vector(session: Session, gallery: str, model: str) -> int:
+    """Items of a built-in gallery (dossier faces for "dossiers", events for "events") with no vector for
+    `model`."""
+    table, column = ((orm.DossierFace, cast(orm.DossierFace.id, String)) if gallery == DOSSIERS_GALLERY
+                     else (orm.Event, orm.Event.id))
+    has_vector = exists().where(orm.FaceVector.gallery == gallery, orm.FaceVector.model == model,
+                                orm.FaceVector.item_id == column)
+    return int(session.scalar(select(func.count()).select_from(table).where(~has_vector)) or 0)

@@ -19,6 +19,7 @@ from facewatch import tasks as rules
 from facewatch.errors import Conflict
 from storage import orm
 from storage.notices import TASK_STATUS, enqueue_notice
+from storage.pagination import Page, SortKey, paginate
 
 
 def now() -> datetime:
@@ -156,3 +157,16 @@ def drop_notification(session: Session, task_id: int, view: dict[str, Any]) -> N
 def archive_unused(session: Session, key: str) -> bool:
     """No task names this uploaded archive (content addressed: two tasks may share one file)."""
     return session.scalar(select(orm.Task.id).where(cast(orm.Task.params, String).contains(key)).limit(1)) is None
+
+
+def page_of_tasks(session: Session, created_by: str | None, status: str | None, kind: str | None, limit: int,
+                  cursor: str | None) -> Page[orm.Task]:
+    """One page of tasks, newest first: those of `created_by` (None: everyone's) with the status and kind."""
+    stmt = select(orm.Task)
+    if created_by is not None:
+        stmt = stmt.where(orm.Task.created_by == created_by)
+    if status is not None:
+        stmt = stmt.where(orm.Task.status == status)
+    if kind is not None:
+        stmt = stmt.where(orm.Task.kind == kind)
+    return paginate(session, stmt, [SortKey(orm.Task.id, descending=True)], limit, cursor)

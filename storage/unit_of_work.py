@@ -11,6 +11,9 @@ from storage import repositories as r
 from storage import sign_in
 from storage import vms as vms_repositories
 from storage.db import session_factory, translate_db_errors
+from storage.person_reads import PersonRepository
+from storage.runtime_settings import SettingsRepository
+from storage.vector_store import GalleryRepository, VectorRepository
 
 
 class UnitOfWork:
@@ -28,6 +31,7 @@ class UnitOfWork:
         self.dossiers = r.DossierRepository(s)
         self.dossier_faces = r.DossierFaceRepository(s)
         self.events = r.EventRepository(s)
+        self.persons = PersonRepository(s)
         self.episodes = r.EpisodeRepository(s)
         self.videos = r.VideoRepository(s)
         self.jobs = r.JobRepository(s)
@@ -35,9 +39,10 @@ class UnitOfWork:
         self.webhook_deliveries = r.WebhookDeliveryRepository(s)
         self.users = r.UserRepository(s)
         self.tokens = r.TokenRepository(s)
-        self.settings = r.SettingsRepository(s)
+        self.settings = SettingsRepository(s)
         self.audit = r.AuditRepository(s)
-        self.vectors = r.VectorRepository(s)
+        self.vectors = VectorRepository(s)
+        self.galleries = GalleryRepository(s)
         self.vms = vms_repositories.VmsRepository(s)
         self.links = vms_repositories.LinkRepository(s)
         self.sessions = sign_in.SessionRepository(s)

@@ -5,11 +5,12 @@ request (or per live-feed poll) from the caller's role: the ids of the camera gr
 hidden from that role. Every read path asks the scope, never the rows' `hidden_from_roles` itself:
 
 - camera groups, watch lists: hidden when the role is named on the row itself;
-- cameras, videos: hidden with their camera group;
+- cameras, videos: hidden with their camera group; jobs with their camera or video;
 - events: hidden when their camera group or their watch list is hidden (unmatched events are on the
   built-in Unmatched list, so hiding that list hides them);
 - episodes: hidden when their camera group or their watch list is hidden (an unmatched episode counts
   as being on the Unmatched list); acknowledging one acknowledges only the events the caller sees;
+- persons: visible when at least one of their events is;
 - dossiers (and their photos): visible when they are on no watch list or on at least one visible
   list; the hidden lists never appear in the dossier's `watch_list_ids` for that role. A person on a
   covert list and an ordinary one is seen by everyone who sees the ordinary one, as its events are;
@@ -117,6 +118,15 @@ class VisibilityScope:
     def videos(self) -> ColumnElement[bool]:
         return _not_in(orm.Video.camera_group_id, self.hidden_group_ids)
 
+    def jobs(self) -> ColumnElement[bool]:
+        """A job is hidden with its camera or its video."""
+        if self.sees_everything:
+            return true()
+        hidden_cameras = select(orm.Camera.id).where(~self.cameras())
+        hidden_videos = select(orm.Video.id).where(~self.videos())
+        return and_(or_(orm.Job.camera_id.is_(None), orm.Job.camera_id.not_in(hidden_cameras)),
+                    or_(orm.Job.video_id.is_(None), orm.Job.video_id.not_in(hidden_videos)))
+
     def events(self) -> ColumnElement[bool]:
         return and_(_not_in(orm.Event.camera_group_id, self.hidden_group_ids),
                     _not_in(orm.Event.watch_list_id, self.hidden_list_ids))
@@ -127,6 +137,10 @@ class VisibilityScope:
         effective_list = func.coalesce(orm.Episode.watch_list_id, orm.UNMATCHED_WATCH_LIST_ID)
         return and_(_not_in(orm.Episode.camera_group_id, self.hidden_group_ids),
                     _not_in(effective_list, self.hidden_list_ids))
+
+    def persons(self) -> ColumnElement[bool]:
+        """A person is visible when at least one of its events is (the events' rules)."""
+        return exists().where(orm.Event.person_id == orm.Person.id, self.events())
 
     def dossiers(self) -> ColumnElement[bool]:
         if not self.hidden_list_ids:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -62,14 +63,16 @@ def _drop_pg_database(base_url: str, name: str) -> None:
     admin.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path):
-    """A migrated, empty database: SQLite always, PostgreSQL when FACEWATCH_TEST_PG_URL is set."""
+def fresh_database(kind: str, sqlite_path: Path, migrated: bool = True) -> Iterator[str]:
+    """A generator for fixtures: the URL of a fresh database of `kind` ("sqlite": a file at
+    `sqlite_path`; "postgresql": one made for the test and dropped after it, or the test is skipped
+    without FACEWATCH_TEST_PG_URL), migrated unless `migrated` is False."""
     from storage.db import migrate
 
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'facewatch.db'}"
-        migrate(url)
+    if kind == "sqlite":
+        url = f"sqlite:///{sqlite_path}"
+        if migrated:
+            migrate(url)
         yield url
         return
     base = os.environ.get(PG_URL_ENV)
@@ -77,10 +80,17 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path):
         pytest.skip(f"PostgreSQL tests need {PG_URL_ENV} (e.g. postgresql://postgres@127.0.0.1:5432/postgres)")
     url, name = _create_pg_database(base)
     try:
-        migrate(url)
+        if migrated:
+            migrate(url)
         yield url
     finally:
         _drop_pg_database(base, name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path):
+    """A migrated, empty database: SQLite always, PostgreSQL when FACEWATCH_TEST_PG_URL is set."""
+    yield from fresh_database(request.param, tmp_path / "facewatch.db")
 
 
 @pytest.fixture
@@ -126,22 +136,29 @@ class ApiClient:
         return self.request("DELETE", path, role, **kw)
 
 
-def build_api(tmp_path: Path, db_url: str) -> ApiClient:
-    from fastapi.testclient import TestClient
-
-    from serve_apps.api.app import create_app
+def role_tokens(db_url: str, suffix: str = "1") -> dict[str, str]:
+    """An API token per role on a fresh installation: the first admin's, and those of users named
+    `operator<suffix>` and `viewer<suffix>`."""
     from storage import orm
     from storage.tokens import ensure_admin, issue_token
     from storage.unit_of_work import UnitOfWork
 
-    config = make_config(tmp_path, db_url)
     with UnitOfWork(db_url) as uow:
         tokens = {"admin": ensure_admin(uow)}
         for role in ("operator", "viewer"):
-            user = uow.users.add(orm.User(username=f"{role}1", role=role))
+            user = uow.users.add(orm.User(username=f"{role}{suffix}", role=role))
             tokens[role] = issue_token(uow, user)[1]
         uow.commit()
-    return ApiClient(TestClient(create_app(config), raise_server_exceptions=False), tokens)
+    return tokens  # type: ignore[return-value]
+
+
+def build_api(tmp_path: Path, db_url: str) -> ApiClient:
+    from fastapi.testclient import TestClient
+
+    from serve_apps.api.app import create_app
+
+    config = make_config(tmp_path, db_url)
+    return ApiClient(TestClient(create_app(config), raise_server_exceptions=False), role_tokens(db_url))
 
 
 @pytest.fixture

@@ -12,13 +12,29 @@ import ray
 T = TypeVar("T")
 
 
+START_ATTEMPTS = 3
+"""On a crowded machine the raylet may miss Ray's fixed 30 s start-up window: try again."""
+
+
 @contextmanager
 def local_ray(num_cpus: int = 2, namespace: str | None = None, resources: dict[str, float] | None = None,
-              **options: Any) -> Iterator[None]:
+              address: str | None = None, **options: Any) -> Iterator[None]:
     """A fresh single-node Ray for the block: no dashboard (it costs CPU the tests need), worker logs
-    kept out of the test output, shut down afterwards. Module fixtures wrap it: `with local_ray(4): yield`."""
-    ray.init(address="local", num_cpus=num_cpus, namespace=namespace, resources=resources, include_dashboard=False,
-             log_to_driver=options.pop("log_to_driver", False), **options)
+    kept out of the test output, shut down afterwards. Module fixtures wrap it: `with local_ray(4): yield`.
+    With `address` it joins that running cluster instead (num_cpus and resources are the cluster's)."""
+    log_to_driver = options.pop("log_to_driver", False)
+    for attempt in range(START_ATTEMPTS):
+        try:
+            if address:
+                ray.init(address=address, namespace=namespace, log_to_driver=log_to_driver, **options)
+            else:
+                ray.init(address="local", num_cpus=num_cpus, namespace=namespace, resources=resources,
+                         include_dashboard=False, log_to_driver=log_to_driver, **options)
+            break
+        except Exception:
+            ray.shutdown()
+            if attempt == START_ATTEMPTS - 1:
+                raise
     try:
         yield
     finally:

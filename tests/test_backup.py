@@ -4,7 +4,6 @@ the original, across SQLite and PostgreSQL in both directions; non-empty targets
 from __future__ import annotations
 
 import json
-import os
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,19 +16,19 @@ from fastapi.testclient import TestClient
 
 from actors.galleries import SYSTEM_GALLERY_COLUMNS, Galleries
 from actors.gallery import actor_name
-from cluster.backup import BackupError, backup, installation_contents, read_manifest, restore
 from facewatch.settings import Config
 from models.images import encode_png
 from serve_apps.api.app import create_app
 from serve_apps.api.services import Services
 from storage import orm
+from storage.backup import BackupError, backup, installation_contents, read_manifest, restore
 from storage.db import migrate
 from storage.dossier_vectors import DOSSIERS_GALLERY, EVENTS_GALLERY, store_dossier_face_vector
 from storage.media import LocalMediaStore
 from storage.outbox import enqueue_event
 from storage.tokens import ensure_admin
 from storage.unit_of_work import UnitOfWork
-from tests.conftest import PG_URL_ENV, _create_pg_database, _drop_pg_database, make_config
+from tests.conftest import fresh_database, make_config
 
 pytestmark = [pytest.mark.pg_capable, pytest.mark.usefixtures("ray_module")]
 RAY_OPTIONS = {"num_cpus": 2, "namespace": "test-backup"}
@@ -181,18 +180,8 @@ def stop_galleries(galleries: Galleries) -> None:
 
 @pytest.fixture
 def target_url(request: pytest.FixtureRequest, tmp_path: Path):
-    """Where the restore goes: a fresh SQLite file, or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'restored' / 'facewatch.db'}"
-        return
-    base = os.environ.get(PG_URL_ENV)
-    if not base:
-        pytest.skip(f"PostgreSQL tests need {PG_URL_ENV}")
-    url, name = _create_pg_database(base)
-    try:
-        yield url
-    finally:
-        _drop_pg_database(base, name)
+    """Where the restore goes: a fresh SQLite file, or a fresh PostgreSQL database (not migrated)."""
+    yield from fresh_database(request.param, tmp_path / "restored" / "facewatch.db", migrated=False)
 
 
 @pytest.mark.parametrize("target_url", ["sqlite", "postgresql"], indirect=True)

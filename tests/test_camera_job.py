@@ -35,7 +35,7 @@ from storage import orm
 from storage.db import migrate
 from storage.media import LocalMediaStore
 from storage.unit_of_work import UnitOfWork
-from tests.helpers import wait_for
+from tests.helpers import local_ray, wait_for
 from tests.http_range_server import RangeHandler, SwitchableServer
 
 EMBEDDER = "dlib_resnet_v1"
@@ -154,18 +154,17 @@ class World:
 def world(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("camera-job")
     clip = cut_clip(data_dir / "video" / "short_hamilton_clip.mp4", tmp / "cut.mp4", *CUT)
-    ray.init(address="local", num_cpus=4, resources={"camera_slots": 4}, include_dashboard=False,
-             namespace=NAMESPACE)
-    w = World(tmp, clip)
-    serve.run(build_extractor_application(w.config, EMBEDDER), name=EXTRACTOR_APP, route_prefix=None)
-    spec = embedder_spec(EMBEDDER)
-    galleries = Galleries(db_url=w.url, snapshot_dir=str(tmp / "snap"), model=EMBEDDER, dim=spec.dim, shards=1)
-    galleries.open_all()
-    pipeline = EventPipeline.options(name=PIPELINE, namespace=NAMESPACE).remote(w.url, galleries, spec.calibration)
-    ray.get(pipeline.stats.remote())
-    yield w
-    serve.shutdown()
-    ray.shutdown()
+    with local_ray(4, NAMESPACE, {"camera_slots": 4}):
+        w = World(tmp, clip)
+        serve.run(build_extractor_application(w.config, EMBEDDER), name=EXTRACTOR_APP, route_prefix=None)
+        spec = embedder_spec(EMBEDDER)
+        galleries = Galleries(db_url=w.url, snapshot_dir=str(tmp / "snap"), model=EMBEDDER, dim=spec.dim, shards=1)
+        galleries.open_all()
+        pipeline = EventPipeline.options(name=PIPELINE, namespace=NAMESPACE).remote(w.url, galleries,
+                                                                                  spec.calibration)
+        ray.get(pipeline.stats.remote())
+        yield w
+        serve.shutdown()
 
 
 def test_stream_config_reads_api_settings() -> None:

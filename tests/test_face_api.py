@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import ray
 from fastapi.testclient import TestClient
 from PIL import Image
 from ray import serve
@@ -27,9 +26,9 @@ from serve_apps.api.services import Services
 from serve_apps.extractor import EXTRACTOR_APP, build_extractor_application
 from storage import orm
 from storage.db import migrate
-from storage.tokens import ensure_admin, issue_token
 from storage.unit_of_work import UnitOfWork
-from tests.conftest import ApiClient
+from tests.conftest import ApiClient, role_tokens
+from tests.helpers import local_ray
 
 EMBEDDER = "dlib_resnet_v1"
 
@@ -40,20 +39,15 @@ def face_api(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path):
     url = f"sqlite:///{tmp / 'fw.db'}"
     migrate(url)
     config = load_config({"FACEWATCH_HOME": str(tmp / "home"), "FACEWATCH_DATABASE_URL": url})
-    ray.init(address="local", num_cpus=4, include_dashboard=False, namespace="test-faces")
-    serve.run(build_extractor_application(config, EMBEDDER), name=EXTRACTOR_APP, route_prefix=None)
-    spec = embedder_spec(EMBEDDER)
-    galleries = Galleries(db_url=url, snapshot_dir=str(tmp / "snap"), model=EMBEDDER, dim=spec.dim, shards=2)
-    galleries.open_all()
-    with UnitOfWork(url) as uow:
-        tokens = {"admin": ensure_admin(uow)}
-        for role in ("operator", "viewer"):
-            tokens[role] = issue_token(uow, uow.users.add(orm.User(username=role, role=role)))[1]
-        uow.commit()
-    client = TestClient(create_app(config, Services(EMBEDDER, galleries)), raise_server_exceptions=False)
-    yield ApiClient(client, tokens), url
-    serve.shutdown()
-    ray.shutdown()
+    with local_ray(4, "test-faces"):
+        serve.run(build_extractor_application(config, EMBEDDER), name=EXTRACTOR_APP, route_prefix=None)
+        spec = embedder_spec(EMBEDDER)
+        galleries = Galleries(db_url=url, snapshot_dir=str(tmp / "snap"), model=EMBEDDER, dim=spec.dim, shards=2)
+        galleries.open_all()
+        tokens = role_tokens(url, suffix="")
+        client = TestClient(create_app(config, Services(EMBEDDER, galleries)), raise_server_exceptions=False)
+        yield ApiClient(client, tokens), url
+        serve.shutdown()
 
 
 def photo(path: Path) -> dict:

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import ray
 from sqlalchemy import Integer, func, select, text
 
 from storage import orm
 from storage.db import engine_for, upgrade_to
 from storage.unit_of_work import UnitOfWork
+from tests.helpers import local_ray
 
 INTEGER_ID_TABLES = sorted(
     t.name for t in orm.Base.metadata.sorted_tables
@@ -158,9 +158,8 @@ def test_upgrading_an_existing_sqlite_installation_keeps_every_row(tmp_path: Pat
 
 @pytest.fixture(scope="module")
 def ray_local():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="test-ids")
-    yield
-    ray.shutdown()
+    with local_ray(2, "test-ids"):
+        yield
 
 
 def _video_with_job(url: str, group_id: int) -> tuple[int, int]:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import ray
 from fastapi.testclient import TestClient
 from ray import serve
 
@@ -25,6 +24,7 @@ from storage.dossier_vectors import DOSSIERS_GALLERY
 from storage.tokens import ensure_admin
 from storage.unit_of_work import UnitOfWork
 from tests.conftest import ApiClient, make_config
+from tests.helpers import local_ray
 from tests.test_linked_lists import MODEL, Master
 
 pytestmark = [pytest.mark.slow]
@@ -36,17 +36,17 @@ def slave(tmp_path_factory: pytest.TempPathFactory):
     url = f"sqlite:///{tmp / 'fw.db'}"
     migrate(url)
     config = make_config(tmp, url)
-    ray.init(address="local", num_cpus=4, include_dashboard=False, namespace="test-linked")
-    serve.run(build_extractor_application(config, MODEL), name=EXTRACTOR_APP, route_prefix=None)
-    galleries = Galleries(db_url=url, snapshot_dir=str(tmp / "snap"), model=MODEL, dim=embedder_spec(MODEL).dim,
-                          shards=2)
-    galleries.open_all()
-    with UnitOfWork(url) as uow:
-        tokens = {"admin": ensure_admin(uow)}
-        uow.commit()
-    yield ApiClient(TestClient(create_app(config, Services(MODEL, galleries)), raise_server_exceptions=False), tokens)
-    serve.shutdown()
-    ray.shutdown()
+    with local_ray(4, "test-linked"):
+        serve.run(build_extractor_application(config, MODEL), name=EXTRACTOR_APP, route_prefix=None)
+        galleries = Galleries(db_url=url, snapshot_dir=str(tmp / "snap"), model=MODEL, dim=embedder_spec(MODEL).dim,
+                              shards=2)
+        galleries.open_all()
+        with UnitOfWork(url) as uow:
+            tokens = {"admin": ensure_admin(uow)}
+            uow.commit()
+        app = create_app(config, Services(MODEL, galleries))
+        yield ApiClient(TestClient(app, raise_server_exceptions=False), tokens)
+        serve.shutdown()
 
 
 def photo(path: Path) -> dict:

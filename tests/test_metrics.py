@@ -22,6 +22,7 @@ from storage import orm
 from storage.dossier_vectors import DOSSIERS_GALLERY, store_dossier_face_vector
 from storage.unit_of_work import UnitOfWork
 from tests.conftest import build_api
+from tests.helpers import local_ray
 
 DIM = 16
 MODEL = "metrics_model"
@@ -119,82 +120,82 @@ def test_metrics_endpoint_shows_activity(sqlite_url: str, tmp_path: Path) -> Non
     from actors.galleries import Galleries
     from actors.webhook_dispatcher import WebhookDispatcherCore
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="test-metrics", log_to_driver=False,
-             _system_config={"metrics_report_interval_ms": 500})
-    receiver = _Receiver()
-    try:
-        api = build_api(tmp_path, sqlite_url)
-        assert api.client.get("/metrics").status_code == 401
-        assert api.get("/metrics", "viewer").status_code == 403
-        # a dossier to match, two webhooks (one that works, one that cannot be reached)
-        vector = np.random.default_rng(1).standard_normal(DIM).astype(np.float32)
-        vector /= np.linalg.norm(vector)
-        with UnitOfWork(sqlite_url) as uow:
-            group = uow.camera_groups.add(orm.CameraGroup(name="lobby"))
-            camera = uow.cameras.add(orm.Camera(name="door", camera_group_id=group.id))
-            vip = uow.watch_lists.add(orm.WatchList(name="vip"))
-            dossier = uow.dossiers.add(orm.Dossier(name="ann", watch_lists=[vip]))
-            face = uow.dossier_faces.add(orm.DossierFace(dossier_id=dossier.id))
-            store_dossier_face_vector(uow, face, dossier, MODEL, vector)
-            ok_hook = uow.webhooks.add(orm.Webhook(title="ok", url=receiver.url)).id
-            bad_hook = uow.webhooks.add(orm.Webhook(title="down", url="http://127.0.0.1:9/none")).id
-            uow.commit()
-            group_id, camera_id = group.id, camera.id
-        galleries = Galleries(db_url=sqlite_url, snapshot_dir=str(tmp_path / "snap"), model=MODEL, dim=DIM, shards=2)
-        galleries.router(DOSSIERS_GALLERY)
-        # events through the pipeline actor: one matched, one unmatched
-        pipeline = EventPipeline.remote(sqlite_url, Galleries(db_url=sqlite_url, snapshot_dir=str(tmp_path / "snap"),
-                                                              model=MODEL, dim=DIM, shards=2), CAL)
-        other = np.random.default_rng(2).standard_normal(DIM).astype(np.float32)
-        sightings = [FaceSighting(event_id=f"e{i}", job_id=1, camera_group_id=group_id, camera_id=camera_id,
-                                  timestamp=datetime.now(UTC), bbox=[0, 0, 9, 9], detection_score=0.99, quality=0.5,
-                                  embedding=v / np.linalg.norm(v), model=MODEL, track_id=i)
-                     for i, v in enumerate([vector, other])]
-        assert ray.get(pipeline.post.remote(sightings)) == ["e0", "e1"]
-        # webhook deliveries: the outbox holds both events for both hooks
-        core = WebhookDispatcherCore(sqlite_url, "http://facewatch.example", timeout_s=1.0)
+    with local_ray(2, "test-metrics", _system_config={"metrics_report_interval_ms": 500}):
+        receiver = _Receiver()
+        try:
+            api = build_api(tmp_path, sqlite_url)
+            assert api.client.get("/metrics").status_code == 401
+            assert api.get("/metrics", "viewer").status_code == 403
+            # a dossier to match, two webhooks (one that works, one that cannot be reached)
+            vector = np.random.default_rng(1).standard_normal(DIM).astype(np.float32)
+            vector /= np.linalg.norm(vector)
+            with UnitOfWork(sqlite_url) as uow:
+                group = uow.camera_groups.add(orm.CameraGroup(name="lobby"))
+                camera = uow.cameras.add(orm.Camera(name="door", camera_group_id=group.id))
+                vip = uow.watch_lists.add(orm.WatchList(name="vip"))
+                dossier = uow.dossiers.add(orm.Dossier(name="ann", watch_lists=[vip]))
+                face = uow.dossier_faces.add(orm.DossierFace(dossier_id=dossier.id))
+                store_dossier_face_vector(uow, face, dossier, MODEL, vector)
+                ok_hook = uow.webhooks.add(orm.Webhook(title="ok", url=receiver.url)).id
+                bad_hook = uow.webhooks.add(orm.Webhook(title="down", url="http://127.0.0.1:9/none")).id
+                uow.commit()
+                group_id, camera_id = group.id, camera.id
+            galleries = Galleries(db_url=sqlite_url, snapshot_dir=str(tmp_path / "snap"), model=MODEL, dim=DIM,
+                                  shards=2)
+            galleries.router(DOSSIERS_GALLERY)
+            # events through the pipeline actor: one matched, one unmatched
+            pipeline = EventPipeline.remote(sqlite_url, Galleries(db_url=sqlite_url,
+                                                                  snapshot_dir=str(tmp_path / "snap"),
+                                                                  model=MODEL, dim=DIM, shards=2), CAL)
+            other = np.random.default_rng(2).standard_normal(DIM).astype(np.float32)
+            sightings = [FaceSighting(event_id=f"e{i}", job_id=1, camera_group_id=group_id, camera_id=camera_id,
+                                      timestamp=datetime.now(UTC), bbox=[0, 0, 9, 9], detection_score=0.99, quality=0.5,
+                                      embedding=v / np.linalg.norm(v), model=MODEL, track_id=i)
+                         for i, v in enumerate([vector, other])]
+            assert ray.get(pipeline.post.remote(sightings)) == ["e0", "e1"]
+            # webhook deliveries: the outbox holds both events for both hooks
+            core = WebhookDispatcherCore(sqlite_url, "http://facewatch.example", timeout_s=1.0)
 
-        async def deliver() -> None:
-            async with httpx.AsyncClient(timeout=1.0) as client:
-                for hook in (ok_hook, bad_hook):
-                    assert await core.deliver_once(client, hook) is True
+            async def deliver() -> None:
+                async with httpx.AsyncClient(timeout=1.0) as client:
+                    for hook in (ok_hook, bad_hook):
+                        assert await core.deliver_once(client, hook) is True
 
-        asyncio.run(deliver())
-        assert core.delivered >= 1 and core.failed_attempts == 1
-        ray.get(_camera_job_like_activity.remote(camera_id))
+            asyncio.run(deliver())
+            assert core.delivered >= 1 and core.failed_attempts == 1
+            ray.get(_camera_job_like_activity.remote(camera_id))
 
-        wanted = {
-            "ray_facewatch_events_created_total": {"matched": "true"},
-            "ray_facewatch_gallery_search_latency_seconds_count": {"gallery": "dossiers"},
-            "ray_facewatch_gallery_size": {"gallery": "dossiers"},
-            "ray_facewatch_webhook_deliveries_total": {"webhook_id": str(ok_hook)},
-            "ray_facewatch_webhook_failures_total": {"webhook_id": str(bad_hook)},
-            "ray_facewatch_frames_decoded_total": {"camera_id": str(camera_id)},
-            "ray_facewatch_frames_dropped_total": {"camera_id": str(camera_id)},
-            "ray_facewatch_faces_posted_total": {"camera_id": str(camera_id)},
-            "ray_facewatch_extraction_batch_size_count": {"model": "dlib_resnet_v1"},
-            "ray_facewatch_extraction_latency_seconds_sum": {"model": "dlib_resnet_v1"},
-            "ray_facewatch_job_restarts_total": {"kind": "camera"},
-        }
-        deadline = time.monotonic() + 60
-        while True:
-            response = api.get("/metrics", "operator")
-            assert response.status_code == 200
-            text = response.text
-            missing = [n for n, labels in wanted.items() if sample_total(text, n, **labels) <= 0]
-            if not missing:
-                break
-            assert time.monotonic() < deadline, f"still missing {missing}:\n{text[:3000]}"
-            time.sleep(0.5)
-        assert response.headers["content-type"].startswith("text/plain")
-        assert sample_total(text, "ray_facewatch_frames_decoded_total", camera_id=str(camera_id)) == 150
-        assert sample_total(text, "ray_facewatch_events_created_total") == 2
-        assert sample_total(text, "ray_facewatch_gallery_size", gallery="dossiers") == 1
-        assert all(line.startswith(("# HELP ray_facewatch_", "# TYPE ray_facewatch_", "ray_facewatch_"))
-                   for line in text.splitlines())  # only facewatch's families
-        assert api.get("/metrics").status_code == 200  # admins too
-        for router in galleries._routers.values():
-            router.kill()
-    finally:
-        receiver.server.shutdown()
-        ray.shutdown()
+            wanted = {
+                "ray_facewatch_events_created_total": {"matched": "true"},
+                "ray_facewatch_gallery_search_latency_seconds_count": {"gallery": "dossiers"},
+                "ray_facewatch_gallery_size": {"gallery": "dossiers"},
+                "ray_facewatch_webhook_deliveries_total": {"webhook_id": str(ok_hook)},
+                "ray_facewatch_webhook_failures_total": {"webhook_id": str(bad_hook)},
+                "ray_facewatch_frames_decoded_total": {"camera_id": str(camera_id)},
+                "ray_facewatch_frames_dropped_total": {"camera_id": str(camera_id)},
+                "ray_facewatch_faces_posted_total": {"camera_id": str(camera_id)},
+                "ray_facewatch_extraction_batch_size_count": {"model": "dlib_resnet_v1"},
+                "ray_facewatch_extraction_latency_seconds_sum": {"model": "dlib_resnet_v1"},
+                "ray_facewatch_job_restarts_total": {"kind": "camera"},
+            }
+            deadline = time.monotonic() + 60
+            while True:
+                response = api.get("/metrics", "operator")
+                assert response.status_code == 200
+                text = response.text
+                missing = [n for n, labels in wanted.items() if sample_total(text, n, **labels) <= 0]
+                if not missing:
+                    break
+                assert time.monotonic() < deadline, f"still missing {missing}:\n{text[:3000]}"
+                time.sleep(0.5)
+            assert response.headers["content-type"].startswith("text/plain")
+            assert sample_total(text, "ray_facewatch_frames_decoded_total", camera_id=str(camera_id)) == 150
+            assert sample_total(text, "ray_facewatch_events_created_total") == 2
+            assert sample_total(text, "ray_facewatch_gallery_size", gallery="dossiers") == 1
+            assert all(line.startswith(("# HELP ray_facewatch_", "# TYPE ray_facewatch_", "ray_facewatch_"))
+                       for line in text.splitlines())  # only facewatch's families
+            assert api.get("/metrics").status_code == 200  # admins too
+            for router in galleries._routers.values():
+                router.kill()
+        finally:
+            receiver.server.shutdown()

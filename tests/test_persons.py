@@ -12,7 +12,6 @@ from datetime import timedelta
 
 import numpy as np
 import pytest
-import ray
 from sqlalchemy import func, select
 
 from actors.event_pipeline import EventPipelineCore
@@ -22,6 +21,7 @@ from storage import orm
 from storage import persons as p
 from storage.outbox import webhook_matches
 from storage.unit_of_work import UnitOfWork
+from tests.helpers import local_ray
 from tests.test_event_pipeline import CAL, T0, World, near, unit
 
 # CAL: confidence 0.78 (the default person threshold) is cosine 0.83.
@@ -30,12 +30,8 @@ from tests.test_event_pipeline import CAL, T0, World, near, unit
 @pytest.fixture(scope="module")
 def ray_cluster():
     address = os.environ.get("FACEWATCH_TEST_RAY_ADDRESS")  # a running cluster, when starting one is slow
-    if address:
-        ray.init(address=address, namespace=f"test-persons-{os.getpid()}")
-    else:
-        ray.init(address="local", num_cpus=4, include_dashboard=False, namespace="test-persons")
-    yield
-    ray.shutdown()
+    with local_ray(4, f"test-persons-{os.getpid()}", address=address):
+        yield
 
 
 @pytest.fixture

@@ -25,7 +25,6 @@ from typing import Any
 import av
 import numpy as np
 import pytest
-import ray
 from PIL import Image
 from sqlalchemy import select
 
@@ -42,6 +41,7 @@ from models.quality import face_quality
 from storage import orm
 from storage.db import migrate
 from storage.unit_of_work import UnitOfWork
+from tests.helpers import local_ray
 
 EMBEDDER = "dlib_resnet_v1"
 FPS = 4
@@ -52,12 +52,8 @@ IDLE_TIMEOUT_S = 5.0
 @pytest.fixture(scope="module", autouse=True)
 def ray_cluster():
     address = os.environ.get("FACEWATCH_TEST_RAY_ADDRESS")  # a running cluster, when starting one is slow
-    if address:
-        ray.init(address=address, namespace=f"test-persons-real-{os.getpid()}")
-    else:
-        ray.init(address="local", num_cpus=4, include_dashboard=False, namespace="test-persons-real")
-    yield
-    ray.shutdown()
+    with local_ray(4, f"test-persons-real-{os.getpid()}", address=address):
+        yield
 
 
 class Installation:

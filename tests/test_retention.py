@@ -18,6 +18,7 @@ from storage.dossier_vectors import EVENTS_GALLERY
 from storage.media import LocalMediaStore
 from storage.retention import cleanup, media_columns
 from storage.unit_of_work import UnitOfWork
+from tests.helpers import local_ray
 
 NOW = datetime.now(UTC)
 DIM = 8
@@ -188,9 +189,7 @@ def test_maintenance_actor_runs_on_schedule_and_syncs_the_events_gallery(sqlite_
     install.settings(retention_days_matched=30, retention_days_unmatched=30)
     install.event("expired", 31, False)
     install.event("kept", 1, False)
-    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="test-retention",
-             log_to_driver=False)
-    try:
+    with local_ray(2, "test-retention"):
         galleries = Galleries(db_url=sqlite_url, snapshot_dir=str(tmp_path / "snap"), model="m", dim=DIM, shards=2)
         router = galleries.router(EVENTS_GALLERY)
         with UnitOfWork(sqlite_url) as uow:
@@ -210,5 +209,3 @@ def test_maintenance_actor_runs_on_schedule_and_syncs_the_events_gallery(sqlite_
         assert "expired" not in hits and hits == ["kept"]  # the shards replayed the removal
         ray.get(actor.stop.remote())
         router.kill()
-    finally:
-        ray.shutdown()

@@ -22,7 +22,7 @@ from storage import orm
 from storage.db import migrate, translate_db_errors
 from storage.media import LocalMediaStore, media_key
 from storage.pagination import MAX_LIMIT, SortKey, paginate
-from storage.repositories import RUNTIME_SETTING_DEFAULTS
+from storage.runtime_settings import RUNTIME_SETTING_DEFAULTS
 from storage.tokens import ensure_admin, issue_token
 from storage.unit_of_work import UnitOfWork
 

@@ -11,9 +11,9 @@ import csv
 import io
 import json
 import threading
-import time
 import zipfile
 from datetime import UTC, datetime
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
@@ -35,9 +35,9 @@ from storage import orm
 from storage.db import migrate
 from storage.dossier_vectors import EVENTS_GALLERY
 from storage.media import LocalMediaStore
-from storage.tokens import ensure_admin, issue_token
 from storage.unit_of_work import UnitOfWork
-from tests.conftest import ApiClient
+from tests.conftest import ApiClient, role_tokens
+from tests.helpers import local_ray, wait_for
 
 EMBEDDER = "dlib_resnet_v1"
 
@@ -71,15 +71,8 @@ class Receiver:
         return out
 
 
-def wait_for(check, timeout_s: float = 120.0, every_s: float = 0.3):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(every_s)
+# A task's effects (notifications, webhooks) take a while on a loaded machine.
+settle = partial(wait_for, timeout_s=120.0, every_s=0.3)
 
 
 @pytest.fixture(scope="module")
@@ -89,45 +82,34 @@ def system(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path):
     migrate(url)
     config = load_config({"FACEWATCH_HOME": str(tmp / "home"), "FACEWATCH_DATABASE_URL": url,
                           "FACEWATCH_PUBLIC_URL": "http://testserver"})
-    for attempt in range(3):  # on a crowded machine the raylet may miss Ray's fixed 30 s start-up window
-        try:
-            ray.init(address="local", num_cpus=4, include_dashboard=False, namespace="test-tasks")
-            break
-        except Exception:
-            ray.shutdown()
-            if attempt == 2:
-                raise
-    serve.run(build_extractor_application(config, EMBEDDER), name=EXTRACTOR_APP, route_prefix=None)
-    galleries = open_galleries(config, EMBEDDER)
-    start_event_pipeline(config, EMBEDDER)
-    start_webhook_dispatcher(config)
-    start_task_supervisor(config, EMBEDDER, SupervisorTuning(poll_s=0.3, max_parallel=2, part_cpus=0.5))
-    with UnitOfWork(url) as uow:
-        tokens = {"admin": ensure_admin(uow)}
-        for role in ("operator", "viewer"):
-            tokens[role] = issue_token(uow, uow.users.add(orm.User(username=role, role=role)))[1]
-        uow.commit()
-    client = TestClient(create_app(config, Services(EMBEDDER, galleries)), raise_server_exceptions=False)
-    api = ApiClient(client, tokens)
-    receiver = Receiver()
-    group = api.post("/v1/camera-groups", json={"name": "lobby"}).json()
-    camera = api.post("/v1/cameras", json={"name": "door", "camera_group_id": group["id"],
-                                           "meta": {"floor": 3}, "external_id": "door-1"}).json()
-    vip = api.post("/v1/watch-lists", json={"name": "VIP", "camera_group_ids": [group["id"]]}).json()
-    hook = api.post("/v1/webhooks", json={"title": "all", "url": f"{receiver.url}/hook",
-                                          "event_types": ["event", "task_status", "camera_status"]}).json()
-    people = {}
-    for name, file in (("Barack Obama", "obama.jpg"), ("Joe Biden", "biden.jpg")):
-        dossier = api.post("/v1/dossiers", json={"name": name, "watch_list_ids": [vip["id"]],
-                                                 "meta": {"office": "president" if "Obama" in name else "vp"}}).json()
-        enrolled = api.post(f"/v1/dossiers/{dossier['id']}/faces", files=photo(faces_dir / file))
-        assert enrolled.status_code == 201, enrolled.text
-        people[name] = dossier["id"]
-    yield SimpleNamespace(api=api, url=url, config=config, group=group, camera=camera, vip=vip, hook=hook,
-                          people=people, receiver=receiver, faces=faces_dir, events={})
-    receiver.server.shutdown()
-    serve.shutdown()
-    ray.shutdown()
+    with local_ray(4, "test-tasks"):
+        serve.run(build_extractor_application(config, EMBEDDER), name=EXTRACTOR_APP, route_prefix=None)
+        galleries = open_galleries(config, EMBEDDER)
+        start_event_pipeline(config, EMBEDDER)
+        start_webhook_dispatcher(config)
+        start_task_supervisor(config, EMBEDDER, SupervisorTuning(poll_s=0.3, max_parallel=2, part_cpus=0.5))
+        tokens = role_tokens(url, suffix="")
+        client = TestClient(create_app(config, Services(EMBEDDER, galleries)), raise_server_exceptions=False)
+        api = ApiClient(client, tokens)
+        receiver = Receiver()
+        group = api.post("/v1/camera-groups", json={"name": "lobby"}).json()
+        camera = api.post("/v1/cameras", json={"name": "door", "camera_group_id": group["id"],
+                                               "meta": {"floor": 3}, "external_id": "door-1"}).json()
+        vip = api.post("/v1/watch-lists", json={"name": "VIP", "camera_group_ids": [group["id"]]}).json()
+        hook = api.post("/v1/webhooks", json={"title": "all", "url": f"{receiver.url}/hook",
+                                              "event_types": ["event", "task_status", "camera_status"]}).json()
+        people = {}
+        for name, file in (("Barack Obama", "obama.jpg"), ("Joe Biden", "biden.jpg")):
+            office = "president" if "Obama" in name else "vp"
+            dossier = api.post("/v1/dossiers", json={"name": name, "watch_list_ids": [vip["id"]],
+                                                     "meta": {"office": office}}).json()
+            enrolled = api.post(f"/v1/dossiers/{dossier['id']}/faces", files=photo(faces_dir / file))
+            assert enrolled.status_code == 201, enrolled.text
+            people[name] = dossier["id"]
+        yield SimpleNamespace(api=api, url=url, config=config, group=group, camera=camera, vip=vip, hook=hook,
+                              people=people, receiver=receiver, faces=faces_dir, events={})
+        receiver.server.shutdown()
+        serve.shutdown()
 
 
 def photo(path: Path, field: str = "photo") -> dict:
@@ -175,7 +157,7 @@ def test_an_event_from_a_still_photo_is_matched_in_the_live_feed_and_reaches_the
     assert feed.status_code == 200, feed.text
     lines = [json.loads(line[5:]) for line in feed.text.splitlines() if line.startswith("data:")]
     assert [e["id"] for e in lines] == [event["id"]] and lines[0]["matched"] is True
-    delivered = wait_for(lambda: [e for e in system.receiver.items("/hook") if e.get("id") == event["id"]])
+    delivered = settle(lambda: [e for e in system.receiver.items("/hook") if e.get("id") == event["id"]])
     assert delivered[0]["dossier_id"] == system.people["Barack Obama"]
 
 
@@ -433,10 +415,10 @@ def test_task_lifecycle_cancel_delete_list_and_notifications(system) -> None:
                                        "notify_url": f"{system.receiver.url}/notify"}).json()
     done = wait_task(system, task["id"])
     assert done["status"] == "done"
-    told = wait_for(lambda: [b["status"] for b in system.receiver.items("/notify") if b["id"] == task["id"]]
+    told = settle(lambda: [b["status"] for b in system.receiver.items("/notify") if b["id"] == task["id"]]
                     if len([b for b in system.receiver.items("/notify") if b["id"] == task["id"]]) >= 3 else None)
     assert told == ["pending", "running", "done"]
-    hooked = wait_for(lambda: [b["status"] for b in system.receiver.items("/hook")
+    hooked = settle(lambda: [b["status"] for b in system.receiver.items("/hook")
                                if b.get("type") == "task_status" and b["id"] == task["id"]] or None)
     assert hooked[-1] in ("running", "done")
     assert api.post(f"/v1/tasks/{task['id']}/cancel").status_code == 409  # already done
@@ -457,7 +439,7 @@ def test_task_lifecycle_cancel_delete_list_and_notifications(system) -> None:
 def test_a_task_survives_its_supervisor_being_killed(system) -> None:
     task = system.api.post("/v1/tasks", json={"kind": "export", "params": {"part_size": 1}}).json()
     handle = ray.get_actor(SUPERVISOR_NAME, namespace="facewatch")
-    wait_for(lambda: system.api.get(f"/v1/tasks/{task['id']}").json()["parts_done"] >= 1, every_s=0.1)
+    settle(lambda: system.api.get(f"/v1/tasks/{task['id']}").json()["parts_done"] >= 1, every_s=0.1)
     ray.kill(handle, no_restart=False)  # Ray restarts it; the new one resumes from the DB
     done = wait_task(system, task["id"])
     assert done["status"] == "done" and done["parts_done"] == done["parts_total"] == done["summary"]["rows"]
@@ -472,7 +454,7 @@ def test_camera_status_changes_reach_subscribed_webhooks(system) -> None:
         old = camera.status
         camera.status, camera.status_error = "failing", "rtsp: connection refused"
         uow.commit()
-    notice = wait_for(lambda: [b for b in system.receiver.items("/hook") if b.get("type") == "camera_status"])
+    notice = settle(lambda: [b for b in system.receiver.items("/hook") if b.get("type") == "camera_status"])
     assert notice[0]["old_status"] == old and notice[0]["status"] == "failing"
     assert notice[0]["error"] == "rtsp: connection refused" and notice[0]["camera_id"] == system.camera["id"]
 

@@ -12,7 +12,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import ray
 from fastapi.testclient import TestClient
 
 from actors.galleries import Galleries
@@ -26,6 +25,7 @@ from storage.media import LocalMediaStore
 from storage.tokens import ensure_admin, issue_token
 from storage.unit_of_work import UnitOfWork
 from tests.conftest import ApiClient, make_config
+from tests.helpers import local_ray
 from tests.vectors import unit_vector
 from tests.vectors import vector_near as near
 
@@ -115,11 +115,8 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory):
-    ray.init(address="local", num_cpus=2, include_dashboard=False, namespace="test-visibility")
-    try:
+    with local_ray(2, "test-visibility"):
         yield World(tmp_path_factory.mktemp("visibility"))
-    finally:
-        ray.shutdown()
 
 
 def ids(response) -> list:

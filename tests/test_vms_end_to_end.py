@@ -8,8 +8,6 @@ of Lin-Manuel Miranda is processed live, the matched event reaches the VMS as an
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,22 +16,12 @@ import pytest
 
 from cluster.vms_plugin import PluginState, create_plugin_app
 from tests.conftest import make_config
+from tests.helpers import wait_for
 from tests.rtsp_server import RtspCamera, gstreamer_missing
 from tests.vms_parties import AlarmInbox, ThreadedServer, free_port, write_declaration
 
 pytestmark = [pytest.mark.slow]
 TOKEN = "plugin-secret-e2e"
-
-
-def wait_for(probe: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(0.5)
 
 
 def test_a_vms_camera_is_imported_processed_and_its_match_reaches_the_vms(tmp_path: Path, data_dir: Path,

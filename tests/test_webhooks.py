@@ -8,7 +8,6 @@ import hmac
 import json
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -21,6 +20,7 @@ from actors.webhook_dispatcher import SIGNATURE_HEADER, WebhookDispatcherCore
 from storage import orm
 from storage.outbox import enqueue_event, retry_delay_s, webhook_matches
 from storage.unit_of_work import UnitOfWork
+from tests.helpers import local_ray, wait_for
 
 pytestmark = pytest.mark.pg_capable
 
@@ -95,6 +95,12 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
 
+    def __enter__(self) -> Receiver:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def _make_events(db_url: str, hook_filters: dict, url: str, count: int, batch_size: int = 2) -> list[str]:
     with UnitOfWork(db_url) as uow:
@@ -131,13 +137,10 @@ def run_until_delivered(core: WebhookDispatcherCore, receiver: Receiver, count: 
 
 
 def test_receiver_that_fails_and_hangs_gets_every_event_in_order_signed(db_url: str) -> None:
-    receiver = Receiver(fail_first=2, hang_on=3, hang_s=2.0)
-    try:
+    with Receiver(fail_first=2, hang_on=3, hang_s=2.0) as receiver:
         ids = _make_events(db_url, {}, receiver.url, count=7, batch_size=2)
         core = WebhookDispatcherCore(db_url, "http://facewatch.example", poll_s=0.1, timeout_s=1.0)
         run_until_delivered(core, receiver, len(ids), timeout_s=60)
-    finally:
-        receiver.close()
     assert [e["id"] for e in receiver.accepted] == ids  # every event, once, in order
     assert all(receiver.signatures_ok)
     assert receiver.accepted[0]["media"]["thumbnail"] is None
@@ -165,13 +168,10 @@ class _OutageCore(WebhookDispatcherCore):
 
 
 def test_a_database_outage_does_not_end_the_dispatcher(sqlite_url: str) -> None:
-    receiver = Receiver(fail_first=0, hang_on=None)
-    try:
+    with Receiver(fail_first=0, hang_on=None) as receiver:
         ids = _make_events(sqlite_url, {}, receiver.url, count=3, batch_size=2)
         core = _OutageCore(sqlite_url, "http://facewatch.example", poll_s=0.05, timeout_s=1.0)
         run_until_delivered(core, receiver, len(ids), timeout_s=30)
-    finally:
-        receiver.close()
     assert core.outage_calls == 0
     assert [e["id"] for e in receiver.accepted] == ids
 
@@ -184,8 +184,7 @@ def test_filters_decide_which_events_enter_the_outbox(db_url: str) -> None:
 
 
 def test_gives_up_after_max_attempts(sqlite_url: str) -> None:
-    receiver = Receiver(fail_first=1000, hang_on=None)
-    try:
+    with Receiver(fail_first=1000, hang_on=None) as receiver:
         with UnitOfWork(sqlite_url) as uow:
             hook = uow.webhooks.add(orm.Webhook(title="t", url=receiver.url, max_attempts=2))
             event = _event(id="only")
@@ -203,8 +202,6 @@ def test_gives_up_after_max_attempts(sqlite_url: str) -> None:
                 assert await core.deliver_once(client, hook_id) is False
 
         asyncio.run(drive())
-    finally:
-        receiver.close()
     with UnitOfWork(sqlite_url) as uow:
         row = uow.session.scalar(select(orm.WebhookOutbox))
         assert (row.status, row.attempts) == ("failed", 2)
@@ -234,33 +231,22 @@ def test_a_dispatcher_that_ray_restarts_resumes_delivery_by_itself(sqlite_url: s
 
     from actors.webhook_dispatcher import WebhookDispatcher
 
-    receiver = Receiver(fail_first=0, hang_on=None)
-    ray.init(address="local", num_cpus=1, include_dashboard=False, namespace="test-dispatcher", log_to_driver=False)
-    try:
+    with Receiver(fail_first=0, hang_on=None) as receiver, local_ray(1, "test-dispatcher"):
         first = _make_events(sqlite_url, {}, receiver.url, count=1, batch_size=1)
         dispatcher = WebhookDispatcher.remote(sqlite_url, "http://facewatch.example", 0.05, 1.0)
         assert ray.get(dispatcher.start.remote())
 
-        def until(done: Callable[[], bool], what: str) -> None:
-            deadline = time.monotonic() + 60
-            while not done():
-                assert time.monotonic() < deadline, f"timed out waiting for {what}"
-                time.sleep(0.1)
-
         def counted() -> int:  # what this dispatcher instance has delivered (it counts once it recorded it)
             return ray.get(dispatcher.stats.remote())["delivered"]
 
-        until(lambda: counted() == 1 and len(receiver.accepted) == 1, "the first delivery")
+        wait_for(lambda: counted() == 1 and len(receiver.accepted) == 1, 60, "the first delivery")
         ray.kill(dispatcher, no_restart=False)  # Ray builds it again from its constructor; nobody calls start()
-        until(lambda: counted() == 0, "the restarted dispatcher")  # the kill is asynchronous
+        wait_for(lambda: counted() == 0, 60, "the restarted dispatcher")  # the kill is asynchronous
         with UnitOfWork(sqlite_url) as uow:
             event = _event(id="after-restart", timestamp=datetime.now(UTC))
             uow.session.add(event)
             enqueue_event(uow, event)
             uow.commit()
-        until(lambda: counted() == 1 and len(receiver.accepted) == 2, "the delivery after the restart")
+        wait_for(lambda: counted() == 1 and len(receiver.accepted) == 2, 60, "the delivery after the restart")
         assert [e["id"] for e in receiver.accepted] == [*first, "after-restart"]
         ray.get(dispatcher.stop.remote())
-    finally:
-        receiver.close()
-        ray.shutdown()

@@ -14,15 +14,19 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sqlalchemy import delete, select
-
 from actors.tasks.context import Finished, TaskContext
 from facewatch.task_params import CleanupParams, dossier_filter_values, event_filter_values, parse
 from facewatch.tasks import DONE, chunks
 from storage import orm
 from storage.dossier_vectors import DOSSIERS_GALLERY, EVENTS_GALLERY, remove_dossier_face_vectors
 from storage.retention import CleanupReport, delete_events, referenced_keys
-from storage.selections import dossier_face_ids, event_ids, unused_model_vector_ids
+from storage.selections import (
+    delete_vector_rows,
+    dossier_face_ids,
+    dossier_faces_by_ids,
+    event_ids,
+    unused_model_vector_ids,
+)
 from storage.tasks import commit_part
 from storage.unit_of_work import UnitOfWork
 
@@ -54,15 +58,14 @@ def run_part(ctx: TaskContext, task_id: int, part_id: int, seq: int, params: dic
         elif p.target == "dossier_faces":
             result = _delete_dossier_faces(uow, ctx, [int(i) for i in spec["ids"]])
         else:
-            removed = uow.session.execute(delete(orm.FaceVector).where(orm.FaceVector.id.in_(spec["ids"])))
-            result = {"vectors_deleted": int(removed.rowcount or 0)}  # type: ignore[attr-defined]
+            result = {"vectors_deleted": delete_vector_rows(uow.session, [int(i) for i in spec["ids"]])}
         commit_part(uow.session, part_id, result)
         uow.commit()
     return result
 
 
 def _delete_dossier_faces(uow: UnitOfWork, ctx: TaskContext, ids: list[int]) -> dict[str, Any]:
-    rows = list(uow.session.scalars(select(orm.DossierFace).where(orm.DossierFace.id.in_(ids))))
+    rows = dossier_faces_by_ids(uow.session, ids)
     keys = {k for r in rows for k in (r.source_key, r.crop_key) if k}
     remove_dossier_face_vectors(uow, [r.id for r in rows])
     for row in rows:

@@ -18,17 +18,14 @@ import json
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
 
 from actors.tasks.context import Finished, TaskContext, atomic_write
 from facewatch.task_params import CrossMatchParams, CrossMatchSide, event_filter_values, parse
 from facewatch.tasks import chunks
 from models.calibration import resolve_threshold
 from models.embedders import embedder_spec
-from storage import orm
 from storage.dossier_vectors import DOSSIERS_GALLERY, EVENTS_GALLERY
-from storage.event_queries import filter_events, hide
-from storage.selections import dialect, dossier_face_ids, event_ids, vectors_of
+from storage.selections import dossier_face_ids, dossiers_of_faces, event_ids, matching_event_ids, vectors_of
 from storage.unit_of_work import UnitOfWork
 
 GALLERY_EVENT_FILTERS = ("camera_id", "camera_group_id", "timestamp_gte", "timestamp_lte")
@@ -143,17 +140,14 @@ def _allowed_events(ctx: TaskContext, db_filters: dict[str, Any], hits: list[lis
     if not ids:
         return set()
     with UnitOfWork(ctx.db_url) as uow:
-        stmt = filter_events(select(orm.Event.id).where(orm.Event.id.in_(ids)), db_filters, dialect(uow.session))
-        stmt = hide(stmt, list(params.get("_hidden_watch_lists", ())), list(params.get("_hidden_camera_groups", ())))
-        return set(uow.session.scalars(stmt))
+        return matching_event_ids(uow.session, ids, db_filters, list(params.get("_hidden_watch_lists", ())),
+                                  list(params.get("_hidden_camera_groups", ())))
 
 
 def _face_owners(ctx: TaskContext, hits: list[list[Any]]) -> dict[str, int]:
     ids = sorted({int(h.item_id) for row in hits for h in row})
     with UnitOfWork(ctx.db_url) as uow:
-        rows = uow.session.execute(select(orm.DossierFace.id, orm.DossierFace.dossier_id)
-                                   .where(orm.DossierFace.id.in_(ids)))
-        return {str(r.id): r.dossier_id for r in rows}
+        return {str(face_id): dossier_id for face_id, dossier_id in dossiers_of_faces(uow.session, ids).items()}
 
 
 def finish(ctx: TaskContext, task_id: int, params: dict[str, Any], results: list[dict[str, Any]]) -> Finished:

@@ -65,10 +65,7 @@ def cmd_process(args: argparse.Namespace) -> int:
 
 def cmd_rebuild_galleries(args: argparse.Namespace) -> int:
     """Rebuild every shard of the system galleries (and user galleries) from the DB, then snapshot."""
-    from sqlalchemy import select
-
     from cluster.service import active_embedder, connect_ray, open_galleries, prepare_database
-    from storage import orm
     from storage.unit_of_work import UnitOfWork
 
     config = load_config()
@@ -76,7 +73,7 @@ def cmd_rebuild_galleries(args: argparse.Namespace) -> int:
     connect_ray(config)
     galleries = open_galleries(config, active_embedder(config), detached=bool(config.ray_address))
     with UnitOfWork(config.database_url) as uow:
-        names = ["dossiers", "events", *uow.session.scalars(select(orm.Gallery.name))]
+        names = ["dossiers", "events", *uow.galleries.names()]
     report = {}
     for name in names:
         router = galleries.router(name)

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, or_, select
 from starlette.concurrency import run_in_threadpool
 
 from storage import orm
+from storage.event_feed import EventFeed, FeedPosition, positions_after
 from storage.unit_of_work import UnitOfWork
 
 log = logging.getLogger("facewatch.feed")
@@ -35,22 +35,14 @@ QUEUE_LIMIT = 200
 HEAD_BATCH = 1000
 
 Key = tuple[Any, ...]
-# (uow, caller, filters) -> the feed's select of events (filters and visibility applied)
-Selector = Callable[[UnitOfWork, Any, dict[str, Any]], Select[Any]]
+# (uow, caller, filters) -> the caller's feed (filters and visibility applied; storage/event_feed.py)
+Selector = Callable[[UnitOfWork, Any, dict[str, Any]], EventFeed]
 # (event, base url) -> the SSE message
 Render = Callable[[orm.Event, str], str]
 
 
-@dataclass(frozen=True, order=True)
-class Cursor:
-    """A place in the feed's order: (created_at, id)."""
-
-    created_at: datetime
-    event_id: str = ""
-
-    def after_clause(self) -> Any:
-        return or_(orm.Event.created_at > self.created_at,
-                   and_(orm.Event.created_at == self.created_at, orm.Event.id > self.event_id))
+Cursor = FeedPosition
+"""A place in the feed's order: (created_at, id)."""
 
 
 @dataclass
@@ -136,15 +128,12 @@ class FeedHub:
 
     def _new_since(self, head: Cursor) -> list[Cursor]:
         with UnitOfWork(self.db_url) as uow:
-            stmt = (select(orm.Event.created_at, orm.Event.id).where(head.after_clause())
-                    .order_by(orm.Event.created_at, orm.Event.id).limit(HEAD_BATCH))
-            return [Cursor(created_at, event_id) for created_at, event_id in uow.session.execute(stmt)]
+            return positions_after(uow.session, head, HEAD_BATCH)
 
     def _select(self, subscriptions: list[_Subscription], ids: list[str]) -> list[list[tuple[Cursor, str]]]:
         with UnitOfWork(self.db_url) as uow:
             out = []
             for s in subscriptions:
-                stmt = self.selector(uow, s.caller, s.filters).where(orm.Event.id.in_(ids))
-                events = uow.session.scalars(stmt.order_by(orm.Event.created_at, orm.Event.id))
+                events = self.selector(uow, s.caller, s.filters).among(ids)
                 out.append([(Cursor(e.created_at, e.id), self.render(e, s.base)) for e in events])
             return out

@@ -2,6 +2,11 @@
 
 Inputs forbid unknown fields, so a typo is a BAD_PARAM instead of being silently ignored.
 References are named `<object>_id` / `<object>_ids`.
+
+Size: ~850 lines of declarations, no logic: one model per request or response, in the order of the
+resources (persons and VMS already have their own modules). The next split is by resource
+(`schemas/events.py`, `schemas/cameras.py`, …); it waits until the API schema work of this round has
+merged, since both change most of these models.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from facewatch.fields import Timestamp
+from facewatch.fields import EventFilterFields, SightingRefs, Timestamp
 from facewatch.states import CameraStatus, DesiredState, JobKind, JobState, VideoStatus
 from facewatch.stream_settings import StreamSettings as SharedStreamSettings
 
@@ -560,34 +565,16 @@ class EventOut(BaseModel):
     person_status: Literal["new", "known", "regular"] | None = None
 
 
-class EventFilters(BaseModel):
+class EventFilters(EventFilterFields):
     """Event filters (query parameters of `GET /v1/events`, the live feed and search)."""
 
-    camera_id: int | None = None
-    camera_group_id: int | None = None
-    watch_list_id: int | None = None
-    dossier_id: int | None = None
-    episode_id: int | None = None
-    video_id: int | None = None
-    matched: bool | None = None
-    acknowledged: bool | None = None
-    timestamp_gte: Timestamp | None = None
-    timestamp_lte: Timestamp | None = None
-    age_gte: float | None = Field(None, ge=0, le=150)
-    age_lte: float | None = Field(None, ge=0, le=150)
-    gender: Literal["male", "female"] | None = None
-    confidence_gte: float | None = Field(None, ge=0, le=1)
     person_id: int | None = None
     person_status: Literal["new", "known", "regular"] | None = None
 
 
-class EventAckFilter(Input):
+class EventAckFilter(Input, SightingRefs):
     """Acknowledge every event matching these filters (at least one filter is required)."""
 
-    camera_id: int | None = None
-    camera_group_id: int | None = None
-    watch_list_id: int | None = None
-    dossier_id: int | None = None
     episode_id: int | None = None
     matched: bool | None = None
     timestamp_gte: Timestamp | None = None

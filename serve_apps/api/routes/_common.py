@@ -1,4 +1,4 @@
-"""Helpers the resource routers share: patching rows, the not-visible-is-not-found rule."""
+"""Helpers the resource routers share: patching rows, the not-visible-is-not-found rule, pages out."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from fastapi import Request
 from pydantic import BaseModel
 
 from facewatch.errors import NotFound
+from serve_apps.api.schemas import Page
 from storage.meta_filters import meta_params
+from storage.pagination import Page as RowPage
 from storage.unit_of_work import UnitOfWork
 
 T = TypeVar("T")
@@ -39,3 +41,12 @@ def meta_query(request: Request) -> dict[str, Any]:
 
 def dialect_of(uow: UnitOfWork) -> str:
     return uow.session.get_bind().dialect.name
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def page_out(page: RowPage[Any], out: type[M]) -> Page[M]:
+    """A page of rows in its public form (`out` is read from each row's attributes)."""
+    return Page[out](results=[out.model_validate(row) for row in page.items],  # type: ignore[valid-type]
+                     next_cursor=page.next_cursor)

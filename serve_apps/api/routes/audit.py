@@ -9,12 +9,10 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from serve_apps.api.deps import Admin, Pages, Uow
+from serve_apps.api.routes._common import page_out
 from serve_apps.api.schemas import Page, Timestamp
-from storage import orm
-from storage.pagination import SortKey
 
 router = APIRouter(prefix="/audit", tags=["audit"])
-NEWEST_FIRST = [SortKey(orm.AuditRecord.created_at, descending=True), SortKey(orm.AuditRecord.id, descending=True)]
 
 
 class AuditOut(BaseModel):
@@ -44,33 +42,7 @@ class AuditFilters(BaseModel):
     created_lte: Timestamp | None = None
 
 
-def _like_prefix(value: str) -> str:
-    escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"{escaped}%"
-
-
 @router.get("", response_model=Page[AuditOut])
 def list_audit(uow: Uow, _: Admin, paging: Pages, filters: Annotated[AuditFilters, Query()]) -> Page[AuditOut]:
-    a = orm.AuditRecord
-    stmt = uow.audit.query()
-    f = filters
-    if f.user_id is not None:
-        stmt = stmt.where(a.user_id == f.user_id)
-    if f.username is not None:
-        stmt = stmt.where(a.username == f.username)
-    if f.method is not None:
-        stmt = stmt.where(a.method == f.method)
-    if f.path_prefix:
-        stmt = stmt.where(a.path.like(_like_prefix(f.path_prefix), escape="\\"))
-    if f.status is not None:
-        stmt = stmt.where(a.status == f.status)
-    if f.status_gte is not None:
-        stmt = stmt.where(a.status >= f.status_gte)
-    if f.status_lte is not None:
-        stmt = stmt.where(a.status <= f.status_lte)
-    if f.created_gte is not None:
-        stmt = stmt.where(a.created_at >= f.created_gte)
-    if f.created_lte is not None:
-        stmt = stmt.where(a.created_at <= f.created_lte)
-    page = uow.audit.page(stmt, paging.limit, paging.cursor, keys=NEWEST_FIRST)
-    return Page(results=[AuditOut.model_validate(r) for r in page.items], next_cursor=page.next_cursor)
+    page = uow.audit.list_page(filters.model_dump(exclude_none=True), paging.limit, paging.cursor)
+    return page_out(page, AuditOut)

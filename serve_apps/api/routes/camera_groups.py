@@ -9,7 +9,8 @@ from fastapi import APIRouter, Query, Response
 from facewatch.errors import Conflict
 from serve_apps.api.deps import Admin, Operator, Pages, Scope, Uow
 from serve_apps.api.jobs_client import notify_cameras_changed
-from serve_apps.api.routes._common import apply_patch, ensure_visible
+from serve_apps.api.list_queries import CameraGroupQuery
+from serve_apps.api.routes._common import apply_patch, ensure_visible, page_out
 from serve_apps.api.schemas import CameraGroupIn, CameraGroupOut, CameraGroupPatch, DbId, Page
 from storage import orm
 
@@ -24,22 +25,11 @@ def create_camera_group(body: CameraGroupIn, uow: Uow, _: Admin) -> orm.CameraGr
 
 
 @router.get("", response_model=Page[CameraGroupOut])
-def list_camera_groups(
-    uow: Uow,
-    _: Operator,
-    scope: Scope,
-    paging: Pages,
-    active: bool | None = None,
-    name_contains: Annotated[str | None, Query(max_length=200)] = None,
-) -> Page[CameraGroupOut]:
-    stmt = uow.camera_groups.query()
-    if active is not None:
-        stmt = stmt.where(orm.CameraGroup.active.is_(active))
-    if name_contains:
-        stmt = stmt.where(orm.CameraGroup.name.icontains(name_contains, autoescape=True))
-    stmt = stmt.where(scope.camera_groups())
-    page = uow.camera_groups.page(stmt, paging.limit, paging.cursor)
-    return Page(results=[CameraGroupOut.model_validate(g) for g in page.items], next_cursor=page.next_cursor)
+def list_camera_groups(uow: Uow, _: Operator, scope: Scope, paging: Pages,
+                       query: Annotated[CameraGroupQuery, Query()]) -> Page[CameraGroupOut]:
+    filters = query.model_dump(exclude_none=True)
+    page = uow.camera_groups.list_page(filters, paging.limit, paging.cursor, scope)
+    return page_out(page, CameraGroupOut)
 
 
 @router.get("/{group_id}", response_model=CameraGroupOut)

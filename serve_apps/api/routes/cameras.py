@@ -7,14 +7,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import ValidationError
 
-from facewatch.states import CameraStatus
 from serve_apps.api.deps import Admin, Operator, Pages, Scope, Uow
 from serve_apps.api.jobs_client import notify_camera_changed
-from serve_apps.api.routes._common import apply_patch, dialect_of, ensure_visible, meta_query
+from serve_apps.api.list_queries import CameraQuery
+from serve_apps.api.routes._common import apply_patch, ensure_visible, meta_query, page_out
 from serve_apps.api.routes.videos import Unprocessable
 from serve_apps.api.schemas import CameraIn, CameraOut, CameraPatch, DbId, Page, StreamSettings
 from storage import orm
-from storage.meta_filters import apply_meta
 from storage.unit_of_work import UnitOfWork
 from storage.visibility import VisibilityScope
 
@@ -41,29 +40,11 @@ def create_camera(body: CameraIn, uow: Uow, _: Admin) -> orm.Camera:
 
 
 @router.get("", response_model=Page[CameraOut])
-def list_cameras(
-    request: Request,
-    uow: Uow,
-    _: Operator,
-    scope: Scope,
-    paging: Pages,
-    camera_group_id: DbId | None = None,
-    active: bool | None = None,
-    status: CameraStatus | None = None,
-    name_contains: Annotated[str | None, Query(max_length=200)] = None,
-) -> Page[CameraOut]:
-    stmt = uow.cameras.query().where(scope.cameras())
-    if camera_group_id is not None:
-        stmt = stmt.where(orm.Camera.camera_group_id == camera_group_id)
-    if active is not None:
-        stmt = stmt.where(orm.Camera.active.is_(active))
-    if status is not None:
-        stmt = stmt.where(orm.Camera.status == status)
-    if name_contains:
-        stmt = stmt.where(orm.Camera.name.icontains(name_contains, autoescape=True))
-    stmt = apply_meta(stmt, orm.Camera, meta_query(request), dialect_of(uow))
-    page = uow.cameras.page(stmt, paging.limit, paging.cursor)
-    return Page(results=[CameraOut.model_validate(c) for c in page.items], next_cursor=page.next_cursor)
+def list_cameras(request: Request, uow: Uow, _: Operator, scope: Scope, paging: Pages,
+                 query: Annotated[CameraQuery, Query()]) -> Page[CameraOut]:
+    filters = {**meta_query(request), **query.model_dump(exclude_none=True)}
+    page = uow.cameras.list_page(filters, paging.limit, paging.cursor, scope)
+    return page_out(page, CameraOut)
 
 
 @router.get("/{camera_id}", response_model=CameraOut)

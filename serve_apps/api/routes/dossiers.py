@@ -5,18 +5,17 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
-from sqlalchemy import and_
 
 from facewatch.errors import BadParam
 from serve_apps.api.deps import Admin, Media, Operator, Pages, Scope, Uow, Viewer
 from serve_apps.api.gallery_sync import sync_dossier_gallery, sync_events_gallery
-from serve_apps.api.routes._common import apply_patch, dialect_of, ensure_visible, meta_query
+from serve_apps.api.list_queries import DossierQuery
+from serve_apps.api.routes._common import apply_patch, ensure_visible, meta_query
 from serve_apps.api.routes.events import visible_event
 from serve_apps.api.schemas import DbId, DossierIn, DossierOut, DossierPatch, ErasureOut, Page
 from storage import orm
 from storage.dossier_vectors import faces_from_events, refresh_dossier_meta
 from storage.erasure import delete_unreferenced, erase_person, face_keys, remove_dossier
-from storage.meta_filters import apply_meta
 from storage.unit_of_work import UnitOfWork
 from storage.visibility import VisibilityScope
 
@@ -60,28 +59,10 @@ def create_dossier(body: DossierIn, uow: Uow, _: Operator, scope: Scope, request
 
 
 @router.get("", response_model=Page[DossierOut])
-def list_dossiers(
-    request: Request,
-    uow: Uow,
-    _: Viewer,
-    scope: Scope,
-    paging: Pages,
-    watch_list_id: DbId | None = None,
-    active: bool | None = None,
-    name_contains: Annotated[str | None, Query(max_length=300)] = None,
-    external_id: Annotated[str | None, Query(max_length=200)] = None,
-) -> Page[DossierOut]:
-    stmt = uow.dossiers.query().where(scope.dossiers())
-    if watch_list_id is not None:  # a hidden list has no members the caller may learn of
-        stmt = stmt.where(orm.Dossier.watch_lists.any(and_(orm.WatchList.id == watch_list_id, scope.watch_lists())))
-    if active is not None:
-        stmt = stmt.where(orm.Dossier.active.is_(active))
-    if name_contains:
-        stmt = stmt.where(orm.Dossier.name.icontains(name_contains, autoescape=True))
-    if external_id is not None:
-        stmt = stmt.where(orm.Dossier.external_id == external_id)
-    stmt = apply_meta(stmt, orm.Dossier, meta_query(request), dialect_of(uow))
-    page = uow.dossiers.page(stmt, paging.limit, paging.cursor)
+def list_dossiers(request: Request, uow: Uow, _: Viewer, scope: Scope, paging: Pages,
+                  query: Annotated[DossierQuery, Query()]) -> Page[DossierOut]:
+    filters = {**meta_query(request), **query.model_dump(exclude_none=True)}
+    page = uow.dossiers.list_page(filters, paging.limit, paging.cursor, scope)
     return Page(results=[dossier_out(d, scope) for d in page.items], next_cursor=page.next_cursor)
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated
 
-from fastapi import APIRouter
-from sqlalchemy import update
+from fastapi import APIRouter, Query
 
 from facewatch.errors import NotFound
 from serve_apps.api.deps import Operator, Pages, Scope, Uow, Viewer
+from serve_apps.api.list_queries import EpisodeQuery
+from serve_apps.api.routes._common import page_out
 from serve_apps.api.schemas import EpisodeOut, Page
 from storage import orm
 from storage.acknowledgement import acknowledge_finished_episodes
@@ -19,29 +21,11 @@ router = APIRouter(prefix="/episodes", tags=["episodes"])
 
 
 @router.get("", response_model=Page[EpisodeOut])
-def list_episodes(
-    uow: Uow,
-    _: Viewer,
-    scope: Scope,
-    paging: Pages,
-    camera_group_id: int | None = None,
-    camera_id: int | None = None,
-    dossier_id: int | None = None,
-    watch_list_id: int | None = None,
-    matched: bool | None = None,
-    open: bool | None = None,  # noqa: A002 - the API's filter name
-    acknowledged: bool | None = None,
-) -> Page[EpisodeOut]:
-    stmt = uow.episodes.query().where(scope.episodes())
-    for name, value in (("camera_group_id", camera_group_id), ("camera_id", camera_id),
-                        ("dossier_id", dossier_id), ("watch_list_id", watch_list_id)):
-        if value is not None:
-            stmt = stmt.where(getattr(orm.Episode, name) == value)
-    for name, flag in (("matched", matched), ("open", open), ("acknowledged", acknowledged)):
-        if flag is not None:
-            stmt = stmt.where(getattr(orm.Episode, name).is_(flag))
-    page = uow.episodes.page(stmt, paging.limit, paging.cursor, keys=uow.episodes.newest_first)
-    return Page(results=[EpisodeOut.model_validate(e) for e in page.items], next_cursor=page.next_cursor)
+def list_episodes(uow: Uow, _: Viewer, scope: Scope, paging: Pages,
+                  query: Annotated[EpisodeQuery, Query()]) -> Page[EpisodeOut]:
+    filters = query.model_dump(exclude_none=True)
+    page = uow.episodes.list_page(filters, paging.limit, paging.cursor, scope)
+    return page_out(page, EpisodeOut)
 
 
 @router.get("/{episode_id}", response_model=EpisodeOut)
@@ -50,7 +34,7 @@ def get_episode(episode_id: int, uow: Uow, _: Viewer, scope: Scope) -> orm.Episo
 
 
 def _visible_episode(uow: UnitOfWork, episode_id: int, scope: VisibilityScope) -> orm.Episode:
-    episode = uow.session.scalar(uow.episodes.query().where(orm.Episode.id == episode_id, scope.episodes()))
+    episode = uow.episodes.visible(episode_id, scope)
     if episode is None:
         raise NotFound(f"episode {episode_id} does not exist", param="id")
     return episode
@@ -63,11 +47,7 @@ def acknowledge_episode(episode_id: int, uow: Uow, caller: Operator, scope: Scop
     its future events arrive acknowledged."""
     episode = _visible_episode(uow, episode_id, scope)
     now = datetime.now(UTC)
-    uow.session.execute(
-        update(orm.Event)
-        .where(orm.Event.episode_id == episode_id, orm.Event.acknowledged.is_(False), scope.events())
-        .values(acknowledged=True, acknowledged_by=caller.username, acknowledged_at=now)
-    )
+    uow.episodes.acknowledge_events(episode_id, scope, caller.username, now)
     acknowledge_finished_episodes(uow, [episode_id], caller.username, now)
     uow.commit()
     uow.session.refresh(episode)

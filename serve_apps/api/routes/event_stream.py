@@ -28,14 +28,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
-from sqlalchemy import Select
 from starlette.concurrency import run_in_threadpool
 
 from serve_apps.api.deps import Caller, Viewer, scope_of
 from serve_apps.api.feed_hub import Cursor, FeedHub
-from serve_apps.api.routes.events import base_url, event_filters
+from serve_apps.api.routes.events import base_url
 from serve_apps.api.schemas import EventFilters, Timestamp
 from storage import orm
+from storage.event_feed import EventFeed
 from storage.event_views import event_to_dict
 from storage.unit_of_work import UnitOfWork
 
@@ -45,10 +45,10 @@ KEEPALIVE_S = 15.0
 BATCH = 200
 
 
-def feed_events(uow: UnitOfWork, caller: Caller, filters: dict[str, Any]) -> Select[Any]:
+def feed_events(uow: UnitOfWork, caller: Caller, filters: dict[str, Any]) -> EventFeed:
     """The events a caller's feed may send: the filters of GET /v1/events and the caller's visibility."""
     # The scope is read at every poll, so hiding a group or list takes effect on open feeds too.
-    return event_filters(uow.events.query().where(scope_of(uow, caller).events()), filters)
+    return EventFeed(uow.session, scope_of(uow, caller), filters)
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -86,8 +86,7 @@ def _catch_up(db_url: str, caller: Caller, filters: dict[str, Any], after: Curso
               base: str) -> list[tuple[Cursor, str]]:
     """Up to BATCH events after `after` and not after `upto` (the hub's head when the stream subscribed)."""
     with UnitOfWork(db_url) as uow:
-        stmt = feed_events(uow, caller, filters).where(after.after_clause(), ~upto.after_clause())
-        events = uow.session.scalars(stmt.order_by(orm.Event.created_at, orm.Event.id).limit(BATCH))
+        events = feed_events(uow, caller, filters).between(after, upto, BATCH)
         return [(Cursor(e.created_at, e.id), _message(e, base)) for e in events]
 
 

@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Request, Response
 from pydantic import Field
-from sqlalchemy import func, select
 
 from actors.gallery import Hit
 from facewatch.errors import BadParam, Conflict, NotFound
@@ -46,17 +45,11 @@ class VectorBody(Input):
     filters: dict[str, Any] | None = Field(None, description="shard filters, e.g. {\"watch_list_ids\": [3]}")
 
 
-def _count(uow: UnitOfWork, name: str, model: str) -> int:
-    stmt = select(func.count()).select_from(orm.FaceVector).where(orm.FaceVector.gallery == name,
-                                                                 orm.FaceVector.model == model)
-    return int(uow.session.scalar(stmt) or 0)
-
-
 def _gallery(uow: UnitOfWork, name: str) -> orm.Gallery | None:
     """The user gallery row; None for the built-in ones; NOT_FOUND for unknown names."""
     if name in BUILTIN:
         return None
-    row = uow.session.scalar(select(orm.Gallery).where(orm.Gallery.name == name))
+    row = uow.galleries.by_name(name)
     if row is None:
         raise NotFound(f"gallery {name!r} does not exist", param="name")
     return row
@@ -66,10 +59,10 @@ def _gallery(uow: UnitOfWork, name: str) -> orm.Gallery | None:
 def list_galleries(request: Request, uow: Uow, _: Viewer) -> dict[str, Any]:
     services = get_services(request)
     rows = [GalleryOut(name=n, model=services.embedder, dim=services.spec.dim, builtin=True, comment="",
-                       count=_count(uow, n, services.embedder)) for n in BUILTIN]
-    for g in uow.session.scalars(select(orm.Gallery).order_by(orm.Gallery.name)):
+                       count=uow.vectors.count(n, services.embedder)) for n in BUILTIN]
+    for g in uow.galleries.by_names():
         rows.append(GalleryOut(name=g.name, model=services.embedder, dim=services.spec.dim, builtin=False,
-                               comment=g.comment, count=_count(uow, g.name, services.embedder)))
+                               comment=g.comment, count=uow.vectors.count(g.name, services.embedder)))
     return {"results": rows}
 
 
@@ -78,11 +71,10 @@ def create_gallery(body: GalleryIn, request: Request, uow: Uow, _: Operator) -> 
     if body.name in BUILTIN:
         raise Conflict(f"{body.name!r} is a built-in gallery", param="name")
     services = get_services(request)
-    row = uow.session.scalar(select(orm.Gallery).where(orm.Gallery.name == body.name))
-    if row is not None:
+    if uow.galleries.by_name(body.name) is not None:
         raise Conflict(f"gallery {body.name!r} already exists", param="name")
     row = orm.Gallery(name=body.name, model=services.embedder, dim=services.spec.dim, comment=body.comment)
-    uow.session.add(row)
+    uow.galleries.add(row)
     uow.commit()
     return GalleryOut(name=row.name, model=row.model, dim=row.dim, builtin=False, comment=row.comment, count=0)
 
@@ -92,9 +84,8 @@ async def delete_gallery(name: str, request: Request, uow: Uow, _: Operator) -> 
     row = _gallery(uow, name)
     if row is None:
         raise Conflict(f"{name!r} is a built-in gallery and cannot be deleted", param="name")
-    ids = list(uow.session.scalars(select(orm.FaceVector.item_id).where(orm.FaceVector.gallery == name)))
-    uow.vectors.remove(name, ids)
-    uow.session.delete(row)
+    uow.vectors.remove(name, uow.vectors.item_ids(name))
+    uow.galleries.delete(row)
     uow.commit()
     await get_galleries(request).drop_async(name)
     return Response(status_code=204)
@@ -125,8 +116,7 @@ async def add_face(name: str, request: Request, uow: Uow, _: Operator) -> Galler
     # Stored under the active model, whose shards serve every gallery (after `migrate-model` the row
     # still names the model it was created with, and vectors stored under that were never found).
     model, dim = services.embedder, services.spec.dim
-    if body.id is not None and uow.session.scalar(select(orm.FaceVector.id).where(
-            orm.FaceVector.gallery == name, orm.FaceVector.item_id == body.id).limit(1)) is not None:
+    if body.id is not None and uow.vectors.holds(name, body.id):
         raise Conflict(f"face {body.id!r} is already in gallery {name!r}; delete it first to replace it",
                        param="id")
     vector, bbox = await _vector(request, services, body, photo, dim)
@@ -142,8 +132,7 @@ async def delete_face(name: str, item_id: str, request: Request, uow: Uow, _: Op
     row = _gallery(uow, name)
     if row is None:
         raise Conflict(f"{name!r} is built in: remove faces through dossiers or retention", param="name")
-    if uow.session.scalar(select(orm.FaceVector.id).where(
-            orm.FaceVector.gallery == name, orm.FaceVector.item_id == item_id).limit(1)) is None:
+    if not uow.vectors.holds(name, item_id):
         raise NotFound(f"face {item_id!r} is not in gallery {name!r}", param="item_id")
     uow.vectors.remove(name, [item_id])
     uow.commit()

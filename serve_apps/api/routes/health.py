@@ -8,18 +8,16 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
 
 from serve_apps.api.schemas import HealthOut
-from storage.db import engine_for
+from storage.db import ping
 
 router = APIRouter(tags=["health"])
 
 
 def _database(url: str) -> dict[str, Any]:
     try:
-        with engine_for(url).connect() as connection:
-            connection.execute(text("SELECT 1"))
+        ping(url)
         return {"ok": True, "backend": url.split(":", 1)[0]}
     except Exception as exc:  # noqa: BLE001 - health reports any failure instead of raising
         return {"ok": False, "error": type(exc).__name__}

@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from sqlalchemy import or_, select
 
 from actors.job_manager import job_dict
 from facewatch.errors import NotFound
@@ -41,21 +40,8 @@ def list_jobs(
     uow: Uow, _: Operator, scope: Scope, paging: Pages, kind: JobKind | None = None, state: JobState | None = None,
     camera_id: DbId | None = None, video_id: DbId | None = None,
 ) -> dict[str, Any]:
-    stmt = uow.jobs.query()
-    if kind is not None:
-        stmt = stmt.where(orm.Job.kind == kind)
-    if state is not None:
-        stmt = stmt.where(orm.Job.state == state)
-    if camera_id is not None:
-        stmt = stmt.where(orm.Job.camera_id == camera_id)
-    if video_id is not None:
-        stmt = stmt.where(orm.Job.video_id == video_id)
-    if not scope.sees_everything:
-        hidden_cameras = select(orm.Camera.id).where(~scope.cameras())
-        hidden_videos = select(orm.Video.id).where(~scope.videos())
-        stmt = stmt.where(or_(orm.Job.camera_id.is_(None), orm.Job.camera_id.not_in(hidden_cameras)))
-        stmt = stmt.where(or_(orm.Job.video_id.is_(None), orm.Job.video_id.not_in(hidden_videos)))
-    page = uow.jobs.page(stmt, paging.limit, paging.cursor)
+    filters = {"kind": kind, "state": state, "camera_id": camera_id, "video_id": video_id}
+    page = uow.jobs.list_page(filters, paging.limit, paging.cursor, scope)
     return {"results": [job_dict(j) for j in page.items], "next_cursor": page.next_cursor}
 
 

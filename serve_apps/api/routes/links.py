@@ -42,7 +42,7 @@ async def link_watch_list(watch_list_id: DbId, body: LinkIn, uow: Uow, _: Admin)
         raise BadParam("the built-in Unmatched list cannot be linked", param="watch_list_id")
     if uow.links.for_watch_list(watch_list_id) is not None:
         raise Conflict(f"watch list {watch_list_id} is already linked; unlink it first", param="watch_list_id")
-    if uow.watch_lists.count(uow.dossiers.query().where(orm.Dossier.watch_lists.any(orm.WatchList.id == row.id))):
+    if uow.dossiers.count_on_list(row.id):
         raise Conflict("only an empty watch list can be linked (its dossiers would mix with the master's)",
                        param="watch_list_id")
     master_url = str(body.master_url).rstrip("/")

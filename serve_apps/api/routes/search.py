@@ -9,7 +9,6 @@ from typing import Any, Literal
 import numpy as np
 from fastapi import APIRouter, Request
 from pydantic import Field, field_validator
-from sqlalchemy import select
 
 from actors.gallery import Hit
 from facewatch.errors import BadParam
@@ -184,12 +183,7 @@ async def search(request: Request, uow: Uow, caller: Viewer) -> dict[str, Any]:
 
 def _group_dossiers(uow: UnitOfWork, services: Services, hits: list[Any], limit: int) -> list[dict[str, Any]]:
     face_ids = [int(h.item_id) for h in hits]
-    rows = uow.session.execute(
-        select(orm.DossierFace.id, orm.Dossier.id, orm.Dossier.name)
-        .join(orm.Dossier, orm.Dossier.id == orm.DossierFace.dossier_id)
-        .where(orm.DossierFace.id.in_(face_ids))
-    ).all()
-    owner = {face_id: (dossier_id, name) for face_id, dossier_id, name in rows}
+    owner = uow.dossier_faces.owners(face_ids)
     results, seen = [], set()
     for hit in hits:  # best first, so the first face of a dossier is its best
         face_id = int(hit.item_id)
@@ -206,11 +200,7 @@ def _group_dossiers(uow: UnitOfWork, services: Services, hits: list[Any], limit:
 
 def _visible_events(uow: UnitOfWork, scope: VisibilityScope, hits: Sequence[Hit]) -> list[tuple[Hit, orm.Event]]:
     """The hits whose event the caller sees (and that still exists), best first, with their rows."""
-    ids = list(scope.keep_events(uow.session, [h.item_id for h in hits]))
-    rows: dict[str, orm.Event] = {}
-    for start in range(0, len(ids), 500):
-        rows.update((e.id, e) for e in uow.session.scalars(select(orm.Event).where(orm.Event.id.in_(
-            ids[start:start + 500]))))
+    rows = uow.events.visible_among((h.item_id for h in hits), scope)
     return [(h, rows[h.item_id]) for h in hits if h.item_id in rows]
 
 

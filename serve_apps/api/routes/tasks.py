@@ -17,7 +17,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import AnyHttpUrl, BaseModel, Field, ValidationError
-from sqlalchemy import select
 
 from actors.task_supervisor import wake_supervisor
 from actors.tasks.context import TaskContext
@@ -28,7 +27,6 @@ from serve_apps.api.deps import Caller, Media, Operator, Pages, Uow, scope_of
 from serve_apps.api.schemas import DbId, Input, Page
 from storage import orm
 from storage import tasks as store
-from storage.pagination import SortKey, paginate
 from storage.unit_of_work import UnitOfWork
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
@@ -190,14 +188,8 @@ def list_tasks(
     kind: Annotated[TaskKind | None, Query()] = None,
 ) -> Page[TaskOut]:
     """Newest first."""
-    stmt = select(orm.Task)
-    if caller.role != "admin":
-        stmt = stmt.where(orm.Task.created_by == caller.username)
-    if status is not None:
-        stmt = stmt.where(orm.Task.status == status)
-    if kind is not None:
-        stmt = stmt.where(orm.Task.kind == kind)
-    page = paginate(uow.session, stmt, [SortKey(orm.Task.id, descending=True)], paging.limit, paging.cursor)
+    owner = None if caller.role == "admin" else caller.username
+    page = store.page_of_tasks(uow.session, owner, status, kind, paging.limit, paging.cursor)
     return Page(results=[task_out(uow, t) for t in page.items], next_cursor=page.next_cursor)
 
 

@@ -8,8 +8,9 @@ from fastapi import APIRouter, Query, Response
 
 from facewatch.errors import Conflict
 from serve_apps.api.deps import Admin, Pages, Uow
-from serve_apps.api.routes._common import apply_patch
-from serve_apps.api.schemas import DbId, Page, Role, UserIn, UserOut, UserPatch
+from serve_apps.api.list_queries import UserQuery
+from serve_apps.api.routes._common import apply_patch, page_out
+from serve_apps.api.schemas import DbId, Page, UserIn, UserOut, UserPatch
 from storage import orm
 from storage.passwords import hash_password
 from storage.unit_of_work import UnitOfWork
@@ -32,23 +33,10 @@ def create_user(body: UserIn, uow: Uow, _: Admin) -> orm.User:
 
 
 @router.get("", response_model=Page[UserOut])
-def list_users(
-    uow: Uow,
-    _: Admin,
-    paging: Pages,
-    role: Role | None = None,
-    active: bool | None = None,
-    username_contains: Annotated[str | None, Query(max_length=150)] = None,
-) -> Page[UserOut]:
-    stmt = uow.users.query()
-    if role is not None:
-        stmt = stmt.where(orm.User.role == role)
-    if active is not None:
-        stmt = stmt.where(orm.User.active.is_(active))
-    if username_contains:
-        stmt = stmt.where(orm.User.username.icontains(username_contains, autoescape=True))
-    page = uow.users.page(stmt, paging.limit, paging.cursor)
-    return Page(results=[UserOut.model_validate(u) for u in page.items], next_cursor=page.next_cursor)
+def list_users(uow: Uow, _: Admin, paging: Pages, query: Annotated[UserQuery, Query()]) -> Page[UserOut]:
+    filters = query.model_dump(exclude_none=True)
+    page = uow.users.list_page(filters, paging.limit, paging.cursor)
+    return page_out(page, UserOut)
 
 
 @router.get("/{user_id}", response_model=UserOut)

@@ -20,7 +20,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from sqlalchemy import func, select
 from starlette.concurrency import run_in_threadpool
 
 from actors.job_manager import DONE_STATES, job_dict
@@ -193,12 +192,8 @@ async def create_video(request: Request, caller: Operator) -> dict[str, Any]:
 @router.get("", response_model=Page[VideoOut])
 def list_videos(request: Request, uow: Uow, _: Operator, scope: Scope, paging: Pages,
                 status: VideoStatus | None = None, camera_group_id: DbId | None = None) -> dict[str, Any]:
-    stmt = uow.videos.query().where(scope.videos())
-    if status is not None:
-        stmt = stmt.where(orm.Video.status == status)
-    if camera_group_id is not None:
-        stmt = stmt.where(orm.Video.camera_group_id == camera_group_id)
-    page = uow.videos.page(stmt, paging.limit, paging.cursor)
+    page = uow.videos.list_page({"status": status, "camera_group_id": camera_group_id}, paging.limit, paging.cursor,
+                                scope)
     base = _base_url(request)
     return {"results": [video_out(uow, v, base) for v in page.items], "next_cursor": page.next_cursor}
 
@@ -228,11 +223,10 @@ async def delete_video(video_id: DbId, request: Request, caller: Operator) -> Re
         key = video.media_key
         job = uow.jobs.for_video(video_id)
         if job is not None:
-            uow.session.delete(job)
-        uow.session.delete(video)
+            uow.jobs.delete(job)
+        uow.videos.delete(video)
         uow.commit()
-        shared = key and uow.session.scalar(select(func.count()).select_from(orm.Video).where(
-            orm.Video.media_key == key))
+        shared = bool(key) and uow.videos.media_in_use(key)
     if key and not shared:
         request.app.state.media.delete(key)
     return Response(status_code=204)

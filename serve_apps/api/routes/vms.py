@@ -14,6 +14,7 @@ from actors.vms_client import AUTH_SCHEME, PluginClient, PluginError
 from facewatch.errors import AuthFailed, BadParam, NotFound, ServiceUnavailable
 from facewatch.settings import Config
 from serve_apps.api.deps import Admin, Pages, Scope, Uow, Viewer, get_config
+from serve_apps.api.routes._common import page_out
 from serve_apps.api.routes.events import _visible_event
 from serve_apps.api.schemas import DbId, Page
 from serve_apps.api.vms_schemas import (
@@ -51,8 +52,8 @@ def register_vms(body: VmsIn, uow: Uow, _: Admin) -> orm.VmsPlugin:
 
 @router.get("/vms", response_model=Page[VmsOut])
 def list_vms(uow: Uow, _: Admin, paging: Pages) -> Page[VmsOut]:
-    page = uow.vms.page(uow.vms.query(), paging.limit, paging.cursor)
-    return Page(results=[VmsOut.model_validate(p) for p in page.items], next_cursor=page.next_cursor)
+    page = uow.vms.list_page({}, paging.limit, paging.cursor)
+    return page_out(page, VmsOut)
 
 
 @router.get("/vms/{vms_id}", response_model=VmsOut)
@@ -104,7 +105,7 @@ async def import_vms_cameras(vms_id: DbId, uow: Uow, config: Annotated[Config, D
 def list_vms_cameras(vms_id: DbId, uow: Uow, _: Admin, paging: Pages) -> Page[VmsCameraOut]:
     uow.vms.get(vms_id)
     page = uow.vms.page(uow.vms.cameras_query(vms_id), paging.limit, paging.cursor, keys=[SortKey(orm.VmsCamera.id)])
-    return Page(results=[VmsCameraOut.model_validate(c) for c in page.items], next_cursor=page.next_cursor)
+    return page_out(page, VmsCameraOut)
 
 
 @router.patch("/vms/{vms_id}/cameras/{camera_id}", response_model=VmsCameraOut)
@@ -128,7 +129,7 @@ def list_vms_messages(
     uow.vms.get(vms_id)
     page = uow.vms.page(uow.vms.messages_query(vms_id, direction, status), paging.limit, paging.cursor,
                         keys=[SortKey(orm.VmsMessage.id, descending=True)])
-    return Page(results=[VmsMessageOut.model_validate(m) for m in page.items], next_cursor=page.next_cursor)
+    return page_out(page, VmsMessageOut)
 
 
 def _plugin_token(authorization: str | None) -> str:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from facewatch.errors import BadParam, Conflict
 from serve_apps.api.deps import Operator, Pages, Scope, Uow, Viewer
 from serve_apps.api.gallery_sync import sync_dossier_gallery
+from serve_apps.api.list_queries import WatchListQuery
 from serve_apps.api.routes._common import apply_patch, ensure_visible
 from serve_apps.api.schemas import DbId, Page, WatchListIn, WatchListOut, WatchListPatch
 from storage import orm
@@ -51,23 +52,10 @@ def create_watch_list(body: WatchListIn, uow: Uow, _: Operator, scope: Scope) ->
 
 
 @router.get("", response_model=Page[WatchListOut])
-def list_watch_lists(
-    uow: Uow,
-    _: Viewer,
-    scope: Scope,
-    paging: Pages,
-    active: bool | None = None,
-    camera_group_id: DbId | None = None,
-    name_contains: Annotated[str | None, Query(max_length=200)] = None,
-) -> Page[WatchListOut]:
-    stmt = uow.watch_lists.query().where(scope.watch_lists())
-    if active is not None:
-        stmt = stmt.where(orm.WatchList.active.is_(active))
-    if camera_group_id is not None:
-        stmt = stmt.where(orm.WatchList.camera_groups.any(orm.CameraGroup.id == camera_group_id))
-    if name_contains:
-        stmt = stmt.where(orm.WatchList.name.icontains(name_contains, autoescape=True))
-    page = uow.watch_lists.page(stmt, paging.limit, paging.cursor)
+def list_watch_lists(uow: Uow, _: Viewer, scope: Scope, paging: Pages,
+                     query: Annotated[WatchListQuery, Query()]) -> Page[WatchListOut]:
+    filters = query.model_dump(exclude_none=True)
+    page = uow.watch_lists.list_page(filters, paging.limit, paging.cursor, scope)
     return Page(results=watch_lists_out(uow, page.items, scope), next_cursor=page.next_cursor)
 
 

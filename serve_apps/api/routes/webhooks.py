@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from serve_apps.api.deps import Admin, Pages, Uow
+from serve_apps.api.routes._common import page_out
 from serve_apps.api.schemas import DbId, Page, WebhookDeliveryOut, WebhookIn, WebhookOut, WebhookPatch
 from storage import orm
-from storage.pagination import SortKey
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 
@@ -34,10 +34,7 @@ def create_webhook(body: WebhookIn, uow: Uow, _: Admin) -> WebhookOut:
 
 @router.get("", response_model=Page[WebhookOut])
 def list_webhooks(uow: Uow, _: Admin, paging: Pages, active: bool | None = None) -> Page[WebhookOut]:
-    stmt = uow.webhooks.query()
-    if active is not None:
-        stmt = stmt.where(orm.Webhook.active.is_(active))
-    page = uow.webhooks.page(stmt, paging.limit, paging.cursor)
+    page = uow.webhooks.list_page({"active": active}, paging.limit, paging.cursor)
     return Page(results=[webhook_out(w) for w in page.items], next_cursor=page.next_cursor)
 
 
@@ -68,9 +65,5 @@ def list_webhook_deliveries(
 ) -> Page[WebhookDeliveryOut]:
     """Recent delivery attempts of a webhook, newest first (each POST of a batch is one attempt)."""
     uow.webhooks.get(webhook_id)
-    stmt = uow.webhook_deliveries.query().where(orm.WebhookDelivery.webhook_id == webhook_id)
-    if ok is not None:
-        stmt = stmt.where(orm.WebhookDelivery.ok.is_(ok))
-    page = uow.webhook_deliveries.page(stmt, paging.limit, paging.cursor,
-                                       keys=[SortKey(orm.WebhookDelivery.id, descending=True)])
-    return Page(results=[WebhookDeliveryOut.model_validate(d) for d in page.items], next_cursor=page.next_cursor)
+    page = uow.webhook_deliveries.list_page({"webhook_id": webhook_id, "ok": ok}, paging.limit, paging.cursor)
+    return page_out(page, WebhookDeliveryOut)

@@ -14,7 +14,7 @@ since foreign keys are off, only for readability.
 Revision ID: 0003
 Revises: 0008
 """
-from alembic import op
+from storage.migrations.helpers import rebuild_sqlite_tables
 
 revision = "0003"
 down_revision = "0008"
@@ -29,19 +29,9 @@ TABLES = (
 """Every table with an integer id except watch_lists, which has had AUTOINCREMENT from 0001."""
 
 
-def _rebuild(autoincrement: bool) -> None:
-    if op.get_bind().dialect.name != "sqlite":
-        return
-    for table in TABLES:
-        with op.batch_alter_table(
-            table, recreate="always", table_kwargs={"sqlite_autoincrement": autoincrement}
-        ):
-            pass
-
-
 def upgrade() -> None:
-    _rebuild(True)
+    rebuild_sqlite_tables(TABLES, autoincrement=True)
 
 
 def downgrade() -> None:
-    _rebuild(False)
+    rebuild_sqlite_tables(TABLES, autoincrement=False)

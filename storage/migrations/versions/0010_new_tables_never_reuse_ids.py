@@ -6,7 +6,7 @@ without AUTOINCREMENT on SQLite. PostgreSQL sequences never go back: nothing to 
 Revision ID: 0010
 Revises: 0006
 """
-from alembic import op
+from storage.migrations.helpers import rebuild_sqlite_tables
 
 revision = "0010"
 down_revision = "0006"
@@ -19,19 +19,9 @@ TABLES = (
 )
 
 
-def _rebuild(autoincrement: bool) -> None:
-    if op.get_bind().dialect.name != "sqlite":
-        return
-    for table in TABLES:
-        with op.batch_alter_table(
-            table, recreate="always", table_kwargs={"sqlite_autoincrement": autoincrement}
-        ):
-            pass
-
-
 def upgrade() -> None:
-    _rebuild(True)
+    rebuild_sqlite_tables(TABLES, autoincrement=True)
 
 
 def downgrade() -> None:
-    _rebuild(False)
+    rebuild_sqlite_tables(TABLES, autoincrement=False)
