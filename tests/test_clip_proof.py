@@ -163,6 +163,7 @@ def describe(events: list[orm.Event]) -> list[tuple[int, list[float], float, int
 def test_the_clip_at_default_settings(run: Run) -> None:
     events = run.events()
     seen = describe(events)
+    print("clip events (frame, box, quality, dossier, confidence):", seen, run.ids)  # for the record (-s)
     assert events, seen
     # No event on a detection that is not a face.
     for event in events:
