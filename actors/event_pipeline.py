@@ -41,14 +41,16 @@ from actors import episode_clock
 from actors.background_loop import BackgroundLoop
 from actors.galleries import Galleries
 from actors.persons import PersonAssigner
+from actors.track_identity import TrackEvidence, score_dossier
 from facewatch import metrics
-from facewatch.sightings import FaceSighting
+from facewatch.sightings import FaceSighting, track_event_prefix
 from models.calibration import Calibration
 from storage import orm
 from storage.acknowledgement import episode_after_event, initial_ack
 from storage.dossier_vectors import DOSSIERS_GALLERY, EVENTS_GALLERY
 from storage.erasure import delete_unreferenced
 from storage.media import LocalMediaStore
+from storage.negatives import EventMatch, candidate_dossiers, match_of, set_event_match, track_events
 from storage.outbox import enqueue_event
 from storage.unit_of_work import UnitOfWork
 
@@ -56,12 +58,7 @@ log = logging.getLogger("facewatch.events")
 MATCH_CANDIDATES = 20
 
 
-@dataclass(frozen=True)
-class Match:
-    dossier_id: int
-    watch_list_id: int
-    face_id: int
-    confidence: float
+Match = EventMatch  # dossier, watch list, the dossier's best photo for the track, confidence
 
 
 @dataclass
@@ -119,6 +116,13 @@ def load_context(uow: UnitOfWork) -> Context:
     )
 
 
+def track_evidence(s: FaceSighting, embedding: np.ndarray) -> TrackEvidence:
+    """The frames a sighting's match is decided on: its track's best frames, or its own face alone."""
+    if s.track_embeddings is not None and len(s.track_qualities):
+        return TrackEvidence.of(s.track_embeddings, s.track_qualities)
+    return TrackEvidence.of(embedding[None, :], [s.quality])
+
+
 class EventPipelineCore:
     def __init__(self, db_url: str, galleries: Galleries, calibration: Calibration,
                  media_root: str | None = None) -> None:
@@ -130,6 +134,7 @@ class EventPipelineCore:
         self.episodes: dict[int, list[OpenEpisode]] = {}
         self.created = 0
         self.dropped = 0
+        self.corrected = 0  # earlier events of a realtime track whose match a later shot changed
         self.closed_by_clock = 0
         self._lock = threading.Lock()  # episode state: posts vs. the clock (actors/episode_clock.py)
         self.persons = PersonAssigner(galleries, calibration)  # every event gets a person (docs/persons.md)
@@ -163,7 +168,7 @@ class EventPipelineCore:
             log.warning("could not remove the media of %d dropped face(s)", len(dropped), exc_info=True)
 
     def stats(self) -> dict[str, int]:
-        return {"events_created": self.created, "sightings_dropped": self.dropped,
+        return {"events_created": self.created, "sightings_dropped": self.dropped, "matches_corrected": self.corrected,
                 "open_episodes": sum(len(v) for v in self.episodes.values()),
                 "episodes_closed_by_clock": self.closed_by_clock, **self.persons.stats()}
 
@@ -202,6 +207,7 @@ class EventPipelineCore:
                 return s.event_id  # a retried hand-off: the event is already committed
         embedding = np.ascontiguousarray(s.embedding, dtype=np.float32).ravel()
         match = await self._match(s, embedding, ctx)
+        self._correct_track(s, match)
         if match is None and (ctx.settings["ignore_unmatched"] or not self._unmatched_active(ctx)):
             self.dropped += 1
             return None
@@ -223,39 +229,57 @@ class EventPipelineCore:
         return bool(unmatched and unmatched.active)
 
     async def _match(self, s: FaceSighting, embedding: np.ndarray, ctx: Context) -> Match | None:
+        """The track's match, decided on its best frames (actors/track_identity.py): every dossier a sample
+        finds in the gallery is scored on all of them, negatives included, against its threshold."""
         lists = ctx.candidate_lists(s.camera_group_id)
         if not lists:
             return None
+        evidence = track_evidence(s, embedding)
+        if evidence.best_quality < float(ctx.settings["match_min_quality"]):
+            return None  # no frame of the track is good enough to tell who it is
         thresholds = {w.id: ctx.threshold(s.camera_id, s.camera_group_id, w) for w in lists}
         router = await self.galleries.router_async(DOSSIERS_GALLERY)
+        # A dossier whose weighted mean reaches the cut-off has a photo some sample reaches on its own,
+        # so searching with every sample at that cut-off finds every dossier that can match.
         result = await router.search_async(
-            embedding, MATCH_CANDIDATES, min_score=self.calibration.cosine(min(thresholds.values())),
+            evidence.embeddings, MATCH_CANDIDATES, min_score=self.calibration.cosine(min(thresholds.values())),
             filters={"active": True, "watch_list_ids": sorted(thresholds)},
         )
-        hits = result.hits[0]
-        if not hits:
+        hit_faces = {int(h.item_id) for hits in result.hits for h in hits}
+        if not hit_faces:
             return None
         with UnitOfWork(self.db_url) as uow:
-            faces = {str(f.id): f for f in uow.session.scalars(
-                select(orm.DossierFace).where(orm.DossierFace.id.in_([int(h.item_id) for h in hits])))}
-            memberships: dict[int, set[int]] = {}
-            for dossier_id, wl_id in uow.session.execute(select(orm.dossier_watch_lists).where(
-                    orm.dossier_watch_lists.c.dossier_id.in_([f.dossier_id for f in faces.values()]))):
-                memberships.setdefault(dossier_id, set()).add(wl_id)
+            candidates = candidate_dossiers(uow, hit_faces, s.model)
         best: Match | None = None
-        for hit in hits:
-            face = faces.get(hit.item_id)
-            if face is None:
-                continue  # deleted since the shard was synced
-            confidence = float(self.calibration.confidence(hit.score))
-            for wl_id in sorted(memberships.get(face.dossier_id, set()) & set(thresholds)):
+        for dossier_id, candidate in sorted(candidates.items()):
+            score = score_dossier(evidence, dossier_id, candidate.face_ids, candidate.photos, candidate.negatives)
+            if score is None or score.rejected:
+                continue  # closer to an operator's "not this person" than to the dossier's best photo
+            confidence = float(self.calibration.confidence(score.cosine))
+            for wl_id in sorted(candidate.watch_list_ids & set(thresholds)):
                 if confidence >= thresholds[wl_id]:
-                    candidate = Match(face.dossier_id, wl_id, face.id, confidence)
-                    if best is None or (-candidate.confidence, candidate.dossier_id, wl_id) < (
+                    found = Match(dossier_id, wl_id, score.face_id, confidence)
+                    if best is None or (-found.confidence, found.dossier_id, wl_id) < (
                             -best.confidence, best.dossier_id, best.watch_list_id):
-                        best = candidate
+                        best = found
                     break
         return best
+
+    def _correct_track(self, s: FaceSighting, match: Match | None) -> int:
+        """Realtime mode: a track's later shot is decided on more of its frames than its earlier ones, so its
+        match becomes theirs too (storage/negatives.py `set_event_match`); returns events corrected."""
+        if s.job_id is None or s.track_id is None or len(s.track_qualities) < 2 or s.event_id.endswith("-s0"):
+            return 0  # a still photo, a one-frame track, or a track's first shot: nothing earlier to correct
+        with UnitOfWork(self.db_url) as uow:
+            changed = 0
+            for event in track_events(uow, track_event_prefix(s.event_id), before=s.event_id):
+                now = match_of(event)
+                # Only the identity is corrected; an earlier shot keeps its own confidence for the same dossier.
+                if (now.dossier_id if now else None) != (match.dossier_id if match else None):
+                    changed += set_event_match(uow, event, match)
+            uow.commit()
+        self.corrected += changed
+        return changed
 
     def _similar(self, a: np.ndarray, b: np.ndarray, threshold: float) -> bool:
         return float(self.calibration.confidence(float(np.dot(a, b)))) >= threshold

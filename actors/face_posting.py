@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -31,6 +32,7 @@ from storage.media import LocalMediaStore
 log = logging.getLogger("facewatch.camera_job")
 
 LIVE_POST_QUEUE = 32
+SAMPLE_VECTORS_KEPT = 4096  # vectors of tracks' best frames, so a track's later shots embed only new frames
 T = TypeVar("T")
 
 Extract = Callable[[np.ndarray], dict[str, Any]]
@@ -86,6 +88,7 @@ class FacePoster:
         self.error: BaseException | None = None  # a video job's failed post
         self._draining = False
         self._shot_numbers: dict[int, int] = {}
+        self._sample_vectors: OrderedDict[tuple[int, int], np.ndarray] = OrderedDict()  # (track, frame) → vector
         self._queue: queue.Queue[list[ShotCandidate] | None] = queue.Queue(
             maxsize=0 if source.single_pass else LIVE_POST_QUEUE)
         self._thread = threading.Thread(target=self._loop, name=f"poster job {source.job_id}", daemon=True)
@@ -150,19 +153,51 @@ class FacePoster:
     def post(self, shots: list[ShotCandidate]) -> list[str | None]:
         """Store the media, extract, hand over; the pipeline's answer (event id or None per shot)."""
         keys = [self._store_media(shot.payload) for shot in shots]
-        chips = np.stack([shot.payload.chip for shot in shots])
+        # The shots' chips, then those of their tracks' best frames not embedded before (one extractor call).
+        wanted = self._new_samples(shots)
+        chips = np.stack([shot.payload.chip for shot in shots] + [chip for _, chip in wanted])
         prefix = f"job {self.source.job_id}: "
         extracted = retry("the extractor pool", lambda: self.extract(chips), self.attempts, self.backoff_s,
                           self.stop, self.touch, prefix)
+        vectors = [np.asarray(v, np.float32) for v in extracted["embeddings"]]
+        for shot, vector in zip(shots, vectors[:len(shots)], strict=True):
+            self._keep_vector((shot.track_id, shot.payload.frame_index), vector)
+        for (key, _), vector in zip(wanted, vectors[len(shots):], strict=True):
+            self._keep_vector(key, vector)
         sightings = [self._sighting(shot, media_keys, vector, attributes, str(extracted["model"]))
                      for shot, media_keys, vector, attributes in zip(
-                         shots, keys, extracted["embeddings"], extracted["attributes"], strict=True)]
+                         shots, keys, vectors[:len(shots)], extracted["attributes"][:len(shots)], strict=True)]
         ids = list(retry("the event pipeline", lambda: self.hand_over(sightings), self.attempts, self.backoff_s,
                          self.stop, self.touch, prefix))
         self.counters.faces_posted += len(sightings)
         self.counters.events += sum(1 for i in ids if i is not None)
         self.counters.sightings_dropped += sum(1 for i in ids if i is None)
         return ids
+
+    def _new_samples(self, shots: list[ShotCandidate]) -> list[tuple[tuple[int, int], np.ndarray]]:
+        """(track, frame) and chip of every best frame of these shots' tracks that has no vector yet."""
+        have = set(self._sample_vectors) | {(s.track_id, s.payload.frame_index) for s in shots}
+        new: dict[tuple[int, int], np.ndarray] = {}
+        for shot in shots:
+            for sample in shot.payload.samples:
+                key = (shot.track_id, sample.frame_index)
+                if key not in have:
+                    new.setdefault(key, sample.chip)
+        return list(new.items())
+
+    def _keep_vector(self, key: tuple[int, int], vector: np.ndarray) -> None:
+        self._sample_vectors[key] = vector
+        self._sample_vectors.move_to_end(key)
+        while len(self._sample_vectors) > SAMPLE_VECTORS_KEPT:
+            self._sample_vectors.popitem(last=False)
+
+    def _track_evidence(self, shot: ShotCandidate) -> tuple[np.ndarray | None, list[float]]:
+        """The vectors and qualities of the shot's track's best frames (those still known)."""
+        found = [(self._sample_vectors.get((shot.track_id, s.frame_index)), s.quality) for s in shot.payload.samples]
+        found = [(v, q) for v, q in found if v is not None]
+        if not found:
+            return None, []
+        return np.stack([v for v, _ in found]), [float(q) for _, q in found]
 
     def _store_media(self, p: ShotPayload) -> tuple[str, str, str]:
         return (self.media.put(p.thumbnail_jpeg, "jpg"), self.media.put(encode_jpeg(p.chip, self.jpeg_quality), "jpg"),
@@ -175,6 +210,7 @@ class FacePoster:
         self._shot_numbers[shot.track_id] = number + 1
         p: ShotPayload = shot.payload
         thumb, crop, frame = media_keys
+        track_embeddings, track_qualities = self._track_evidence(shot)
         return FaceSighting(
             event_id=event_id_for(src.job_id, src.run_id, shot.track_id, number),
             job_id=src.job_id, camera_group_id=src.camera_group_id, timestamp=p.wall_time,
@@ -183,4 +219,5 @@ class FacePoster:
             camera_id=src.camera_id, video_id=src.video_id, track_id=shot.track_id,
             video_offset_s=round(float(shot.time_s), 3) if src.single_pass else None,
             attributes=dict(attributes or {}), thumbnail_key=thumb, crop_key=crop, frame_key=frame,
+            track_embeddings=track_embeddings, track_qualities=track_qualities,
         )

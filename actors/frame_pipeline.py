@@ -4,11 +4,13 @@ A `FramePipeline` is fed decoded frames one at a time (`push`) by whoever reads 
 `CameraJob` actor, a test, a benchmark) and returns the shots to post (`ShotCandidate`s whose
 payload is a `ShotPayload`). It owns the per-source state: the motion gate, the tracker, the
 best-shot policy. Frames never leave it; a track keeps only the payload of its current best shot
-(the aligned chip, the thumbnail JPEG and the JPEG of that one frame, encoded at once).
+(the aligned chip, the thumbnail JPEG and the JPEG of that one frame, encoded at once) and the
+chips of its few best frames (`actors/track_identity.py`), which every shot of the track carries so
+that its match is decided on several frames.
 
 Per frame:  MotionGate → every `detect_every_n`-th frame, in batches of `detect_batch`:
 FaceDetector.detect_batch → drop faces outside `rot` → IouTracker → face_quality → PostFilter (roi,
-min_quality, min/max face size) → best-shot policy.
+min_quality, min/max face size) → best-shot policy, once the track was detected on MIN_TRACK_HITS frames.
 
 The split follows Frigate's capture / detect / track separation: capture (the `VideoSource`) and
 posting (`actors.face_posting`) run in their own threads; this part is synchronous and pure, so it
@@ -28,6 +30,7 @@ import numpy as np
 
 from actors.best_shot import EveryIntervalBest, PostFilter, ShotCandidate, best_shot_policy
 from actors.motion_gate import MotionGate
+from actors.track_identity import SampleChip, TrackSamples
 from actors.tracking import IouTracker, inside_region
 from actors.video_source import Frame
 from facewatch.stream_settings import StreamSettings
@@ -40,6 +43,9 @@ from models.types import Detections
 
 THUMBNAIL_MARGIN = 0.3  # of the face box, on every side
 THUMBNAIL_MAX_SIDE = 320
+# A track is offered to the best-shot policy once it was detected on this many frames: a detection on one
+# frame only (a hand or a shadow the detector took for a face, seen on the clip) never becomes an event.
+MIN_TRACK_HITS = 2
 
 
 # The one stream-settings type (API, jobs, batch driver), under the name this module's callers use.
@@ -56,6 +62,8 @@ class ShotPayload:
     detection_score: float
     wall_time: datetime
     frame_index: int
+    # The track's best frames when the shot is posted (actors/track_identity.py): its match is decided on them.
+    samples: tuple[SampleChip, ...] = ()
 
 
 @dataclass
@@ -73,6 +81,7 @@ class Counters:
     events: int = 0
     sightings_dropped: int = 0  # the pipeline dropped them (dedup, ignore_unmatched)
     tracks: int = 0
+    tracks_unconfirmed: int = 0  # ended before MIN_TRACK_HITS detections: never posted
     source_opens: int = 0
     source_errors: int = 0
 
@@ -100,6 +109,9 @@ class FramePipeline:
         self._track_base = 0
         self._local_max_track = 0
         self._max_quality: dict[int, float] = {}
+        self.samples = TrackSamples()
+        self._hits: dict[int, int] = {}  # detections per open track
+        self._held: dict[int, ShotCandidate] = {}  # the best shot of a track not yet confirmed
         # Told the tracked boxes and their track ids of every detected frame (the console's live view).
         self.on_tracked: Callable[[list[np.ndarray], list[int]], None] | None = None
         self.configure(settings)
@@ -149,8 +161,11 @@ class FramePipeline:
         shots: list[ShotCandidate] = []
         for track in self.tracker.finish():
             shots.extend(self._end_track(self._track_base + track.track_id))
-        shots.extend(self.policy.finish())
+        shots.extend(self._with_samples(self.policy.finish()))
         self._max_quality.clear()
+        self.samples.clear()
+        self._hits.clear()
+        self._held.clear()
         self._batch = []
         return [s for s in shots if s.payload is not None]
 
@@ -185,11 +200,18 @@ class FramePipeline:
                 self._local_max_track = local_id
                 self.counters.tracks += 1
             track_id = self._track_base + local_id
+            hits = self._hits[track_id] = self._hits.get(track_id, 0) + 1
             candidate = ShotCandidate(track_id, frame.pts_s, float(quality[i]), found.boxes[i])
             reason = self.post_filter.reason(candidate)
             if reason is not None:
                 self.counters.faces_filtered[reason] = self.counters.faces_filtered.get(reason, 0) + 1
                 continue
+            chip: np.ndarray | None = None
+            if self.samples.wants(track_id, candidate.quality):  # one of the track's best frames so far
+                chip = self._chip(frame, found, i)
+                self.samples.add(track_id, SampleChip(frame.index, candidate.quality, chip))
+            if hits >= MIN_TRACK_HITS and track_id in self._held:  # confirmed: its first shot goes to the policy
+                shots.extend(self._with_samples(self.policy.offer(self._held.pop(track_id))))
             # Overall and improving policies keep a candidate only when it beats every earlier one of
             # its track; only then is its payload (chip, crops, this frame's JPEG) worth making.
             if not every_interval and candidate.quality <= self._max_quality.get(track_id, -1.0):
@@ -197,18 +219,38 @@ class FramePipeline:
             self._max_quality[track_id] = candidate.quality
             if frame_jpeg is None:
                 frame_jpeg = encode_jpeg(frame.image, self.settings.jpeg_quality)
-            payload = self._payload(frame, found, i, frame_jpeg)
-            shots.extend(self.policy.offer(dataclasses.replace(candidate, payload=payload)))
+            shot = dataclasses.replace(candidate, payload=self._payload(frame, found, i, frame_jpeg, chip))
+            if hits < MIN_TRACK_HITS:
+                self._held[track_id] = shot
+                continue
+            shots.extend(self._with_samples(self.policy.offer(shot)))
         return shots
 
     def _end_track(self, track_id: int) -> list[ShotCandidate]:
         self._max_quality.pop(track_id, None)
-        return self.policy.end_track(track_id)
+        held = self._held.pop(track_id, None)
+        shots: list[ShotCandidate] = []
+        if self._hits.pop(track_id, 0) < MIN_TRACK_HITS:
+            self.counters.tracks_unconfirmed += 1
+        elif held is not None:  # confirmed on a frame the post filter refused: the held shot is still owed
+            shots = self.policy.offer(held)
+        shots = self._with_samples(shots + self.policy.end_track(track_id))
+        self.samples.forget(track_id)
+        return shots
 
-    def _payload(self, frame: Frame, found: Detections, i: int, frame_jpeg: bytes) -> ShotPayload:
+    def _with_samples(self, shots: list[ShotCandidate]) -> list[ShotCandidate]:
+        """The shots with their track's best frames as they are now (a held shot gets the later ones too)."""
+        return [s if s.payload is None else dataclasses.replace(
+            s, payload=dataclasses.replace(s.payload, samples=self.samples.of(s.track_id))) for s in shots]
+
+    def _chip(self, frame: Frame, found: Detections, i: int) -> np.ndarray:
         spec = self.embedder
-        chip = align_faces(frame.image, found.landmarks[i:i + 1], size=spec.chip_size, template=spec.template,
+        return align_faces(frame.image, found.landmarks[i:i + 1], size=spec.chip_size, template=spec.template,
                            padding=spec.padding)[0]
+
+    def _payload(self, frame: Frame, found: Detections, i: int, frame_jpeg: bytes,
+                 chip: np.ndarray | None = None) -> ShotPayload:
+        chip = chip if chip is not None else self._chip(frame, found, i)
         return ShotPayload(chip=chip, thumbnail_jpeg=thumbnail_jpeg(frame.image, found.boxes[i],
                                                                     self.settings.jpeg_quality),
                            frame_jpeg=frame_jpeg, detection_score=float(found.scores[i]),

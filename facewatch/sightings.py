@@ -44,3 +44,12 @@ class FaceSighting:
     frame_key: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
     external_id: str | None = None
+    # The track's best frames (actors/track_identity.py): their vectors (k × d, the shot's own among them)
+    # and qualities. Empty for a one-frame sighting (a still photo): its own vector is then the evidence.
+    track_embeddings: np.ndarray | None = None
+    track_qualities: list[float] = field(default_factory=list)
+
+
+def track_event_prefix(event_id: str) -> str:
+    """The id prefix every shot of the same track shares (`j{job}-r{run}-t{track}-s`)."""
+    return event_id.rsplit("-s", 1)[0] + "-s"

@@ -2,7 +2,8 @@
 
 - Deleting a dossier photo (`DELETE /v1/dossiers/{id}/faces/{face_id}`) or a dossier
   (`DELETE /v1/dossiers/{id}`) removes the rows, the vectors of every model (through the gallery
-  change log, so the shards drop them) and the photo and crop files no other row refers to. Its
+  change log, so the shards drop them), the dossier's negatives (rows holding their vectors, by
+  cascade; storage/negatives.py) and the photo and crop files no other row refers to. Its
   events stay (with `dossier_id` cleared by the database), as before.
 - Erasing a person (`POST /v1/dossiers/{id}/erase`, admins; the audit log records the call) also
   removes every event matched to the dossier and every event of its episodes (the episode rule
@@ -34,6 +35,7 @@ from sqlalchemy import or_, select
 from storage import orm
 from storage.dossier_vectors import remove_dossier_face_vectors
 from storage.media import LocalMediaStore
+from storage.negatives import negative_keys, negatives_of
 from storage.retention import CleanupReport, delete_events, referenced_keys
 from storage.unit_of_work import UnitOfWork
 
@@ -98,7 +100,8 @@ def erase_person(uow: UnitOfWork, media: LocalMediaStore, dossier: orm.Dossier) 
     report.media_deleted = events.media_deleted
     dossier = uow.dossiers.get(report.dossier_id)  # delete_events expired the session's objects
     faces = list(dossier.faces)
-    keys = face_keys(faces)
+    negatives = negatives_of(uow, dossier.id)  # rows cascade with the dossier; their files follow below
+    keys = face_keys(faces) | negative_keys(negatives)
     report.faces_deleted = len(faces)
     report.vectors_deleted = events.vectors_deleted + remove_dossier(uow, dossier)
     uow.commit()

@@ -200,6 +200,29 @@ class DossierFace(Timestamped, Base):
     dossier: Mapped[Dossier] = relationship(back_populates="faces")
 
 
+class DossierNegative(Timestamped, Base):
+    """An operator's "not this person" (POST /v1/events/{id}/reject-match): the event's face as a negative
+    example of the dossier it was matched to. A face closer to one of a dossier's negatives than to its
+    best photo no longer matches that dossier (actors/track_identity.py). The vector lives in the row (the
+    event's own may expire); the media keys are the event's, kept while this row refers to them."""
+
+    __tablename__ = "dossier_negatives"
+    __table_args__ = NEVER_REUSE
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    dossier_id: Mapped[int] = mapped_column(ForeignKey("dossiers.id", ondelete="CASCADE"), index=True)
+    event_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)  # not a FK: events expire
+    # The event's camera group: who may not see that group's events may not see this face either.
+    camera_group_id: Mapped[int | None] = mapped_column(
+        ForeignKey("camera_groups.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    model: Mapped[str] = mapped_column(String(100))
+    dim: Mapped[int] = mapped_column(Integer)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    thumbnail_key: Mapped[str] = mapped_column(String(200), default="", index=True)
+    crop_key: Mapped[str] = mapped_column(String(200), default="", index=True)
+    created_by: Mapped[str] = mapped_column(String(150), default="")
+
+
 class Gallery(Timestamped, Base):
     """A named vector collection: the built-in `dossiers` and `events` galleries, or a user's own."""
 

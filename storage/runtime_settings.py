@@ -13,6 +13,8 @@ from storage import orm
 RUNTIME_SETTING_DEFAULTS: dict[str, Any] = {
     "default_threshold": 0.75,
     "episode_threshold": 0.70,
+    # A track whose best frame is below this quality is never matched (actors/track_identity.py).
+    "match_min_quality": 0.3,
     "episode_lookback_s": 60.0,
     "episode_idle_timeout_s": 30.0,
     "episode_max_duration_s": 300.0,

@@ -14,8 +14,11 @@ hidden from that role. Every read path asks the scope, never the rows' `hidden_f
 - dossiers (and their photos): visible when they are on no watch list or on at least one visible
   list; the hidden lists never appear in the dossier's `watch_list_ids` for that role. A person on a
   covert list and an ordinary one is seen by everyone who sees the ordinary one, as its events are;
+- a dossier's negatives ("not this person", storage/negatives.py): visible with their dossier, unless
+  the camera group of the event they came from is hidden;
 - media files (`/v1/media/{key}`): visible when at least one visible event, dossier photo or video
-  refers to the key (several rows may share one content-addressed file, e.g. a frame with two faces).
+  refers to the key, or a visible negative (several rows may share one content-addressed file, e.g. a
+  frame with two faces).
   A file no row refers to is visible to admins only.
 
 Admins see everything. The scope gives SQLAlchemy where-clauses for the storage queries, predicates
@@ -152,6 +155,13 @@ class VisibilityScope:
             return true()
         return orm.DossierFace.dossier.has(self.dossiers())
 
+    def negatives(self) -> ColumnElement[bool]:
+        """A dossier's negative (storage/negatives.py): its dossier and its event's camera group are visible."""
+        if self.sees_everything:
+            return true()
+        return and_(orm.DossierNegative.dossier_id.in_(select(orm.Dossier.id).where(self.dossiers())),
+                    _not_in(orm.DossierNegative.camera_group_id, self.hidden_group_ids))
+
     def media(self, key: str) -> ColumnElement[bool]:
         """Some visible row refers to media `key` (admins: any file)."""
         if self.role == ADMIN:
@@ -163,7 +173,9 @@ class VisibilityScope:
         face = select(orm.DossierFace.id).where(
             or_(orm.DossierFace.source_key == key, orm.DossierFace.crop_key == key), self.dossier_faces())
         video = select(orm.Video.id).where(orm.Video.media_key == key, self.videos())
-        return or_(exists(event), exists(face), exists(video))
+        negative = select(orm.DossierNegative.id).where(
+            or_(orm.DossierNegative.thumbnail_key == key, orm.DossierNegative.crop_key == key), self.negatives())
+        return or_(exists(event), exists(face), exists(video), exists(negative))
 
     def sees_media(self, session: Session, key: str) -> bool:
         return self.role == ADMIN or bool(session.scalar(select(self.media(key))))

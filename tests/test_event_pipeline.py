@@ -7,6 +7,7 @@ can be placed exactly; the models and the whole video path are tested on real fa
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from facewatch.sightings import FaceSighting, event_id_for
 from models.calibration import Calibration
 from storage import orm
 from storage.dossier_vectors import DOSSIERS_GALLERY, EVENTS_GALLERY, store_dossier_face_vector
+from storage.negatives import reject_match
 from storage.unit_of_work import UnitOfWork
 from tests.vectors import unit_vector, vector_near
 
@@ -323,3 +325,89 @@ def test_event_needing_ack_unacknowledges_a_system_acknowledged_episode(world: W
     known = world.post(pipeline, world.sighting(near(person, 0.95, 96), 5))[0]
     assert world.event(known).episode_id == world.event(stranger).episode_id
     assert not world.event(known).acknowledged and not _episode(world, known).acknowledged
+
+
+# -- track-level identity, negatives, realtime corrections (actors/track_identity.py, storage/negatives.py) ------
+
+
+def with_track(s: FaceSighting, frames: list[np.ndarray], qualities: list[float], shot: int = 0) -> FaceSighting:
+    """The sighting as a camera job posts it: with its track's best frames (and the track's shot number)."""
+    return dataclasses.replace(s, event_id=event_id_for(1, 0, s.track_id, shot), track_embeddings=np.stack(frames),
+                               track_qualities=qualities)
+
+
+def test_a_tracks_match_is_decided_on_its_best_frames_not_one(world: World) -> None:
+    photo = unit(200)
+    alex = world.enrol("alex", photo, [world.vip.id])
+    pipeline = core(world)
+    odd = near(photo, 0.97, 201)  # the track's best frame: alone, a strict match
+    others = [near(photo, 0.5, 210 + i) for i in range(4)]
+    alone = world.sighting(odd, 0, quality=0.6)
+    assert world.event(world.post(pipeline, alone)[0]).dossier_id == alex  # the one-frame rule matches
+    track = with_track(world.sighting(odd, 10, quality=0.6), [odd, *others], [0.6, 0.5, 0.5, 0.45, 0.4])
+    event = world.event(world.post(pipeline, track)[0])
+    assert not event.matched and event.dossier_id is None  # one odd frame cannot make the match
+    # A track that looks like him on most of its frames matches, with the weighted confidence.
+    good = [near(photo, c, 220 + i) for i, c in enumerate([0.95, 0.93, 0.92])]
+    seen = with_track(world.sighting(good[0], 20, quality=0.8), good, [0.8, 0.6, 0.6])
+    event = world.event(world.post(pipeline, seen)[0])
+    expected = float(CAL.confidence((0.8 * 0.95 + 0.6 * 0.93 + 0.6 * 0.92) / 2.0))
+    assert event.dossier_id == alex and event.confidence == pytest.approx(expected, abs=1e-3)
+
+
+def test_a_track_too_poor_to_recognise_never_matches(world: World) -> None:
+    photo = unit(230)
+    world.enrol("alex", photo, [world.vip.id])
+    pipeline = core(world)
+    blurred = world.sighting(near(photo, 0.95, 231), 0, quality=0.2)  # below match_min_quality (0.3)
+    assert not world.event(world.post(pipeline, blurred)[0]).matched
+    with UnitOfWork(world.url) as uow:
+        uow.settings.update({"match_min_quality": 0.1})
+        uow.commit()
+    again = world.sighting(near(photo, 0.95, 231), 5, quality=0.2)
+    assert world.event(world.post(pipeline, again)[0]).matched
+
+
+def test_not_this_person_stops_faces_closer_to_the_negative_than_to_the_photo(world: World) -> None:
+    photo = unit(240)
+    alex = world.enrol("alex", photo, [world.vip.id])
+    pipeline = core(world)
+    lookalike = near(photo, 0.92, 241)
+    first = world.post(pipeline, world.sighting(lookalike, 0))[0]
+    assert world.event(first).dossier_id == alex  # a false match an operator rejects
+    with UnitOfWork(world.url) as uow:
+        reject_match(uow, uow.events.get(first), MODEL, "operator")
+        uow.commit()
+    assert not world.event(first).matched
+    # The same person again (closer to the negative than to his photo): no longer a match.
+    again = near(lookalike, 0.99, 242)
+    assert float(again @ lookalike) > float(again @ photo)
+    assert not world.event(world.post(pipeline, world.sighting(again, 100))[0]).matched
+    # Someone else as close to his photo but not to the negative still matches him.
+    other = near(photo, 0.92, 243)
+    assert float(other @ lookalike) < float(other @ photo)
+    assert world.event(world.post(pipeline, world.sighting(other, 200))[0]).dossier_id == alex
+
+
+def test_a_realtime_tracks_later_shot_corrects_its_earlier_events(world: World) -> None:
+    alex_photo, bob_photo = unit(250), unit(251)
+    alex = world.enrol("alex", alex_photo, [world.vip.id])
+    bob = world.enrol("bob", bob_photo, [world.vip.id])
+    pipeline = core(world)
+    # The track's early first post: one frame, close enough to Alex.
+    early = near(alex_photo, 0.93, 252)
+    first_shot = with_track(world.sighting(early, 0, track=77), [early], [0.4])
+    first = world.post(pipeline, first_shot)[0]
+    assert world.event(first).dossier_id == alex
+    # Its later shot: three better frames, all Bob, and the early one.
+    later = [near(bob_photo, c, 260 + i) for i, c in enumerate([0.96, 0.95, 0.95])]
+    second_shot = with_track(world.sighting(later[0], 1, track=77), [*later, early], [0.9, 0.8, 0.8, 0.4], shot=1)
+    second = world.post(pipeline, second_shot)[0]
+    assert second == "j1-r0-t77-s1" and world.event(second).dossier_id == bob
+    corrected = world.event(first)
+    assert (corrected.matched, corrected.dossier_id, corrected.watch_list_id) == (True, bob, world.vip.id)
+    assert _episode(world, first).dossier_id == bob
+    assert pipeline.stats()["matches_corrected"] == 1
+    # Another track is never touched.
+    other = world.post(pipeline, world.sighting(near(alex_photo, 0.95, 270), 2, track=78))[0]
+    assert world.event(other).dossier_id == alex

@@ -21,6 +21,7 @@ from actors.face_posting import FacePoster, SightingSource, retry
 from actors.frame_pipeline import Counters, FramePipeline, ShotPayload, StreamConfig, thumbnail_jpeg
 from actors.job_lease import JobLease
 from actors.job_status import DROPPING_ERROR, JobHealth, job_stats, video_summary
+from actors.track_identity import TRACK_SAMPLES
 from actors.video_source import Frame
 from facewatch.sightings import FaceSighting
 from models.embedders import embedder_spec
@@ -63,13 +64,25 @@ def test_pipeline_tracks_one_face_and_posts_its_best_shot_at_the_end(miranda_fra
     assert payload.chip.shape == (EMBEDDER.chip_size, EMBEDDER.chip_size, 3)
     assert payload.frame_jpeg[:2] == b"\xff\xd8" and payload.thumbnail_jpeg[:2] == b"\xff\xd8"
     assert payload.frame_index % 2 == 0
+    # The shot carries the track's best frames (track-level identity): 5 of its 6, best first, itself first.
+    samples = payload.samples
+    assert len(samples) == TRACK_SAMPLES and [s.quality for s in samples] == sorted((s.quality for s in samples),
+                                                                                     reverse=True)
+    assert samples[0].frame_index == payload.frame_index and samples[0].quality == ended[0].quality
+    assert all(s.chip.shape == payload.chip.shape and s.frame_index % 2 == 0 for s in samples)
     # A new source continues the track ids, so event ids stay unique within a run.
     pipe.start_source()
-    for frame in miranda_frames[:2]:
+    for frame in miranda_frames[:4]:
         pipe.push(frame)
     pipe.drain()
     again = pipe.end_tracks()
     assert [s.track_id for s in again] == [ended[0].track_id + 1]
+    # A track detected on one frame only is never posted (a one-frame flicker is not taken for a face).
+    pipe.start_source()
+    for frame in miranda_frames[:2]:
+        pipe.push(frame)
+    pipe.drain()
+    assert pipe.end_tracks() == [] and counters.tracks_unconfirmed == 1
 
 
 def test_pipeline_filters_and_counts_reasons(miranda_frames: list[Frame]) -> None:
@@ -88,10 +101,13 @@ def test_pipeline_filters_and_counts_reasons(miranda_frames: list[Frame]) -> Non
     assert rot_counters.faces_outside_rot >= 4 and rot_counters.faces_detected == 0 and rot_counters.tracks == 0
 
 
-def test_realtime_pipeline_posts_the_first_shot_at_once(miranda_frames: list[Frame]) -> None:
+def test_realtime_pipeline_posts_the_first_shot_once_the_track_is_confirmed(miranda_frames: list[Frame]) -> None:
     pipe = FramePipeline(StreamConfig(min_face_size=80, overall_only=False), EMBEDDER, detect_batch=1)
-    first = pipe.push(miranda_frames[0])
-    assert len(first) == 1 and first[0].payload is not None
+    assert pipe.push(miranda_frames[0]) == []  # one detection: not yet a track (MIN_TRACK_HITS)
+    first = pipe.push(miranda_frames[1])
+    assert len(first) >= 1 and first[0].payload is not None
+    assert first[0].payload.frame_index == miranda_frames[0].index  # the held first shot, at its second detection
+    assert {s.frame_index for s in first[0].payload.samples} == {f.index for f in miranda_frames[:2]}
 
 
 def test_motion_gate_skips_repeated_frames(miranda_frames: list[Frame]) -> None:

@@ -35,6 +35,7 @@ from serve_apps.api.routes import (
     live_view,
     media,
     metrics,
+    negatives,
     persons,
     search,
     settings,
@@ -226,7 +227,7 @@ def create_app(config: Config, services: Services | None = None) -> FastAPI:
     # event_stream before events: /events/stream must not be taken for an event id.
     for module in (camera_groups, cameras, watch_lists, dossiers, faces, search, galleries, event_stream, events,
                    episodes, media, webhooks, users, tokens, settings, audit, jobs, videos, vms, links, tasks,
-                   still_events, auth, live_view, persons):
+                   still_events, auth, live_view, persons, negatives):
         app.include_router(module.router, prefix="/v1")
     # Last: the console's catch-all (deep links answer index.html) must not shadow any API route.
     mount_console(app)

@@ -463,6 +463,7 @@ class TokenCreated(TokenOut):
 
 class RuntimeSettings(Output):
     default_threshold: float
+    match_min_quality: float
     episode_threshold: float
     episode_lookback_s: float
     episode_idle_timeout_s: float
@@ -486,6 +487,9 @@ class RuntimeSettings(Output):
 
 class RuntimeSettingsPatch(Patch):
     default_threshold: float | None = Field(None, ge=0.0, le=1.0)
+    match_min_quality: float | None = Field(None, ge=0.0, le=1.0, description=(
+        "a track (or photo) whose best frame's quality is below this is never matched: faces that poor "
+        "(blurred, dark, tiny) resemble too many people"))
     episode_threshold: float | None = Field(None, ge=0.0, le=1.0)
     episode_lookback_s: float | None = Field(None, ge=0.0, le=86_400.0)
     episode_idle_timeout_s: float | None = Field(None, gt=0.0, le=86_400.0)
@@ -563,6 +567,33 @@ class EventOut(BaseModel):
     created_at: datetime | None
     person_id: int | None = None
     person_status: Literal["new", "known", "regular"] | None = None
+
+
+NEGATIVE_RULE = ("A face closer to one of a dossier's negatives than to the dossier's best photo no longer matches "
+                 "that dossier (for a track: its quality-weighted best frames, scored the same way against both).")
+
+
+class NegativeMedia(BaseModel):
+    thumbnail: str | None
+    crop: str | None
+
+
+class NegativeOut(BaseModel):
+    """A "not this person" example of a dossier: the face of an event an operator rejected. """ + NEGATIVE_RULE
+
+    id: int
+    dossier_id: int
+    event_id: str | None = Field(description="the rejected event (it may have expired since)")
+    camera_group_id: int | None
+    model: str = Field(description="the embedder of its vector; only sightings of that model are judged by it")
+    created_by: str
+    created_at: datetime
+    media: NegativeMedia
+
+
+class RejectMatchOut(BaseModel):
+    event: EventOut = Field(description="the event, now unmatched (on the Unmatched list)")
+    negative: NegativeOut
 
 
 class EventFilters(EventFilterFields):

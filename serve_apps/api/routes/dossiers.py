@@ -16,6 +16,7 @@ from serve_apps.api.schemas import DbId, DossierIn, DossierOut, DossierPatch, Er
 from storage import orm
 from storage.dossier_vectors import faces_from_events, refresh_dossier_meta
 from storage.erasure import delete_unreferenced, erase_person, face_keys, remove_dossier
+from storage.negatives import negative_keys, negatives_of
 from storage.unit_of_work import UnitOfWork
 from storage.visibility import VisibilityScope
 
@@ -94,11 +95,11 @@ def update_dossier(dossier_id: DbId, body: DossierPatch, uow: Uow, _: Operator, 
 @router.delete("/{dossier_id}", status_code=204)
 def delete_dossier(dossier_id: DbId, uow: Uow, _: Operator, scope: Scope, request: Request,
                    media: Media) -> Response:
-    """Removes the dossier, its photos, their vectors of every model and their files (not its events:
+    """Removes the dossier, its photos and negatives, their vectors of every model and their files (not its events:
     `POST /v1/dossiers/{id}/erase` does that)."""
     row = _visible_dossier(uow, dossier_id, scope)
     uow.links.refuse_edit([w.id for w in row.watch_lists], "cannot delete the dossier")
-    keys = face_keys(row.faces)
+    keys = face_keys(row.faces) | negative_keys(negatives_of(uow, row.id))  # its negatives go with it (cascade)
     remove_dossier(uow, row)
     uow.commit()
     delete_unreferenced(uow, media, keys)
@@ -108,7 +109,7 @@ def delete_dossier(dossier_id: DbId, uow: Uow, _: Operator, scope: Scope, reques
 
 @router.post("/{dossier_id}/erase", response_model=ErasureOut)
 def erase_dossier(dossier_id: DbId, uow: Uow, _: Admin, request: Request, media: Media) -> ErasureOut:
-    """Erases a person: the dossier, its photos and every event matched to it or in its episodes, with
+    """Erases a person: the dossier, its photos, its negatives and every event matched to it or in its episodes, with
     rows, vectors (both galleries, every model) and media files. Admins only; recorded in the audit log."""
     report = erase_person(uow, media, uow.dossiers.get(dossier_id))
     sync_dossier_gallery(request)

@@ -1,5 +1,6 @@
 // Event detail: the full frame with the face box, thumbnail and normalised crop, attributes, camera,
-// time, episode and the matched dossier; acknowledge, search with this face, a dossier from this face.
+// time, episode and the matched dossier; acknowledge, "not this person" (the face becomes a negative of
+// the dossier and the event is unmatched), search with this face, a dossier from this face.
 import { api, get } from "../api.js";
 import { h, clear, boxedImage, pct, fmtTime, toast, errorText, dialog, field, checkGroup, formValues } from "../ui.js";
 import { can, dossier, dossierPhoto, lookup, forgetDossier } from "../state.js";
@@ -50,7 +51,10 @@ export async function render(main, { id }, { navigate }) {
     e.media.crop ? h("figure", {}, h("img", { src: e.media.crop, alt: "normalised crop" }), h("figcaption", {}, "normalised crop")) : null,
     refSrc ? h("figure", {}, h("img", { src: refSrc, alt: "dossier photo" }), h("figcaption", {}, "dossier photo")) : null);
 
-  const actions = h("div", { class: "toolbar" }, ackButton,
+  const rejectButton = can.write() && e.matched ? h("button", { class: "danger", "data-testid": "reject-match",
+    onclick: () => rejectMatch(e, d, main, navigate) }, "Not this person") : null;
+
+  const actions = h("div", { class: "toolbar" }, ackButton, rejectButton,
     h("a", { class: "button", href: `/search?event_id=${encodeURIComponent(e.id)}&target=events`, "data-testid": "search-face" }, "Search with this face"),
     h("a", { class: "button", href: `/search?event_id=${encodeURIComponent(e.id)}&target=dossiers` }, "Find in dossiers"),
     can.write() ? h("button", { onclick: () => dossierFromFace(e, lists, navigate) }, "Create a dossier from this face") : null,
@@ -58,6 +62,18 @@ export async function render(main, { id }, { navigate }) {
 
   clear(main, h("h1", {}, d ? d.name : e.matched ? "Match" : "Unmatched face", " ", h("span", { class: "dim" }, fmtTime(e.timestamp))),
     actions, h("div", { class: "detail" }, h("div", {}, frame), h("div", { class: "panel" }, faces, h("h2", {}, "Details"), info)));
+}
+
+async function rejectMatch(e, d, main, navigate) {
+  const who = d ? d.name : `dossier ${e.dossier_id}`;
+  const done = await dialog("Not this person", h("p", {},
+    `This face will be kept as a negative example of ${who} and the event moves to Unmatched. `,
+    `Faces closer to it than to ${who}'s best photo will no longer match ${who}. `,
+    "The dossier's negatives can be removed again through the API."), {
+    ok: "Not this person", danger: true, onOk: async () => api("POST", `/v1/events/${encodeURIComponent(e.id)}/reject-match`) });
+  if (!done) return;
+  toast(`Not ${who}: the face is kept as a negative example.`, "ok");
+  await render(main, { id: e.id }, { navigate });
 }
 
 async function dossierFromFace(e, lists, navigate) {
