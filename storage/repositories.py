@@ -8,17 +8,18 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Select, delete, func, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from facewatch.errors import BadParam, NotFound
 from storage import orm
 from storage.db import translate_db_errors
 from storage.pagination import Page, SortKey, paginate
 
+TOKEN_TOUCH_EVERY = timedelta(seconds=60)
 IN_LIST_CHUNK = 1000
 """Ids per `IN (...)` list: one bind parameter each, and SQLite allows 32766 per statement, PostgreSQL
 65535, so a big watch list or gallery is read and written a chunk at a time."""
@@ -194,6 +195,19 @@ class TokenRepository(Repository[orm.Token]):
 
     def by_plain_token(self, token: str) -> orm.Token | None:
         return self.session.scalar(select(orm.Token).where(orm.Token.token_hash == hash_token(token)))
+
+    def listing(self, user_id: int | None) -> Select[Any]:
+        """Tokens with their owner loaded: every user's (`user_id` None, for admins) or one user's."""
+        stmt = select(orm.Token).options(joinedload(orm.Token.user))
+        return stmt if user_id is None else stmt.where(orm.Token.user_id == user_id)
+
+    def touch(self, row: orm.Token, now: datetime) -> bool:
+        """Records that the token was used; True when that changed the row (then commit). At most once a
+        minute per token, so a script's every request does not also become a write."""
+        if row.last_used_at is not None and now - row.last_used_at < TOKEN_TOUCH_EVERY:
+            return False
+        row.last_used_at = now
+        return True
 
 
 RUNTIME_SETTING_DEFAULTS: dict[str, Any] = {

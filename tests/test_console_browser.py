@@ -244,6 +244,30 @@ def test_viewer_sees_no_administration_and_no_hidden_group(driver: WebDriver, ap
     sign_out(driver)
 
 
+def test_administration_lists_tokens_and_revokes_one(driver: WebDriver, app_server: str) -> None:
+    api = Api(app_server)
+    admin = api.admin_username()
+    api.user(admin, "admin")
+    viewer = api.user("tokia", "viewer")
+    created = api("POST", "/v1/tokens", json={"user_id": viewer["id"], "name": "wall display"})
+    as_viewer = {"Authorization": f"Token {created['token']}"}
+    assert httpx.get(f"{app_server}/v1/events", headers=as_viewer).status_code == 200  # used once: "last used"
+    sign_in(driver, app_server, admin, PASSWORDS["admin"])
+    driver.get(f"{app_server}/admin/tokens")
+    row = wait_for(driver, f'[data-testid="tokens"] tr[data-token-id="{created["id"]}"]')
+    cells = [td.text for td in row.find_elements(By.CSS_SELECTOR, "td")]
+    assert cells[0] == "wall display" and cells[1] == f"{created['prefix']}…" and cells[2] == "tokia", cells
+    assert cells[4] != "never", cells  # the request above is recorded
+    assert created["token"] not in driver.find_element(By.CSS_SELECTOR, "main").text
+    shot(driver, "administration")
+    row.find_element(By.CSS_SELECTOR, '[data-testid="revoke-token"]').click()
+    wait_for(driver, "dialog button.danger").click()
+    wait_until(lambda: not driver.find_elements(By.CSS_SELECTOR, f'tr[data-token-id="{created["id"]}"]'), 20,
+               "the revoked token is still listed")
+    assert httpx.get(f"{app_server}/v1/events", headers=as_viewer).status_code == 401
+    sign_out(driver)
+
+
 # -- the whole service (slow) ----------------------------------------------------------------------
 
 
@@ -293,12 +317,20 @@ def _new_dossier_in_the_console(driver: WebDriver, url: str, name: str, watch_li
     return int(driver.current_url.rsplit("/", 1)[-1])
 
 
+@pytest.fixture(scope="module")
+def rtsp_camera(data_dir: Path) -> Iterator[str]:
+    """A real live camera: GStreamer's RTSP server looping the Hamilton clip (skips where it is absent)."""
+    from tests.rtsp_server import RtspCamera, gstreamer_missing
+
+    if (missing := gstreamer_missing()) is not None:
+        pytest.skip(missing)
+    with RtspCamera(data_dir / "video" / "short_hamilton_clip.mp4") as camera:
+        yield camera.url
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("FACEWATCH_CONSOLE_JOURNEY"),
-                    reason="not yet seen passing: written while Ray could not start on the loaded development "
-                           "machine; FACEWATCH_CONSOLE_JOURNEY=1 runs it (see the closing notes of this round)")
 def test_operator_journey_enrol_live_feed_ack_search_and_camera_roi(
-        driver: WebDriver, service: str, data_dir: Path, faces_dir: Path, tmp_path: Path) -> None:
+        driver: WebDriver, rtsp_camera: str, service: str, data_dir: Path, faces_dir: Path, tmp_path: Path) -> None:
     api = Api(service)
     admin = api.admin_username()
     api.user(admin, "admin")
@@ -389,10 +421,10 @@ def test_operator_journey_enrol_live_feed_ack_search_and_camera_roi(
     assert event_id in wait_until(found, 120, "search by photo did not find the event")
     shot(driver, "search")
 
-    # A live camera (the clip played as a looping live source) shows its snapshot; an ROI drawn with the
-    # mouse is saved to its stream settings.
+    # A live RTSP camera shows its snapshot (served by its running job); an ROI drawn with the mouse is
+    # saved to its stream settings.
     camera = api("POST", "/v1/cameras", json={"name": "lobby door", "camera_group_id": lobby["id"],
-                                              "url": clip.resolve().as_uri()})
+                                              "url": rtsp_camera})
     driver.get(f"{service}/cameras/{camera['id']}")
     image = wait_for(driver, '[data-testid="snapshot"] img', timeout=30, visible=False)
     wait_until(lambda: driver.execute_script("return arguments[0].naturalWidth", image) > 0, 240,

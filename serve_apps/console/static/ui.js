@@ -121,9 +121,15 @@ export function checkGroup(name, items, selected, label = (x) => x.name) {
     h("label", { class: "inline" }, h("input", { type: "checkbox", name, value: String(it.id), dataset: { group: "1" }, checked: chosen.has(it.id) }), label(it))));
 }
 
-/** A file drop zone + file input; onFiles(FileList). */
+/** A file drop zone + file input; onFiles(File[] or a dropped FileList). */
 export function dropZone(text, onFiles, { accept = "image/*", multiple = false } = {}) {
-  const input = h("input", { type: "file", accept, multiple, onchange: () => input.files.length && onFiles(input.files) });
+  // The chosen files are handed over and the input emptied: choosing the same photo again (after fixing
+  // it, or a retry) must fire `change` again, and a new choice must not carry the previous files along.
+  const input = h("input", { type: "file", accept, multiple, onchange: () => {
+    const files = [...input.files];
+    input.value = "";
+    if (files.length) onFiles(files);
+  } });
   const zone = h("div", { class: "drop" }, h("span", {}, text), input);
   zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
   zone.addEventListener("dragleave", () => zone.classList.remove("over"));
