@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import make_config
+from tests.conftest import _data_dir, make_config
 
 pytestmark = pytest.mark.browser
 
@@ -87,16 +87,41 @@ class Api:
         return admins[0]["username"]
 
 
+WEBCAM_PHOTO = "obama.jpg"  # what the browser's fake webcam shows (one frame, looped)
+
+
+def _fake_webcam(out: Path) -> Path | None:
+    """The webcam Chromium pretends to have: a Y4M file (its format for a fake capture device) of a real
+    photo, letterboxed to 640×480. None where the real photos are absent."""
+    from PIL import Image
+
+    photo = _data_dir() / "faces" / WEBCAM_PHOTO
+    if not photo.is_file():
+        return None
+    frame = Image.new("RGB", (640, 480))
+    picture = Image.open(photo).convert("RGB")
+    picture.thumbnail((640, 480))
+    frame.paste(picture, ((640 - picture.width) // 2, (480 - picture.height) // 2))
+    y, cb, cr = frame.convert("YCbCr").split()  # full-range BT.601: Y4M's C420jpeg
+    planes = y.tobytes() + cb.resize((320, 240)).tobytes() + cr.resize((320, 240)).tobytes()
+    out.write_bytes(b"YUV4MPEG2 W640 H480 F10:1 Ip A1:1 C420jpeg\nFRAME\n" + planes)
+    return out
+
+
 @pytest.fixture(scope="module")
-def driver() -> Iterator[WebDriver]:
+def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--window-size=1280,800", "--force-device-scale-factor=1", "--lang=en-US",
-                "--autoplay-policy=no-user-gesture-required"):
+                "--autoplay-policy=no-user-gesture-required",
+                # getUserMedia gets a camera without asking: the file below, else Chromium's test pattern
+                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"):
         options.add_argument(arg)
+    if (webcam := _fake_webcam(tmp_path_factory.mktemp("webcam") / "webcam.y4m")) is not None:
+        options.add_argument(f"--use-file-for-fake-video-capture={webcam}")
     os.environ.setdefault("SE_AVOID_STATS", "true")
     browser = webdriver.Chrome(service=Service(executable_path=shutil.which(CHROMEDRIVER) or CHROMEDRIVER),
                                options=options)
@@ -131,9 +156,15 @@ def shot(driver: WebDriver, name: str) -> None:
     """A screenshot for the README, only when asked (so a CI run never dirties the tree)."""
     if os.environ.get("FACEWATCH_SCREENSHOTS") != "1":
         return
+    import io
+
+    from PIL import Image
+
     SHOTS.mkdir(parents=True, exist_ok=True)
     time.sleep(0.6)  # images and the fade-in of fresh rows settle
-    driver.save_screenshot(str(SHOTS / f"{name}.png"))
+    # 256 colours: a third of the size of the browser's own PNG, and the pages are mostly flat colour.
+    png = Image.open(io.BytesIO(driver.get_screenshot_as_png())).convert("RGB")
+    png.quantize(colors=256).save(SHOTS / f"{name}.png", optimize=True)
 
 
 def sign_in(driver: WebDriver, url: str, username: str, password: str) -> None:
@@ -148,6 +179,11 @@ def sign_in(driver: WebDriver, url: str, username: str, password: str) -> None:
 def sign_out(driver: WebDriver) -> None:
     driver.find_element(By.CSS_SELECTOR, '[data-testid="signout"]').click()
     wait_for(driver, "#username")
+
+
+def main_text(driver: WebDriver) -> str:
+    """The page's text, or "" while the next page is still loading (no <main> yet)."""
+    return " ".join(el.text for el in driver.find_elements(By.CSS_SELECTOR, "main"))
 
 
 def nav_titles(driver: WebDriver) -> list[str]:
@@ -363,6 +399,21 @@ def test_operator_journey_enrol_live_feed_ack_search_and_camera_roi(
     boxes[0].click()
     wait_for(driver, '[data-testid="enrol-ok"]', timeout=120)
     assert api("GET", f"/v1/dossiers/{pair['id']}")["face_count"] == 1
+    # A photo from the webcam (Chromium's fake camera shows a real photo) is enrolled like a chosen file.
+    webcam = api("POST", "/v1/dossiers", json={"name": "From the webcam"})
+    driver.get(f"{service}/dossiers/{webcam['id']}")
+    wait_for(driver, '[data-testid="webcam"]').click()
+    video = wait_for(driver, '[data-testid="webcam-video"]')
+    wait_until(lambda: driver.execute_script("return arguments[0].videoWidth", video) > 0, 30,
+               "the webcam shows nothing")
+    shot(driver, "dossier-webcam")
+    driver.find_element(By.CSS_SELECTOR, 'dialog button[type="submit"]').click()
+    wait_for(driver, '[data-testid="enrol-ok"]', timeout=120)
+    assert api("GET", f"/v1/dossiers/{webcam['id']}")["face_count"] == 1
+
+    driver.get(f"{service}/dossiers")
+    wait_until(lambda: "Lin-Manuel Miranda" in main_text(driver), 20, "no dossier list")
+    shot(driver, "dossiers")
 
     # The live feed is open in one tab; the clip is uploaded from another; the match arrives unreloaded.
     driver.get(f"{service}/events")
@@ -446,3 +497,7 @@ def test_operator_journey_enrol_live_feed_ack_search_and_camera_roi(
     wait_for(driver, ".tile img", visible=False)
     time.sleep(3)
     shot(driver, "video-wall")
+    # Administration of the running service: its jobs (the video's, the camera's) with their nodes.
+    driver.get(f"{service}/admin/jobs")
+    wait_until(lambda: f"camera {camera['id']}" in main_text(driver), 20, "the camera's job is not listed")
+    shot(driver, "admin-jobs")

@@ -43,7 +43,10 @@ export function errorText(err) {
   if (!err) return "";
   const words = ERROR_WORDS[err.code];
   const reason = err.message || "";
-  if (words && reason && !words.toLowerCase().startsWith(reason.toLowerCase())) return `${words} (${reason})`;
+  // The reason is added only when it tells more than the sentence ("No face was found in this photo."
+  // and "no face was found in the photo" are the same words twice).
+  const gist = (t) => t.toLowerCase().replace(/[^a-z0-9 ]/g, " ").replace(/\b(the|this|a|an|in|photo|image)\b/g, " ").replace(/\s+/g, " ").trim();
+  if (words && reason && !gist(words).includes(gist(reason))) return `${words} (${reason})`;
   return words || reason || String(err);
 }
 
