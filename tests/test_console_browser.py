@@ -304,6 +304,27 @@ def test_administration_lists_tokens_and_revokes_one(driver: WebDriver, app_serv
     sign_out(driver)
 
 
+def test_pages_left_behind_do_not_hold_their_live_feeds_open(driver: WebDriver, app_server: str) -> None:
+    """Every console page holds an SSE stream (the events page two). Pages kept in the back/forward cache
+    kept theirs connected, and after three page loads the browser's six connections to the host were all
+    taken: the next page waited about a minute for the server to end one."""
+    api = Api(app_server)
+    admin = api.admin_username()
+    api.user(admin, "admin")
+    sign_in(driver, app_server, admin, PASSWORDS["admin"])
+    driver.set_page_load_timeout(20)
+    try:
+        for _ in range(4):
+            for page in ("events", "dossiers"):
+                driver.get(f"{app_server}/{page}")
+                wait_for(driver, '[data-testid="whoami"]')
+        driver.get(f"{app_server}/watch-lists")  # would time out: no free connection left
+        wait_for(driver, "main h1")
+    finally:
+        driver.set_page_load_timeout(300)
+    sign_out(driver)
+
+
 # -- the whole service (slow) ----------------------------------------------------------------------
 
 
