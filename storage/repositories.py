@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Select, delete, func, insert, select
+from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from facewatch.errors import BadParam, NotFound
@@ -206,7 +206,9 @@ class TokenRepository(Repository[orm.Token]):
         minute per token, so a script's every request does not also become a write."""
         if row.last_used_at is not None and now - row.last_used_at < TOKEN_TOUCH_EVERY:
             return False
-        row.last_used_at = now
+        # Only last_used_at: updated_at says when the token itself was changed, not when it was used.
+        self.session.execute(update(orm.Token).where(orm.Token.id == row.id)
+                             .values(last_used_at=now, updated_at=orm.Token.updated_at))
         return True
 
 
