@@ -217,7 +217,8 @@ def test_admin_creates_tokens_for_other_users(api: ApiClient) -> None:
     assert api.client.get("/v1/watch-lists", headers=headers).status_code == 200
 
 
-def test_token_list_shows_owner_and_use_never_the_secret(api: ApiClient) -> None:
+def test_token_list_shows_owner_and_use_never_the_secret(api_any_db: ApiClient) -> None:
+    api = api_any_db
     mine = api.post("/v1/tokens", role="operator", json={"name": "ci script"}).json()
     theirs = api.post("/v1/tokens", role="viewer", json={"name": "laptop"}).json()
     before_use = {t["id"]: t for t in api.get("/v1/tokens", role="operator").json()["results"]}
