@@ -115,8 +115,10 @@ async def feed_client(client: httpx.AsyncClient, received: dict[str, float], ord
                 if line.startswith(": connected"):
                     ready.set()
                 elif line.startswith("id: "):
-                    order.append(line[4:])
-                    received.setdefault(line[4:], time.time())
+                    # The SSE id is resumable: "<feed position in µs>~<event id>".
+                    event_id = line[4:].partition("~")[2] or line[4:]
+                    order.append(event_id)
+                    received.setdefault(event_id, time.time())
                 if done.is_set():
                     return
     except (httpx.HTTPError, asyncio.CancelledError) as exc:

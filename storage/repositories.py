@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, func, select, true, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from facewatch.errors import BadParam, NotFound
 from storage import orm
@@ -23,6 +23,7 @@ from storage.meta_filters import apply_meta
 from storage.pagination import Page, SortKey, paginate
 from storage.visibility import VisibilityScope
 
+TOKEN_TOUCH_EVERY = timedelta(seconds=60)
 IN_LIST_CHUNK = 1000
 """Ids per `IN (...)` list: one bind parameter each, and SQLite allows 32766 per statement, PostgreSQL
 65535, so a big watch list or gallery is read and written a chunk at a time."""
@@ -359,6 +360,21 @@ class TokenRepository(Repository[orm.Token]):
 
     def by_plain_token(self, token: str) -> orm.Token | None:
         return self.session.scalar(select(orm.Token).where(orm.Token.token_hash == hash_token(token)))
+
+    def listing(self, user_id: int | None) -> Select[Any]:
+        """Tokens with their owner loaded: every user's (`user_id` None, for admins) or one user's."""
+        stmt = select(orm.Token).options(joinedload(orm.Token.user))
+        return stmt if user_id is None else stmt.where(orm.Token.user_id == user_id)
+
+    def touch(self, row: orm.Token, now: datetime) -> bool:
+        """Records that the token was used; True when that changed the row (then commit). At most once a
+        minute per token, so a script's every request does not also become a write."""
+        if row.last_used_at is not None and now - row.last_used_at < TOKEN_TOUCH_EVERY:
+            return False
+        # Only last_used_at: updated_at says when the token itself was changed, not when it was used.
+        self.session.execute(update(orm.Token).where(orm.Token.id == row.id)
+                             .values(last_used_at=now, updated_at=orm.Token.updated_at))
+        return True
 
 
 class AuditRepository(Repository[orm.AuditRecord]):

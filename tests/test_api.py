@@ -56,11 +56,16 @@ WATCHED_TABLES = (
 )
 
 
+# Written by every authenticated call, refused ones too (like the audit log): not a change the call made.
+USAGE_COLUMNS = {"tokens": {"last_used_at"}}
+
+
 def snapshot(api: ApiClient) -> dict[str, list[str]]:
     """Every row of every table the API writes (the audit log aside, which records every call)."""
     with engine_for(db_url(api)).connect() as connection:
         return {
-            table: sorted(repr(tuple(row)) for row in connection.execute(text(f"SELECT * FROM {table}")))
+            table: sorted(repr(tuple(v for k, v in row._mapping.items() if k not in USAGE_COLUMNS.get(table, ())))
+                          for row in connection.execute(text(f"SELECT * FROM {table}")))
             for table in WATCHED_TABLES
         }
 
@@ -210,6 +215,33 @@ def test_admin_creates_tokens_for_other_users(api: ApiClient) -> None:
     assert created.status_code == 201 and created.json()["user_id"] == s["spare_user"]
     headers = {"Authorization": f"Token {created.json()['token']}"}
     assert api.client.get("/v1/watch-lists", headers=headers).status_code == 200
+
+
+def test_token_list_shows_owner_and_use_never_the_secret(api_any_db: ApiClient) -> None:
+    api = api_any_db
+    mine = api.post("/v1/tokens", role="operator", json={"name": "ci script"}).json()
+    theirs = api.post("/v1/tokens", role="viewer", json={"name": "laptop"}).json()
+    before_use = {t["id"]: t for t in api.get("/v1/tokens", role="operator").json()["results"]}
+    assert before_use[mine["id"]]["last_used_at"] is None
+    assert api.client.get("/v1/dossiers", headers={"Authorization": f"Token {mine['token']}"}).status_code == 200
+
+    # Admins see everyone's (or one user's); others only their own, whatever user_id they ask for.
+    every = {t["id"]: t for t in api.get("/v1/tokens", params={"limit": 500}).json()["results"]}
+    assert {mine["id"], theirs["id"]} <= set(every)
+    assert {t["username"] for t in every.values()} == {"admin", "operator1", "viewer1"}
+    listed = api.get("/v1/tokens", role="operator", params={"user_id": theirs["user_id"]}).json()["results"]
+    assert {t["id"] for t in listed} == {mine["id"]} | {t["id"] for t in every.values() if t["username"] == "operator1"}
+    assert all(t["username"] == "operator1" for t in listed)
+    only_viewer = api.get("/v1/tokens", params={"user_id": theirs["user_id"]}).json()["results"]
+    assert {t["username"] for t in only_viewer} == {"viewer1"} and theirs["id"] in {t["id"] for t in only_viewer}
+
+    row = every[mine["id"]]
+    assert row["name"] == "ci script" and row["prefix"] == mine["token"][:8] and row["user_id"] == mine["user_id"]
+    assert datetime.now(UTC) - datetime.fromisoformat(row["last_used_at"]) < timedelta(minutes=1)
+    assert datetime.fromisoformat(row["created_at"]) <= datetime.fromisoformat(row["last_used_at"])
+    page_text = api.get("/v1/tokens").text
+    assert "token_hash" not in page_text and mine["token"] not in page_text and theirs["token"] not in page_text
+    assert_error(api.client.get("/v1/tokens"), 401, "AUTH_FAILED")
 
 
 # -- list filters ----------------------------------------------------------------------------------

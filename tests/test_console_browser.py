@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import make_config
+from tests.conftest import _data_dir, make_config
 
 pytestmark = pytest.mark.browser
 
@@ -87,16 +87,41 @@ class Api:
         return admins[0]["username"]
 
 
+WEBCAM_PHOTO = "obama.jpg"  # what the browser's fake webcam shows (one frame, looped)
+
+
+def _fake_webcam(out: Path) -> Path | None:
+    """The webcam Chromium pretends to have: a Y4M file (its format for a fake capture device) of a real
+    photo, letterboxed to 640×480. None where the real photos are absent."""
+    from PIL import Image
+
+    photo = _data_dir() / "faces" / WEBCAM_PHOTO
+    if not photo.is_file():
+        return None
+    frame = Image.new("RGB", (640, 480))
+    picture = Image.open(photo).convert("RGB")
+    picture.thumbnail((640, 480))
+    frame.paste(picture, ((640 - picture.width) // 2, (480 - picture.height) // 2))
+    y, cb, cr = frame.convert("YCbCr").split()  # full-range BT.601: Y4M's C420jpeg
+    planes = y.tobytes() + cb.resize((320, 240)).tobytes() + cr.resize((320, 240)).tobytes()
+    out.write_bytes(b"YUV4MPEG2 W640 H480 F10:1 Ip A1:1 C420jpeg\nFRAME\n" + planes)
+    return out
+
+
 @pytest.fixture(scope="module")
-def driver() -> Iterator[WebDriver]:
+def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--window-size=1280,800", "--force-device-scale-factor=1", "--lang=en-US",
-                "--autoplay-policy=no-user-gesture-required"):
+                "--autoplay-policy=no-user-gesture-required",
+                # getUserMedia gets a camera without asking: the file below, else Chromium's test pattern
+                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"):
         options.add_argument(arg)
+    if (webcam := _fake_webcam(tmp_path_factory.mktemp("webcam") / "webcam.y4m")) is not None:
+        options.add_argument(f"--use-file-for-fake-video-capture={webcam}")
     os.environ.setdefault("SE_AVOID_STATS", "true")
     browser = webdriver.Chrome(service=Service(executable_path=shutil.which(CHROMEDRIVER) or CHROMEDRIVER),
                                options=options)
@@ -131,9 +156,15 @@ def shot(driver: WebDriver, name: str) -> None:
     """A screenshot for the README, only when asked (so a CI run never dirties the tree)."""
     if os.environ.get("FACEWATCH_SCREENSHOTS") != "1":
         return
+    import io
+
+    from PIL import Image
+
     SHOTS.mkdir(parents=True, exist_ok=True)
     time.sleep(0.6)  # images and the fade-in of fresh rows settle
-    driver.save_screenshot(str(SHOTS / f"{name}.png"))
+    # 256 colours: a third of the size of the browser's own PNG, and the pages are mostly flat colour.
+    png = Image.open(io.BytesIO(driver.get_screenshot_as_png())).convert("RGB")
+    png.quantize(colors=256).save(SHOTS / f"{name}.png", optimize=True)
 
 
 def sign_in(driver: WebDriver, url: str, username: str, password: str) -> None:
@@ -148,6 +179,11 @@ def sign_in(driver: WebDriver, url: str, username: str, password: str) -> None:
 def sign_out(driver: WebDriver) -> None:
     driver.find_element(By.CSS_SELECTOR, '[data-testid="signout"]').click()
     wait_for(driver, "#username")
+
+
+def main_text(driver: WebDriver) -> str:
+    """The page's text, or "" while the next page is still loading (no <main> yet)."""
+    return " ".join(el.text for el in driver.find_elements(By.CSS_SELECTOR, "main"))
 
 
 def nav_titles(driver: WebDriver) -> list[str]:
@@ -244,6 +280,51 @@ def test_viewer_sees_no_administration_and_no_hidden_group(driver: WebDriver, ap
     sign_out(driver)
 
 
+def test_administration_lists_tokens_and_revokes_one(driver: WebDriver, app_server: str) -> None:
+    api = Api(app_server)
+    admin = api.admin_username()
+    api.user(admin, "admin")
+    viewer = api.user("tokia", "viewer")
+    created = api("POST", "/v1/tokens", json={"user_id": viewer["id"], "name": "wall display"})
+    as_viewer = {"Authorization": f"Token {created['token']}"}
+    assert httpx.get(f"{app_server}/v1/events", headers=as_viewer).status_code == 200  # used once: "last used"
+    sign_in(driver, app_server, admin, PASSWORDS["admin"])
+    driver.get(f"{app_server}/admin/tokens")
+    row = wait_for(driver, f'[data-testid="tokens"] tr[data-token-id="{created["id"]}"]')
+    cells = [td.text for td in row.find_elements(By.CSS_SELECTOR, "td")]
+    assert cells[0] == "wall display" and cells[1] == f"{created['prefix']}…" and cells[2] == "tokia", cells
+    assert cells[4] != "never", cells  # the request above is recorded
+    assert created["token"] not in driver.find_element(By.CSS_SELECTOR, "main").text
+    shot(driver, "administration")
+    row.find_element(By.CSS_SELECTOR, '[data-testid="revoke-token"]').click()
+    wait_for(driver, "dialog button.danger").click()
+    wait_until(lambda: not driver.find_elements(By.CSS_SELECTOR, f'tr[data-token-id="{created["id"]}"]'), 20,
+               "the revoked token is still listed")
+    assert httpx.get(f"{app_server}/v1/events", headers=as_viewer).status_code == 401
+    sign_out(driver)
+
+
+def test_pages_left_behind_do_not_hold_their_live_feeds_open(driver: WebDriver, app_server: str) -> None:
+    """Every console page holds an SSE stream (the events page two). Pages kept in the back/forward cache
+    kept theirs connected, and after three page loads the browser's six connections to the host were all
+    taken: the next page waited about a minute for the server to end one."""
+    api = Api(app_server)
+    admin = api.admin_username()
+    api.user(admin, "admin")
+    sign_in(driver, app_server, admin, PASSWORDS["admin"])
+    driver.set_page_load_timeout(20)
+    try:
+        for _ in range(4):
+            for page in ("events", "dossiers"):
+                driver.get(f"{app_server}/{page}")
+                wait_for(driver, '[data-testid="whoami"]')
+        driver.get(f"{app_server}/watch-lists")  # would time out: no free connection left
+        wait_for(driver, "main h1")
+    finally:
+        driver.set_page_load_timeout(300)
+    sign_out(driver)
+
+
 # -- the whole service (slow) ----------------------------------------------------------------------
 
 
@@ -293,12 +374,20 @@ def _new_dossier_in_the_console(driver: WebDriver, url: str, name: str, watch_li
     return int(driver.current_url.rsplit("/", 1)[-1])
 
 
+@pytest.fixture(scope="module")
+def rtsp_camera(data_dir: Path) -> Iterator[str]:
+    """A real live camera: GStreamer's RTSP server looping the Hamilton clip (skips where it is absent)."""
+    from tests.rtsp_server import RtspCamera, gstreamer_missing
+
+    if (missing := gstreamer_missing()) is not None:
+        pytest.skip(missing)
+    with RtspCamera(data_dir / "video" / "short_hamilton_clip.mp4") as camera:
+        yield camera.url
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("FACEWATCH_CONSOLE_JOURNEY"),
-                    reason="not yet seen passing: written while Ray could not start on the loaded development "
-                           "machine; FACEWATCH_CONSOLE_JOURNEY=1 runs it (see the closing notes of this round)")
 def test_operator_journey_enrol_live_feed_ack_search_and_camera_roi(
-        driver: WebDriver, service: str, data_dir: Path, faces_dir: Path, tmp_path: Path) -> None:
+        driver: WebDriver, rtsp_camera: str, service: str, data_dir: Path, faces_dir: Path, tmp_path: Path) -> None:
     api = Api(service)
     admin = api.admin_username()
     api.user(admin, "admin")
@@ -331,6 +420,21 @@ def test_operator_journey_enrol_live_feed_ack_search_and_camera_roi(
     boxes[0].click()
     wait_for(driver, '[data-testid="enrol-ok"]', timeout=120)
     assert api("GET", f"/v1/dossiers/{pair['id']}")["face_count"] == 1
+    # A photo from the webcam (Chromium's fake camera shows a real photo) is enrolled like a chosen file.
+    webcam = api("POST", "/v1/dossiers", json={"name": "From the webcam"})
+    driver.get(f"{service}/dossiers/{webcam['id']}")
+    wait_for(driver, '[data-testid="webcam"]').click()
+    video = wait_for(driver, '[data-testid="webcam-video"]')
+    wait_until(lambda: driver.execute_script("return arguments[0].videoWidth", video) > 0, 30,
+               "the webcam shows nothing")
+    shot(driver, "dossier-webcam")
+    driver.find_element(By.CSS_SELECTOR, 'dialog button[type="submit"]').click()
+    wait_for(driver, '[data-testid="enrol-ok"]', timeout=120)
+    assert api("GET", f"/v1/dossiers/{webcam['id']}")["face_count"] == 1
+
+    driver.get(f"{service}/dossiers")
+    wait_until(lambda: "Lin-Manuel Miranda" in main_text(driver), 20, "no dossier list")
+    shot(driver, "dossiers")
 
     # The live feed is open in one tab; the clip is uploaded from another; the match arrives unreloaded.
     driver.get(f"{service}/events")
@@ -389,10 +493,10 @@ def test_operator_journey_enrol_live_feed_ack_search_and_camera_roi(
     assert event_id in wait_until(found, 120, "search by photo did not find the event")
     shot(driver, "search")
 
-    # A live camera (the clip played as a looping live source) shows its snapshot; an ROI drawn with the
-    # mouse is saved to its stream settings.
+    # A live RTSP camera shows its snapshot (served by its running job); an ROI drawn with the mouse is
+    # saved to its stream settings.
     camera = api("POST", "/v1/cameras", json={"name": "lobby door", "camera_group_id": lobby["id"],
-                                              "url": clip.resolve().as_uri()})
+                                              "url": rtsp_camera})
     driver.get(f"{service}/cameras/{camera['id']}")
     image = wait_for(driver, '[data-testid="snapshot"] img', timeout=30, visible=False)
     wait_until(lambda: driver.execute_script("return arguments[0].naturalWidth", image) > 0, 240,
@@ -414,3 +518,7 @@ def test_operator_journey_enrol_live_feed_ack_search_and_camera_roi(
     wait_for(driver, ".tile img", visible=False)
     time.sleep(3)
     shot(driver, "video-wall")
+    # Administration of the running service: its jobs (the video's, the camera's) with their nodes.
+    driver.get(f"{service}/admin/jobs")
+    wait_until(lambda: f"camera {camera['id']}" in main_text(driver), 20, "the camera's job is not listed")
+    shot(driver, "admin-jobs")

@@ -93,6 +93,8 @@ def _token_caller(request: Request, uow: UnitOfWork) -> Caller:
     user = token.user
     if not user.active:
         raise AuthFailed("the user is deactivated")
+    if uow.tokens.touch(token, now):  # shown in the token list: is this token still used by anyone?
+        uow.commit()
     return Caller(user_id=user.id, username=user.username, role=user.role, token_id=token.id)
 
 

@@ -449,12 +449,16 @@ class TokenIn(Input):
 
 
 class TokenOut(Output):
+    """A token as listed: never the secret (only its hash is stored), its first characters to recognise it."""
+
     id: int
     user_id: int
+    username: str = Field(description="the owner")
     name: str
-    prefix: str
+    prefix: str = Field(description="the token's first 8 characters")
     expires_at: datetime | None
     created_at: datetime
+    last_used_at: datetime | None = Field(None, description="last authenticated request (kept to the minute)")
 
 
 class TokenCreated(TokenOut):

@@ -1,4 +1,5 @@
-"""POST /v1/tokens, DELETE /v1/tokens/{id}: API tokens, stored hashed, shown once."""
+"""GET/POST /v1/tokens, DELETE /v1/tokens/{id}: API tokens, stored hashed, shown once; admins see and revoke
+every user's, others their own."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 from fastapi import APIRouter, Response
 
 from facewatch.errors import Conflict, Forbidden, NotFound
-from serve_apps.api.deps import Uow, Viewer
-from serve_apps.api.schemas import DbId, TokenCreated, TokenIn
+from serve_apps.api.deps import Pages, Uow, Viewer
+from serve_apps.api.schemas import DbId, Page, TokenCreated, TokenIn, TokenOut
+from storage import orm
 from storage.tokens import admin_tokens_left, issue_token
 
 router = APIRouter(prefix="/tokens", tags=["tokens"])
@@ -24,9 +26,22 @@ def create_token(body: TokenIn, uow: Uow, caller: Viewer) -> TokenCreated:
     row, plain = issue_token(uow, user, name=body.name, expires_at=expires)
     uow.commit()
     return TokenCreated(
-        id=row.id, user_id=user.id, name=row.name, prefix=row.prefix, expires_at=row.expires_at,
-        created_at=row.created_at, token=plain,
+        id=row.id, user_id=user.id, username=user.username, name=row.name, prefix=row.prefix,
+        expires_at=row.expires_at, created_at=row.created_at, token=plain,
     )
+
+
+def _listed(row: orm.Token) -> TokenOut:
+    return TokenOut(id=row.id, user_id=row.user_id, username=row.user.username, name=row.name, prefix=row.prefix,
+                    expires_at=row.expires_at, created_at=row.created_at, last_used_at=row.last_used_at)
+
+
+@router.get("", response_model=Page[TokenOut])
+def list_tokens(uow: Uow, caller: Viewer, paging: Pages, user_id: DbId | None = None) -> Page[TokenOut]:
+    """Admins: every token (or one user's with `user_id`); others: their own, whatever `user_id` says."""
+    owner = user_id if caller.role == "admin" else caller.user_id
+    page = uow.tokens.page(uow.tokens.listing(owner), paging.limit, paging.cursor)
+    return Page(results=[_listed(t) for t in page.items], next_cursor=page.next_cursor)
 
 
 @router.delete("/{token_id}", status_code=204)

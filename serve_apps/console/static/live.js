@@ -4,13 +4,40 @@ import { get, getAll, query } from "./api.js";
 import { lookup } from "./state.js";
 
 /** Opens a stream with the /v1/events filters; onEvent(event). Returns {close()}. Reconnects by itself
- *  (the browser sends Last-Event-ID, so nothing is lost or repeated across a reconnect). */
+ *  (the browser sends Last-Event-ID, so nothing is lost or repeated across a reconnect).
+ *
+ *  The stream is closed when the page is hidden for a navigation (`pagehide`): a page kept in the
+ *  back/forward cache keeps its EventSource connected otherwise, and after a few page loads those
+ *  streams hold all six connections the browser allows one host, so the next page waits until the
+ *  server ends one (about a minute). Back on the page (`pageshow` from that cache) it reopens after the
+ *  last event it had (the SSE id starts with the feed position in µs), skipping that one event. */
 export function openStream(filters, onEvent, onState) {
-  const source = new EventSource("/v1/events/stream" + query(filters), { withCredentials: true });
-  source.addEventListener("event", (m) => { try { onEvent(JSON.parse(m.data)); } catch (e) { console.error(e); } });
-  source.onopen = () => onState && onState("live");
-  source.onerror = () => onState && onState(source.readyState === EventSource.CLOSED ? "closed" : "reconnecting");
-  return { close: () => source.close(), source };
+  let source = null, lastId = "", closed = false;
+  const position = (id) => Number(String(id).split("~")[0]) || 0;
+  const connect = (params) => {
+    source = new EventSource("/v1/events/stream" + query(params), { withCredentials: true });
+    source.addEventListener("event", (m) => {
+      if (m.lastEventId && (m.lastEventId === lastId || position(m.lastEventId) < position(lastId))) return;
+      lastId = m.lastEventId || lastId;
+      try { onEvent(JSON.parse(m.data)); } catch (e) { console.error(e); }
+    });
+    source.onopen = () => onState && onState("live");
+    source.onerror = () => onState && onState(source.readyState === EventSource.CLOSED ? "closed" : "reconnecting");
+  };
+  let hiddenAt = null;
+  const hide = () => { hiddenAt = new Date(); source.close(); };
+  const show = (e) => {
+    if (!e.persisted || closed) return;
+    const since = lastId ? new Date(Math.floor(position(lastId) / 1000)) : hiddenAt || new Date();
+    connect({ ...filters, since: since.toISOString() });
+  };
+  window.addEventListener("pagehide", hide);
+  window.addEventListener("pageshow", show);
+  connect(filters);
+  return {
+    close: () => { closed = true; source.close(); window.removeEventListener("pagehide", hide); window.removeEventListener("pageshow", show); },
+    get source() { return source; },
+  };
 }
 
 let audio;

@@ -43,7 +43,10 @@ export function errorText(err) {
   if (!err) return "";
   const words = ERROR_WORDS[err.code];
   const reason = err.message || "";
-  if (words && reason && !words.toLowerCase().startsWith(reason.toLowerCase())) return `${words} (${reason})`;
+  // The reason is added only when it tells more than the sentence ("No face was found in this photo."
+  // and "no face was found in the photo" are the same words twice).
+  const gist = (t) => t.toLowerCase().replace(/[^a-z0-9 ]/g, " ").replace(/\b(the|this|a|an|in|photo|image)\b/g, " ").replace(/\s+/g, " ").trim();
+  if (words && reason && !gist(words).includes(gist(reason))) return `${words} (${reason})`;
   return words || reason || String(err);
 }
 
@@ -121,9 +124,15 @@ export function checkGroup(name, items, selected, label = (x) => x.name) {
     h("label", { class: "inline" }, h("input", { type: "checkbox", name, value: String(it.id), dataset: { group: "1" }, checked: chosen.has(it.id) }), label(it))));
 }
 
-/** A file drop zone + file input; onFiles(FileList). */
+/** A file drop zone + file input; onFiles(File[] or a dropped FileList). */
 export function dropZone(text, onFiles, { accept = "image/*", multiple = false } = {}) {
-  const input = h("input", { type: "file", accept, multiple, onchange: () => input.files.length && onFiles(input.files) });
+  // The chosen files are handed over and the input emptied: choosing the same photo again (after fixing
+  // it, or a retry) must fire `change` again, and a new choice must not carry the previous files along.
+  const input = h("input", { type: "file", accept, multiple, onchange: () => {
+    const files = [...input.files];
+    input.value = "";
+    if (files.length) onFiles(files);
+  } });
   const zone = h("div", { class: "drop" }, h("span", {}, text), input);
   zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
   zone.addEventListener("dragleave", () => zone.classList.remove("over"));

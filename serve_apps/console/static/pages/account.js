@@ -1,8 +1,8 @@
-// My account: change my password, create a token for myself.
+// My account: change my password; my API tokens (list, create, revoke).
 import { api } from "../api.js";
 import { h, clear, field, toast, errorText, formValues } from "../ui.js";
 import { session } from "../state.js";
-import { createToken } from "./admin.js";
+import { tokenList } from "./admin.js";
 
 export async function render(main) {
   const form = h("form", { class: "panel", onsubmit: async (e) => {
@@ -15,6 +15,8 @@ export async function render(main) {
     field("New password (8 characters or more)", h("input", { type: "password", name: "password", minlength: 8, required: true, autocomplete: "new-password" })),
     field("New password again", h("input", { type: "password", name: "again", minlength: 8, required: true, autocomplete: "new-password" }))),
   h("div", { class: "toolbar", style: { marginTop: "10px" } }, h("button", { class: "primary", type: "submit" }, "Change password")));
+  const tokens = h("div", { "data-testid": "tokens" });
   clear(main, h("h1", {}, "My account"), h("p", {}, `${session.user.username}, ${session.user.role}`),
-    h("h2", {}, "Password"), form, h("h2", {}, "API tokens"), h("button", { onclick: () => createToken(null) }, "New token for me"));
+    h("h2", {}, "Password"), form, h("h2", {}, "API tokens"), tokens);
+  await tokenList(tokens, null);
 }

@@ -67,14 +67,27 @@ export async function createToken(users) {
   return created;
 }
 
+/** The tokens the caller may see (admins: everyone's; others: their own), newest first, with revoke. */
+export async function tokenList(body, users) {
+  const rows = (await getAll("/v1/tokens")).reverse();
+  const reload = () => tokenList(body, users);
+  const expired = (t) => t.expires_at && new Date(t.expires_at) <= new Date();
+  clear(body, h("div", { class: "toolbar" }, h("span", { class: "spacer" }),
+    h("button", { class: "primary", "data-testid": "new-token", onclick: async () => { if (await createToken(users)) reload(); } }, users ? "New token" : "New token for me")),
+  table(["Name", "Token", "Owner", "Created", "Last used", "Expires", ""], rows.map((t) => h("tr", { "data-token-id": t.id },
+    h("td", {}, t.name || h("span", { class: "dim" }, "unnamed")), h("td", { class: "mono" }, `${t.prefix}…`), h("td", {}, t.username),
+    h("td", {}, fmtTime(t.created_at)), h("td", {}, t.last_used_at ? fmtTime(t.last_used_at) : h("span", { class: "dim" }, "never")),
+    h("td", { class: expired(t) ? "error" : "" }, t.expires_at ? fmtTime(t.expires_at) : h("span", { class: "dim" }, "never")),
+    h("td", {}, h("button", { class: "small danger", "data-testid": "revoke-token", onclick: async () => {
+      if (!await confirmDialog(`Revoke the token ${t.prefix}… of ${t.username}? Whatever uses it is refused from now on.`, "Revoke")) return;
+      try { await api("DELETE", `/v1/tokens/${t.id}`); toast("Token revoked.", "ok"); reload(); } catch (x) { toast(errorText(x), "error"); }
+    } }, "Revoke"))))));
+}
+
 async function tokens(body) {
-  const all = await getAll("/v1/users");
-  const del = h("form", { class: "toolbar", onsubmit: async (e) => {
-    e.preventDefault();
-    try { await api("DELETE", `/v1/tokens/${Number(formValues(del).id)}`); toast("Token revoked.", "ok"); } catch (x) { toast(errorText(x), "error"); }
-  } }, field("Token id", h("input", { type: "number", name: "id", required: true, min: 1 })), h("button", { class: "danger", type: "submit" }, "Revoke"));
-  clear(body, h("p", { class: "dim" }, "Tokens authenticate scripts and integrations (the console signs in with a password)."),
-    h("div", { class: "toolbar" }, h("button", { class: "primary", onclick: () => createToken(all) }, "New token")), h("h2", {}, "Revoke a token"), del);
+  const list = h("div", { "data-testid": "tokens" });
+  clear(body, h("p", { class: "dim" }, "Tokens authenticate scripts and integrations (the console signs in with a password). Only their first characters are kept readable: a token is shown once, when it is created."), list);
+  await tokenList(list, await getAll("/v1/users"));
 }
 
 async function webhooks(body) {

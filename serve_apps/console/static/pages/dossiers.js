@@ -1,8 +1,9 @@
-// Dossiers: list with search, create, edit, delete; photos by file or drag-and-drop; bulk zip enrolment.
+// Dossiers: list with search, create, edit, delete; photos by file, drag-and-drop or webcam; bulk zip enrolment.
 import { api, get, upload } from "../api.js";
 import { h, clear, field, dialog, confirmDialog, formValues, checkGroup, toast, errorText, errorBox, dropZone, fmtTime, emptyRow } from "../ui.js";
 import { can, lookup, forgetDossier } from "../state.js";
 import { enrolPhoto } from "../enrol.js";
+import { webcamButton } from "../webcam.js";
 
 export async function render(main, params, ctx) {
   if (ctx.pattern === "/dossiers/bulk") return bulk(main);
@@ -88,9 +89,11 @@ async function detail(main, id, { navigate }) {
   const refresh = async () => drawFaces((await get(`/v1/dossiers/${id}/faces`)).results);
   drawFaces(faces.results);
 
-  const add = dropZone("Drop photos here, or choose files", async (files) => {
+  const enrolAll = async (files) => {
     for (const file of files) { if (await enrolPhoto(id, file, out)) { forgetDossier(id); await refresh(); } }
-  }, { multiple: true });
+  };
+  const add = dropZone("Drop photos here, or choose files", enrolAll, { multiple: true });
+  const webcam = webcamButton((file) => enrolAll([file]));
 
   const edit = h("form", { onsubmit: async (e) => {
     e.preventDefault();
@@ -105,7 +108,7 @@ async function detail(main, id, { navigate }) {
 
   clear(main, h("h1", {}, d.name), h("p", {}, h("a", { href: `/events?dossier_id=${id}` }, "Events of this dossier"), " · ", h("a", { href: `/dossiers` }, "All dossiers")),
     h("div", { class: "detail" },
-      h("div", {}, h("h2", {}, "Photos"), grid, can.write() ? [h("h2", {}, "Add a photo"), add, out] : null),
+      h("div", {}, h("h2", {}, "Photos"), grid, can.write() ? [h("h2", {}, "Add a photo"), add, webcam ? h("div", { class: "toolbar", style: { marginTop: "8px" } }, webcam) : null, out] : null),
       h("div", { class: "panel" }, edit)));
 }
 
