@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy import Select, exists, func, select
+from sqlalchemy import Select, func, select
 
 from actors.person_clustering import PersonClustering, run_report
 from facewatch.errors import NotFound
@@ -39,7 +39,9 @@ from storage import persons as p
 from storage.dossier_vectors import DOSSIERS_GALLERY
 from storage.event_views import event_to_dict
 from storage.pagination import SortKey
+from storage.person_queries import filter_persons
 from storage.repositories import Repository
+from storage.selections import dialect
 from storage.unit_of_work import UnitOfWork
 
 log = logging.getLogger("facewatch.api.persons")
@@ -72,24 +74,6 @@ def _visible_person(uow: UnitOfWork, person_id: int, caller: Caller, param: str 
     if person is None:
         raise NotFound(f"person {person_id} does not exist", param=param)
     return person
-
-
-def _person_filters(stmt: Select[Any], f: PersonFilters) -> Select[Any]:
-    bounds = ((f.first_seen_gte, orm.Person.first_seen_at, True), (f.first_seen_lte, orm.Person.first_seen_at, False),
-              (f.last_seen_gte, orm.Person.last_seen_at, True), (f.last_seen_lte, orm.Person.last_seen_at, False))
-    for value, column, lower in bounds:
-        if value is not None:
-            stmt = stmt.where(column >= value if lower else column <= value)
-    for value, column in ((f.camera_group_id, orm.Event.camera_group_id), (f.camera_id, orm.Event.camera_id)):
-        if value is not None:
-            stmt = stmt.where(exists().where(orm.Event.person_id == orm.Person.id, column == value))
-    if f.min_events is not None:
-        stmt = stmt.where(orm.Person.event_count >= f.min_events)
-    if f.min_days is not None:
-        stmt = stmt.where(orm.Person.days_seen >= f.min_days)
-    if f.anonymous is not None:
-        stmt = stmt.where(orm.Person.dossier_id.is_(None) if f.anonymous else orm.Person.dossier_id.is_not(None))
-    return stmt
 
 
 def persons_out(uow: UnitOfWork, caller: Caller, persons: list[orm.Person], url: str) -> list[dict[str, Any]]:
@@ -133,7 +117,8 @@ async def _sync(request: Request, *names: str) -> None:
 @router.get("", response_model=Page[PersonOut])
 def list_persons(request: Request, uow: Uow, caller: Viewer, paging: Pages,
                  filters: Annotated[PersonFilters, Query()]) -> dict[str, Any]:
-    stmt = _person_filters(visible_persons(uow, caller), filters)
+    stmt = filter_persons(visible_persons(uow, caller), filters.model_dump(), dialect(uow.session),
+                          uow.settings.all(), datetime.now(UTC))
     page = PersonRepository(uow.session).page(stmt, paging.limit, paging.cursor, keys=NEWEST_FIRST)
     return {"results": persons_out(uow, caller, page.items, base_url(request)), "next_cursor": page.next_cursor}
 
