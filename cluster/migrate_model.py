@@ -424,8 +424,8 @@ def cli_migrate_model(args: Any) -> int:
 
     def progress(report: MigrationReport) -> None:
         if not args.json:
-            print(f"\r{report.dossier_faces} dossier faces, {report.events} events re-embedded", end="",
-                  file=sys.stderr, flush=True)
+            print(f"\r{report.dossier_faces} dossier faces, {report.events} events, {report.person_faces} persons' "
+                  "faces re-embedded", end="", file=sys.stderr, flush=True)
 
     try:
         report = migrate_model(config, args.to, batch=args.batch, switch=not args.no_switch,
@@ -439,7 +439,8 @@ def cli_migrate_model(args: Any) -> int:
         print(file=sys.stderr)
         for failure in report["failed"][:20]:
             print(f"  failed {failure['gallery']}/{failure['item_id']}: {failure['reason']}")
-        print(f"{report['dossier_faces']} dossier faces and {report['events']} events re-embedded with "
+        print(f"{report['dossier_faces']} dossier faces, {report['events']} events and {report['person_faces']} "
+              f"persons' faces re-embedded with "
               f"{report['target']} ({report['skipped_done']} had one before); {report['switch_note']}")
         if report["galleries"]:
             print(f"galleries: {report['galleries']}")
