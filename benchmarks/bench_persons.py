@@ -282,6 +282,7 @@ async def decision(tmp: Path, persons: int, queries: int, shards: int, seed: int
         reference = best + 1 if scores[best] >= min_score else None
         w1, c1 = time.perf_counter(), time.thread_time()
         await assigner.prepare(event_id, probe, None, False, settings)
+        ws, cs = time.perf_counter(), time.thread_time()
         with UnitOfWork(url) as uow:
             chosen = assigner.best_person(uow, assigner.candidates(event_id))
         w2, c2 = time.perf_counter(), time.thread_time()
@@ -293,6 +294,7 @@ async def decision(tmp: Path, persons: int, queries: int, shards: int, seed: int
         joined += chosen_id is not None and chosen_id == int(picks[i]) + 1
         _timed(times, "reference", w1 - w0, c1 - c0)
         _timed(times, "decision", w2 - w1, c2 - c1)
+        _timed(times, "search", ws - w1, cs - c1)
         _timed(times, "db_write", w3 - w2, c3 - c2)
     warm = slice(min(20, queries // 10), None)
     total = [a + b for a, b in zip(times["decision"], times["db_write"], strict=True)]
@@ -301,6 +303,7 @@ async def decision(tmp: Path, persons: int, queries: int, shards: int, seed: int
         "persons": persons, "queries": queries, "shards": shards, "index": indexes[0].stats()["index_type"],
         "setup_db_s": round(db_s, 1), "build_index_s": round(build_s, 1),
         "decision": percentiles(times["decision"][warm]), "decision_cpu": percentiles(times["decision_cpu"][warm]),
+        "of_which_search_cpu": percentiles(times["search_cpu"][warm]),
         "with_db_write": percentiles(total[warm]), "with_db_write_cpu": percentiles(total_cpu[warm]),
         "reference": percentiles(times["reference"][warm]), "reference_cpu": percentiles(times["reference_cpu"][warm]),
         "agrees_with_reference": f"{agree}/{queries}", "returning_joined": f"{joined}/{len(range(0, queries, 2))}",
