@@ -194,6 +194,10 @@ class ShardIndex:
         mask = self.columns.mask(filters, self.ids.size) if filters else None
         if len(self) == 0 or (mask is not None and not mask.any()):
             return [[] for _ in range(len(queries))]
+        if mask is not None and mask.all():
+            # Every item passes (the persons gallery's one installation-wide scope): a selector would
+            # only make FAISS test each candidate against a bitmap that lets all of them through.
+            mask = None
         bitmap = np.packbits(mask, bitorder="little") if mask is not None else None
         share = 1.0 if mask is None else min(1.0, int(mask.sum()) / len(self))
         params = self._search_params(bitmap, share)  # holds a pointer into `bitmap`: keep both alive

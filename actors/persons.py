@@ -78,6 +78,10 @@ class PersonAssigner:
         hits += [(f.face_id, float(np.dot(embedding, f.vector))) for f in self._pending if f.scope == scope]
         self._prepared[event_id] = [(face, score) for face, score in hits if score >= min_score]
 
+    def candidates(self, event_id: str) -> list[tuple[int, float]]:
+        """What `prepare` found for an event, (face id, cosine), until `attach` takes it."""
+        return list(self._prepared.get(event_id, []))
+
     # ---- inside the commit -----------------------------------------------------------------------------
     def attach(self, uow: UnitOfWork, event: orm.Event, embedding: np.ndarray, model: str,
                settings: dict[str, Any]) -> None:
@@ -87,7 +91,7 @@ class PersonAssigner:
         if event.dossier_id is not None:
             person, created = p.person_of_dossier(uow, event.dossier_id)
         else:
-            person = self._best_person(uow, hits)
+            person = self.best_person(uow, hits)
             if person is None:
                 if event.quality < float(settings["person_min_quality"]):
                     self.personless += 1
@@ -102,18 +106,17 @@ class PersonAssigner:
         p.note_event(person, event)
         self.assigned += 1
 
-    def _best_person(self, uow: UnitOfWork, hits: list[tuple[int, float]]) -> orm.Person | None:
-        owners = p.owners(uow, [face for face, _ in hits])
-        best: dict[int, float] = {}
+    def best_person(self, uow: UnitOfWork, hits: list[tuple[int, float]]) -> orm.Person | None:
+        """The decision: the anonymous person owning the most similar hit (faces read from the DB, the
+        truth: a face removed since the shard synced is ignored), or None (a new person, maybe)."""
+        owners = p.anonymous_owners(uow, [face for face, _ in hits])
+        best: dict[int, tuple[float, orm.Person]] = {}
         for face, score in hits:
-            person_id = owners.get(face)
-            if person_id is not None and score > best.get(person_id, -2.0):
-                best[person_id] = score
-        for person_id, _ in sorted(best.items(), key=lambda item: (-item[1], item[0])):
-            person = uow.session.get(orm.Person, person_id)
-            if person is not None and person.dossier_id is None:
-                return person
-        return None
+            person = owners.get(face)
+            if person is not None and score > best.get(person.id, (-2.0, person))[0]:
+                best[person.id] = (score, person)
+        ranked = sorted(best.items(), key=lambda item: (-item[1][0], item[0]))
+        return ranked[0][1][1] if ranked else None
 
     def _maybe_represent(self, uow: UnitOfWork, person: orm.Person, event: orm.Event, embedding: np.ndarray,
                          model: str, settings: dict[str, Any]) -> None:

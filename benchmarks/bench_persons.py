@@ -13,6 +13,29 @@ looks up the person's representative vectors and finds none, the same indexed qu
 Re-clustering: M faces, one per person, in M/2 pairs that are one identity (cosine 0.95), all in the
 DB and a DB-backed persons gallery; one full pass (`PersonClustering.run_async(full=True)`, Ray tasks
 of `--chunk` candidates). Reported: seconds, faces per second, merges (M/2 expected).
+
+The decision at 10^6 (`--decision N`, no Ray, nothing else started):
+
+    OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_persons.py \
+        --decision 1000000 --persons 0 --cluster-faces 0 --json
+
+(one BLAS thread: the NumPy reference then uses one core, like each shard's search.)
+
+N persons with one representative face each, with the structure real embeddings have: every face
+shares a common direction (two different people at cosine ≈ 0.5, as dlib's are), and a returning
+person's new face is at cosine ≈ 0.95 of their stored one. The persons gallery is the product's
+index (`ShardIndex.build`, as each of the `gallery_shards` (2) shard actors builds it from the DB:
+IVF-PQ fast scan + SQ8 re-rank at this size), searched in this process (both shards one after the
+other: the actors search in parallel, so this over-states the search), and the DB is SQLite with the
+N persons, faces and vectors. Half the queries are returning persons, half strangers. Timed per query:
+- `decision`: `PersonAssigner.prepare` (the gallery search with its scope filter and threshold) plus
+  `best_person` (the hits' owners and the person, read from the DB): what decides the person;
+- `with_db_write`: the same plus `attach` (the new face or person, statistics) and the commit of
+  the event with it, one event per transaction (the pipeline commits a batch of events in one);
+- `reference`: an exact NumPy scan of the same N vectors (`X @ q`, the best hit's person), the
+  brute-force baseline measured in the same run, and how often its decision equals ours.
+Wall time and the thread's CPU time are both given: on a shared machine the wall time includes
+waiting for a core, the CPU time does not.
 """
 
 from __future__ import annotations
@@ -31,10 +54,13 @@ import numpy as np
 import ray
 from sqlalchemy import insert
 
-from actors.galleries import PERSON_COLUMNS, Galleries
-from actors.gallery import create_gallery
+from actors.galleries import Galleries
+from actors.gallery import SearchResult, create_gallery, merge_hits
+from actors.gallery_config import ShardConfig, shard_of
+from actors.gallery_index import ShardIndex
 from actors.person_clustering import PersonClustering
 from actors.persons import PersonAssigner
+from facewatch.gallery_schema import PERSON_COLUMNS
 from models.embedders import embedder_spec
 from storage import orm
 from storage.db import migrate
@@ -86,6 +112,16 @@ def percentiles(values: list[float]) -> dict[str, float]:
             "p99_ms": round(float(np.percentile(a, 99)), 2)}
 
 
+def commit_event(url: str, assigner: PersonAssigner, event_id: str, at: datetime, probe: np.ndarray,
+                 settings: dict[str, Any]) -> None:
+    """What the pipeline's commit does for an unmatched face: the person decided and the event written."""
+    with UnitOfWork(url) as uow:
+        event = orm.Event(id=event_id, timestamp=at, quality=0.8, bbox=[], watch_list_id=orm.UNMATCHED_WATCH_LIST_ID)
+        assigner.attach(uow, event, probe, MODEL, settings)
+        uow.session.add(event)
+        uow.commit()
+
+
 async def online(tmp: Path, persons: int, queries: int, seed: int) -> dict[str, Any]:
     url = f"sqlite:///{tmp / 'online.db'}"
     migrate(url)
@@ -117,12 +153,7 @@ async def online(tmp: Path, persons: int, queries: int, seed: int) -> dict[str, 
         t0 = time.perf_counter()
         await assigner.prepare(event_id, probe, None, False, settings)
         t1 = time.perf_counter()
-        with UnitOfWork(url) as uow:
-            event = orm.Event(id=event_id, timestamp=T0 + timedelta(seconds=i), quality=0.8, bbox=[],
-                              watch_list_id=orm.UNMATCHED_WATCH_LIST_ID)
-            assigner.attach(uow, event, probe, MODEL, settings)
-            uow.session.add(event)
-            uow.commit()
+        commit_event(url, assigner, event_id, T0 + timedelta(seconds=i), probe, settings)
         t2 = time.perf_counter()
         search_s.append(t1 - t0)
         commit_s.append(t2 - t1)
@@ -158,28 +189,156 @@ async def recluster(tmp: Path, faces: int, chunk: int, seed: int) -> dict[str, A
             "expected_merges": len(vectors) // 2, "chunk": chunk}
 
 
+class LocalRouter:
+    """The persons gallery's shard indexes in this process behind the router's search call (the same
+    merge of the shards' answers): what is timed is the index and the assignment code, no Ray hop."""
+
+    def __init__(self, shards: list[ShardIndex]) -> None:
+        self.shards = shards
+
+    async def search_async(self, queries: Any, k: int = 10, *, min_score: float | None = None,
+                           filters: dict[str, Any] | None = None, partial: bool = False) -> SearchResult:
+        answers = [shard.search(queries, k, min_score, filters) for shard in self.shards]
+        return SearchResult(merge_hits(answers, len(np.atleast_2d(queries)), k))
+
+
+class LocalGalleries:
+    """Hands `PersonAssigner` the local router; new faces are not replayed into it (no query of this
+    benchmark looks for a person made during it)."""
+
+    def __init__(self, router: LocalRouter) -> None:
+        self.router, self.dim = router, DIM
+
+    async def router_async(self, name: str) -> LocalRouter:
+        return self.router
+
+    async def sync_async(self, name: str) -> None:
+        return None
+
+
+def people(rng: np.random.Generator, n: int, common: np.ndarray) -> np.ndarray:
+    """Identities sharing a common direction: two of them at cosine ≈ 0.5 (dlib's different people)."""
+    v = 0.7 * common + 0.714 * unit_rows(rng, n)
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+def insert_bulk(url: str, vectors: np.ndarray, chunk: int = 50_000) -> None:
+    """Persons, faces and face vectors 1..n (face i = person i = row i-1), in Core bulk inserts."""
+    now = datetime.now(UTC)
+    with UnitOfWork(url) as uow:
+        connection = uow.session.connection()
+        for start in range(0, len(vectors), chunk):
+            ids = range(start + 1, min(len(vectors), start + chunk) + 1)
+            connection.execute(orm.Person.__table__.insert(), [
+                {"id": i, "scope": 0, "event_count": 1, "camera_ids": [], "camera_group_ids": [],
+                 "seen_days": ["2026-03-01"], "days_seen": 1, "best_quality": 0.8, "dirty": False,
+                 "created_at": now, "updated_at": now} for i in ids])
+            connection.execute(orm.PersonFace.__table__.insert(), [
+                {"id": i, "person_id": i, "quality": 0.8, "created_at": now} for i in ids])
+            connection.execute(orm.FaceVector.__table__.insert(), [
+                {"gallery": PERSONS_GALLERY, "item_id": str(i), "model": MODEL, "dim": DIM,
+                 "vector": vectors[i - 1].tobytes(), "meta": {"person_id": i, "scope": 0}, "created_at": now}
+                for i in ids])
+        uow.commit()
+
+
+def _timed(values: dict[str, list[float]], name: str, wall: float, cpu: float) -> None:
+    values.setdefault(name, []).append(wall)
+    values.setdefault(name + "_cpu", []).append(cpu)
+
+
+async def decision(tmp: Path, persons: int, queries: int, shards: int, seed: int) -> dict[str, Any]:
+    url = f"sqlite:///{tmp / 'decision.db'}"
+    migrate(url)
+    rng = np.random.default_rng(seed)
+    common = unit_rows(rng, 1)[0]
+    started = time.monotonic()
+    vectors = people(rng, persons, common)
+    insert_bulk(url, vectors)
+    db_s = time.monotonic() - started
+    config = ShardConfig(PERSONS_GALLERY, MODEL, DIM, shards=shards, columns=PERSON_COLUMNS)
+    ids = [str(i + 1) for i in range(persons)]
+    owner = np.array([shard_of(i, shards) for i in ids])
+    indexes = []
+    for shard in range(shards):
+        rows = np.flatnonzero(owner == shard)
+        indexes.append(ShardIndex.build(ShardConfig(**{**config.__dict__, "shard": shard}), [ids[r] for r in rows],
+                                        vectors[rows], [{"person_id": int(r) + 1, "scope": 0} for r in rows]))
+    build_s = time.monotonic() - started - db_s
+    assigner = PersonAssigner(LocalGalleries(LocalRouter(indexes)), embedder_spec("dlib_resnet_v1").calibration)  # type: ignore[arg-type]
+    with UnitOfWork(url) as uow:
+        settings = uow.settings.all()
+    min_score = float(assigner.calibration.cosine(float(settings["person_threshold"])))
+    picks = rng.integers(0, persons, queries)
+    probes = near(rng, vectors[picks], 0.95)
+    probes[1::2] = people(rng, len(probes[1::2]), common)  # every other query is a stranger
+    times: dict[str, list[float]] = {}
+    agree = joined = 0
+    for i, probe in enumerate(probes):
+        event_id = f"bench-{i}"
+        w0, c0 = time.perf_counter(), time.thread_time()
+        scores = vectors @ probe
+        best = int(np.argmax(scores))
+        reference = best + 1 if scores[best] >= min_score else None
+        w1, c1 = time.perf_counter(), time.thread_time()
+        await assigner.prepare(event_id, probe, None, False, settings)
+        ws, cs = time.perf_counter(), time.thread_time()
+        with UnitOfWork(url) as uow:
+            chosen = assigner.best_person(uow, assigner.candidates(event_id))
+        w2, c2 = time.perf_counter(), time.thread_time()
+        commit_event(url, assigner, event_id, T0 + timedelta(seconds=i), probe, settings)
+        w3, c3 = time.perf_counter(), time.thread_time()
+        await assigner.sync()
+        chosen_id = chosen.id if chosen is not None else None
+        agree += chosen_id == reference
+        joined += chosen_id is not None and chosen_id == int(picks[i]) + 1
+        _timed(times, "reference", w1 - w0, c1 - c0)
+        _timed(times, "decision", w2 - w1, c2 - c1)
+        _timed(times, "search", ws - w1, cs - c1)
+        _timed(times, "db_write", w3 - w2, c3 - c2)
+    warm = slice(min(20, queries // 10), None)
+    total = [a + b for a, b in zip(times["decision"], times["db_write"], strict=True)]
+    total_cpu = [a + b for a, b in zip(times["decision_cpu"], times["db_write_cpu"], strict=True)]
+    return {
+        "persons": persons, "queries": queries, "shards": shards, "index": indexes[0].stats()["index_type"],
+        "setup_db_s": round(db_s, 1), "build_index_s": round(build_s, 1),
+        "decision": percentiles(times["decision"][warm]), "decision_cpu": percentiles(times["decision_cpu"][warm]),
+        "of_which_search_cpu": percentiles(times["search_cpu"][warm]),
+        "with_db_write": percentiles(total[warm]), "with_db_write_cpu": percentiles(total_cpu[warm]),
+        "reference": percentiles(times["reference"][warm]), "reference_cpu": percentiles(times["reference_cpu"][warm]),
+        "agrees_with_reference": f"{agree}/{queries}", "returning_joined": f"{joined}/{len(range(0, queries, 2))}",
+        "stats": assigner.stats(),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--persons", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--cluster-faces", type=int, default=100_000)
     parser.add_argument("--chunk", type=int, default=1000)
+    parser.add_argument("--decision", type=int, default=0, help="persons for the in-process decision benchmark")
+    parser.add_argument("--shards", type=int, default=2, help="persons gallery shards (the decision benchmark)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--ray-address", default=None, help="join a running cluster instead of starting one")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    if args.ray_address:
+    uses_ray = bool(args.persons or args.cluster_faces)
+    if uses_ray and args.ray_address:
         ray.init(address=args.ray_address, namespace=f"bench-persons-{os.getpid()}")
-    else:
+    elif uses_ray:
         ray.init(num_cpus=2, include_dashboard=False, namespace=f"bench-persons-{os.getpid()}")
     result: dict[str, Any] = {"load_avg_1m": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory() as tmp:
+        if args.decision:
+            result["decision"] = asyncio.run(decision(Path(tmp), args.decision, args.queries, args.shards, args.seed))
         if args.persons:
             result["online"] = asyncio.run(online(Path(tmp), args.persons, args.queries, args.seed))
         if args.cluster_faces:
             result["recluster"] = asyncio.run(recluster(Path(tmp), args.cluster_faces, args.chunk, args.seed))
     result["load_avg_1m_after"] = os.getloadavg()[0]
-    ray.shutdown()
+    if uses_ray:
+        ray.shutdown()
     print(json.dumps(result, indent=None if args.json else 2))
 
 

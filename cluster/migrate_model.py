@@ -16,8 +16,13 @@ How it goes (SPEC §8: switching the model is a migration, never a silent mix of
    thumbnail) and the face overlapping the stored box best is aligned for the target. The crop's
    geometry is that of the model of the item's existing vectors, or, for a model this version does
    not know, the embedder whose chip size equals the crop's.
-4. Items whose image is missing or shows no face are reported (`failed`) and retried by the next run.
-5. When every item has a target vector (or with `force_switch`), the setting `embedder` is switched
+4. Then every representative face of a person (gallery `persons`, docs/persons.md) gets the target
+   vector of the event it was taken from — the same face, so it is copied from the events gallery,
+   not embedded again — with the person's metadata. Without this, online assignment after the switch
+   would search an empty persons gallery and start a new person for every returning stranger.
+   A face whose event has no target vector yet is reported and retried like the others.
+5. Items whose image is missing or shows no face are reported (`failed`) and retried by the next run.
+6. When every item has a target vector (or with `force_switch`), the setting `embedder` is switched
    to the target, and — when a service runs on FACEWATCH_RAY_ADDRESS — the target model's gallery
    shards are created (they load the new rows from the DB) and snapshotted, so they are ready.
    The running extractor pool, API and event pipeline still hold the old model: restart the service
@@ -44,7 +49,16 @@ from models.images import ImageError, decode_image
 from storage import orm
 from storage.dossier_vectors import DOSSIERS_GALLERY, EVENTS_GALLERY, dossier_face_meta
 from storage.media import LocalMediaStore
-from storage.selections import count_without_vector, dossier_faces_after, dossiers_by_ids, events_after, vector_models
+from storage.persons import PERSONS_GALLERY, face_meta
+from storage.selections import (
+    count_without_vector,
+    dossier_faces_after,
+    dossiers_by_ids,
+    events_after,
+    person_faces_after,
+    persons_by_ids,
+    vector_models,
+)
 from storage.unit_of_work import UnitOfWork
 
 log = logging.getLogger("facewatch.migrate_model")
@@ -69,6 +83,7 @@ class MigrationReport:
     previous: str
     dossier_faces: int = 0
     events: int = 0
+    person_faces: int = 0
     skipped_done: int = 0
     from_crop: int = 0
     redetected: int = 0
@@ -200,10 +215,16 @@ def _event_items(uow: UnitOfWork, after: str, batch: int) -> tuple[list[_Item], 
     return items, events[-1].id
 
 
+def _person_face_items(uow: UnitOfWork, after: int, batch: int) -> tuple[list[orm.PersonFace], int | None]:
+    faces = person_faces_after(uow.session, after, batch)
+    return faces, (faces[-1].id if faces else None)
+
+
 def count_remaining(db_url: str, target: str) -> int:
-    """Dossier faces and events without a vector for `target`."""
+    """Dossier faces, events and persons' representative faces without a vector for `target`."""
     with UnitOfWork(db_url) as uow:
-        return sum(count_without_vector(uow.session, gallery, target) for gallery in (DOSSIERS_GALLERY, EVENTS_GALLERY))
+        return sum(count_without_vector(uow.session, gallery, target)
+                   for gallery in (DOSSIERS_GALLERY, EVENTS_GALLERY, PERSONS_GALLERY))
 
 
 class Migrator:
@@ -231,7 +252,7 @@ class Migrator:
         self.imager = _Imager(LocalMediaStore(config.media_root), self.spec, analyzer_factory)
 
     def run_pass(self, max_batches: int | None = None) -> int:
-        """One pass over dossier faces and events; returns the batches done."""
+        """One pass over dossier faces, events, then persons' faces; returns the batches done."""
         batches = 0
         self._failed.clear()
         for gallery in (DOSSIERS_GALLERY, EVENTS_GALLERY):
@@ -245,6 +266,14 @@ class Migrator:
                 if after is None:
                     break
                 if self._migrate(items):
+                    batches += 1
+        after = 0
+        while max_batches is None or batches < max_batches:
+            with UnitOfWork(self.config.database_url) as uow:
+                faces, after = _person_face_items(uow, after, self.batch)
+                if after is None:
+                    break
+                if self._copy_person_faces(uow, faces):
                     batches += 1
         self._counting_skips = False  # later passes meet this pass's work again
         self.report.failed = [{"gallery": g, "item_id": i, "reason": r} for (g, i), r in self._failed.items()]
@@ -285,6 +314,32 @@ class Migrator:
             self.progress(self.report)
         return True
 
+    def _copy_person_faces(self, uow: UnitOfWork, faces: list[orm.PersonFace]) -> bool:
+        """Persons' representative faces take their event's target vector (step 4); one commit a batch."""
+        ids = [str(f.id) for f in faces]
+        done = {v.item_id for v in uow.vectors.by_items(PERSONS_GALLERY, self.spec.name, ids)}
+        todo = [f for f in faces if str(f.id) not in done]
+        if self._counting_skips:
+            self.report.skipped_done += len(faces) - len(todo)
+        if not todo:
+            return False
+        vectors = {v.item_id: v for v in uow.vectors.by_items(EVENTS_GALLERY, self.spec.name,
+                                                              [f.event_id for f in todo if f.event_id])}
+        persons = persons_by_ids(uow.session, {f.person_id for f in todo})
+        for face in todo:
+            vector = vectors.get(face.event_id or "")
+            if vector is None:
+                self._failed[(PERSONS_GALLERY, str(face.id))] = (
+                    f"its event {face.event_id} has no {self.spec.name} vector (see the event's failure)")
+                continue
+            uow.vectors.upsert(PERSONS_GALLERY, str(face.id), self.spec.name, vector.vector, int(vector.dim),
+                               face_meta(persons[face.person_id]))
+            self.report.person_faces += 1
+        uow.commit()
+        if self.progress is not None:
+            self.progress(self.report)
+        return True
+
     def switch(self, force: bool = False) -> bool:
         self.report.remaining = count_remaining(self.config.database_url, self.spec.name)
         if self.report.remaining and not force:
@@ -315,7 +370,7 @@ def build_target_galleries(config: Config, model: str) -> str:
     galleries = Galleries(db_url=config.database_url, snapshot_dir=str(config.snapshot_dir), model=spec.name,
                           dim=spec.dim, shards=config.gallery_shards, replicas=config.gallery_replicas, detached=True)
     galleries.open_all()
-    for name in (DOSSIERS_GALLERY, EVENTS_GALLERY):
+    for name in (DOSSIERS_GALLERY, EVENTS_GALLERY, PERSONS_GALLERY):
         galleries.router(name).snapshot()
     return f"{spec.name} galleries built and snapshotted on the running cluster"
 
@@ -357,8 +412,8 @@ def cli_migrate_model(args: Any) -> int:
 
     def progress(report: MigrationReport) -> None:
         if not args.json:
-            print(f"\r{report.dossier_faces} dossier faces, {report.events} events re-embedded", end="",
-                  file=sys.stderr, flush=True)
+            print(f"\r{report.dossier_faces} dossier faces, {report.events} events, {report.person_faces} persons' "
+                  "faces re-embedded", end="", file=sys.stderr, flush=True)
 
     try:
         report = migrate_model(config, args.to, batch=args.batch, switch=not args.no_switch,
@@ -372,7 +427,8 @@ def cli_migrate_model(args: Any) -> int:
         print(file=sys.stderr)
         for failure in report["failed"][:20]:
             print(f"  failed {failure['gallery']}/{failure['item_id']}: {failure['reason']}")
-        print(f"{report['dossier_faces']} dossier faces and {report['events']} events re-embedded with "
+        print(f"{report['dossier_faces']} dossier faces, {report['events']} events and {report['person_faces']} "
+              f"persons' faces re-embedded with "
               f"{report['target']} ({report['skipped_done']} had one before); {report['switch_note']}")
         if report["galleries"]:
             print(f"galleries: {report['galleries']}")

@@ -5,6 +5,7 @@ needs, each read in one query for a whole page. Visibility comes from the caller
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, exists, func, select
@@ -12,7 +13,9 @@ from sqlalchemy import ColumnElement, Select, exists, func, select
 from storage import orm
 from storage.list_filters import ListFilters
 from storage.pagination import SortKey
+from storage.person_queries import regular_clause
 from storage.repositories import Repository
+from storage.runtime_settings import SettingsRepository
 from storage.visibility import VisibilityScope
 
 _SEEN_AT = (("camera_group_id", orm.Event.camera_group_id), ("camera_id", orm.Event.camera_id))
@@ -32,13 +35,17 @@ class PersonRepository(Repository[orm.Person]):
         return scope.persons()
 
     def narrow(self, stmt: Select[Any], filters: dict[str, Any], scope: VisibilityScope | None) -> Select[Any]:
-        """Seen in a camera group or by a camera; anonymous (no dossier) or a dossier's."""
+        """Seen in a camera group or by a camera; anonymous (no dossier) or a dossier's; regular or not."""
         for name, column in _SEEN_AT:
             if filters.get(name) is not None:
                 stmt = stmt.where(exists().where(orm.Event.person_id == orm.Person.id, column == filters[name]))
         if filters.get("anonymous") is not None:
             anonymous = orm.Person.dossier_id.is_(None)
             stmt = stmt.where(anonymous if filters["anonymous"] else ~anonymous)
+        if filters.get("regular") is not None:
+            settings = SettingsRepository(self.session).all()
+            regular = regular_clause(datetime.now(UTC), settings, self.session.get_bind().dialect.name)
+            stmt = stmt.where(regular if filters["regular"] else ~regular)
         return stmt
 
     def visible(self, person_id: int, scope: VisibilityScope) -> orm.Person | None:

@@ -115,7 +115,8 @@ def add_face(uow: UnitOfWork, person: orm.Person, event_id: str | None, quality:
     face = orm.PersonFace(person_id=person.id, event_id=event_id, quality=float(quality))
     uow.session.add(face)
     uow.flush()
-    uow.vectors.upsert(PERSONS_GALLERY, str(face.id), model, array.tobytes(), int(array.size), face_meta(person))
+    # face ids are never reused (NEVER_REUSE), so the new face has no vector to look up first
+    uow.vectors.add_new(PERSONS_GALLERY, str(face.id), model, array.tobytes(), int(array.size), face_meta(person))
     person.dirty = True
     return face
 
@@ -146,6 +147,16 @@ def owners(uow: UnitOfWork, face_ids: Sequence[int]) -> dict[int, int]:
         return {}
     stmt = select(orm.PersonFace.id, orm.PersonFace.person_id).where(orm.PersonFace.id.in_(list(face_ids)))
     return {face_id: person_id for face_id, person_id in uow.session.execute(stmt)}
+
+
+def anonymous_owners(uow: UnitOfWork, face_ids: Sequence[int]) -> dict[int, orm.Person]:
+    """The anonymous person of each representative face id, persons loaded in the same one query (the
+    online decision's only read; faces deleted since the shard synced are left out)."""
+    if not face_ids:
+        return {}
+    stmt = (select(orm.PersonFace.id, orm.Person).join(orm.Person, orm.Person.id == orm.PersonFace.person_id)
+            .where(orm.PersonFace.id.in_(list(face_ids)), orm.Person.dossier_id.is_(None)))
+    return {face_id: person for face_id, person in uow.session.execute(stmt)}
 
 
 def excluded_pairs(uow: UnitOfWork, person_ids: Iterable[int] | None = None) -> set[tuple[int, int]]:

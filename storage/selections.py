@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Select, String, cast, delete, exists, func, select
 from sqlalchemy.orm import Session
 
-from facewatch.gallery_schema import DOSSIERS_GALLERY
+from facewatch.gallery_schema import DOSSIERS_GALLERY, PERSONS_GALLERY
 from storage import orm
 from storage.event_queries import filter_events, hide
 from storage.meta_filters import apply_meta
@@ -135,10 +135,23 @@ def events_after(session: Session, after: str, limit: int) -> list[orm.Event]:
 
 
 def count_without_vector(session: Session, gallery: str, model: str) -> int:
-    """Items of a built-in gallery (dossier faces for "dossiers", events for "events") with no vector for
+    """Items of a built-in gallery (dossier faces for "dossiers", persons' representative faces for
+    "persons", events for "events") with no vector for
     `model`."""
-    table, column = ((orm.DossierFace, cast(orm.DossierFace.id, String)) if gallery == DOSSIERS_GALLERY
-                     else (orm.Event, orm.Event.id))
+    table, column = {DOSSIERS_GALLERY: (orm.DossierFace, cast(orm.DossierFace.id, String)),
+                     PERSONS_GALLERY: (orm.PersonFace, cast(orm.PersonFace.id, String))}.get(
+                         gallery, (orm.Event, orm.Event.id))
     has_vector = exists().where(orm.FaceVector.gallery == gallery, orm.FaceVector.model == model,
                                 orm.FaceVector.item_id == column)
     return int(session.scalar(select(func.count()).select_from(table).where(~has_vector)) or 0)
+
+
+def person_faces_after(session: Session, after: int, batch: int) -> list[orm.PersonFace]:
+    """Persons' representative faces with ids above `after`, in id order, `batch` at most."""
+    return list(session.scalars(select(orm.PersonFace).where(orm.PersonFace.id > after)
+                                .order_by(orm.PersonFace.id).limit(batch)))
+
+
+def persons_by_ids(session: Session, person_ids: set[int]) -> dict[int, orm.Person]:
+    """The persons with these ids, by id."""
+    return {x.id: x for x in session.scalars(select(orm.Person).where(orm.Person.id.in_(person_ids)))}

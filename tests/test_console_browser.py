@@ -194,7 +194,13 @@ def nav_titles(driver: WebDriver) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def console_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fast tests' FACEWATCH_HOME: its `fw.db` is the API app's database (to set a scene in)."""
+    return tmp_path_factory.mktemp("console")
+
+
+@pytest.fixture(scope="module")
+def app_server(console_home: Path) -> Iterator[str]:
     import uvicorn
 
     from serve_apps.api.app import create_app
@@ -202,7 +208,7 @@ def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from storage.tokens import ensure_admin
     from storage.unit_of_work import UnitOfWork
 
-    tmp = tmp_path_factory.mktemp("console")
+    tmp = console_home
     config = make_config(tmp, f"sqlite:///{tmp / 'fw.db'}")
     app = create_app(config)
     migrate(config.database_url)
@@ -322,6 +328,93 @@ def test_pages_left_behind_do_not_hold_their_live_feeds_open(driver: WebDriver, 
         wait_for(driver, "main h1")
     finally:
         driver.set_page_load_timeout(300)
+
+
+def _give_crops(url: str, config: Any, faces: Path, photos: dict[str, str]) -> None:
+    """Real faces for the rows' events (their crop keys are placeholders): a 150-px square per person."""
+    from io import BytesIO
+
+    from PIL import Image
+    from sqlalchemy import select
+
+    from storage import orm
+    from storage.media import LocalMediaStore
+    from storage.unit_of_work import UnitOfWork
+
+    media = LocalMediaStore(config.media_root)
+    keys = {}
+    for who, name in photos.items():
+        image = Image.open(faces / name).convert("RGB")
+        side = min(image.size)
+        out = BytesIO()
+        image.crop((0, 0, side, side)).resize((150, 150)).save(out, "JPEG")
+        keys[f"c/{who}.jpg"] = media.put(out.getvalue(), "jpg")
+    with UnitOfWork(url) as uow:
+        for event in uow.session.scalars(select(orm.Event).where(orm.Event.crop_key.in_(list(keys)))):
+            event.crop_key = keys[event.crop_key]
+        uow.commit()
+
+
+def test_persons_page_grid_timeline_and_corrections(driver: WebDriver, app_server: str, console_home: Path,
+                                                    faces_dir: Path) -> None:
+    """An operator finds a stranger in the persons grid, reads their history by day, takes one event
+    out ("not this person"), merges another person in, and promotes the person to a dossier."""
+    from tests.test_persons_api import make_rows
+
+    url = f"sqlite:///{console_home / 'fw.db'}"
+    rows = make_rows(url)  # stranger A: 4 events on 3 days, B: 1, C: in a group hidden from viewers
+    _give_crops(url, make_config(console_home, url), faces_dir,
+                {"a": "obama.jpg", "b": "biden.jpg", "c": "lin-manuel-miranda.png"})
+    api = Api(app_server)
+    api.user("olga", "operator")
+    sign_in(driver, app_server, "olga", PASSWORDS["operator"])
+    assert "Persons" in nav_titles(driver)
+    driver.get(f"{app_server}/persons")
+    wait_for(driver, f'[data-testid="persons-grid"] a.card[data-id="{rows["a"]}"]')
+    cards = {int(c.get_attribute("data-id")): c.text for c in driver.find_elements(By.CSS_SELECTOR, "a.card.person")}
+    assert {rows["a"], rows["b"], rows["c"]} <= cards.keys()  # operators see every camera group
+    assert "4 events · 3 days · 2 cameras" in cards[rows["a"]] and "last seen" in cards[rows["a"]]
+    shot(driver, "persons")
+
+    driver.find_element(By.CSS_SELECTOR, f'a.card[data-id="{rows["a"]}"]').click()
+    wait_for(driver, '[data-testid="person-timeline"] li.ev')
+    days = driver.find_elements(By.CSS_SELECTOR, '[data-testid="person-timeline"] section.day')
+    assert len(days) == 3 and len(driver.find_elements(By.CSS_SELECTOR, '[data-testid="person-timeline"] li.ev')) == 4
+    shot(driver, "person-timeline")
+
+    def event_count() -> str | None:  # read in the page: the facts are redrawn after each correction
+        return driver.execute_script(
+            "const el = document.querySelector('[data-testid=\"person-event-count\"]'); return el && el.textContent")
+
+    # "not this person": the newest event leaves; the person keeps 3
+    newest = rows["events"]["a"][-1]
+    driver.find_element(By.CSS_SELECTOR, f'li.ev[data-id="{newest}"] [data-action="not-this-person"]').click()
+    wait_for(driver, "dialog").find_element(By.CSS_SELECTOR, 'button[type="submit"]').click()
+    wait_until(lambda: event_count() == "3", 20, "count not 3")
+    assert not driver.find_elements(By.CSS_SELECTOR, f'li.ev[data-id="{newest}"]')
+    assert api("GET", f"/v1/events/{newest}")["person_id"] != rows["a"]
+
+    # merge B in: 3 + 1 events
+    wait_for(driver, '[data-testid="person-merge"]').click()
+    dialog = wait_for(driver, "dialog")
+    dialog.find_element(By.CSS_SELECTOR, 'input[name="other_id"]').send_keys(str(rows["b"]))
+    dialog.find_element(By.CSS_SELECTOR, 'button[type="submit"]').click()
+    wait_until(lambda: event_count() == "4", 20, "count not 4")
+    assert api("GET", f"/v1/persons/{rows['b']}", status=404)
+
+    # promote to a dossier on the "vip" list, from the first faces offered
+    wait_for(driver, '[data-testid="person-promote"]').click()
+    dialog = wait_for(driver, "dialog")
+    dialog.find_element(By.CSS_SELECTOR, 'input[name="name"]').send_keys("Stranger A")
+    for label in dialog.find_elements(By.CSS_SELECTOR, "label.inline"):
+        if label.text.strip() == "vip":
+            label.find_element(By.CSS_SELECTOR, "input").click()
+    assert dialog.find_elements(By.CSS_SELECTOR, 'input[name="event_ids"]:checked')
+    dialog.find_element(By.CSS_SELECTOR, 'button[type="submit"]').click()
+    wait_until(lambda: "/dossiers/" in driver.current_url, 20, f"no dossier page: {driver.current_url}")
+    dossier_id = int(driver.current_url.rsplit("/", 1)[-1])
+    person = api("GET", f"/v1/persons/{rows['a']}")
+    assert (person["dossier_id"], person["dossier_name"], person["anonymous"]) == (dossier_id, "Stranger A", False)
     sign_out(driver)
 
 

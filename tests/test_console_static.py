@@ -15,7 +15,8 @@ IMPORT = re.compile(r"""(?:^|\s)(?:import|export)\s[^;]*?from\s+["']([^"']+)["']
                     r"""|import\(\s*[`"']([^`"']+)[`"']""", re.M)
 
 
-@pytest.mark.parametrize("path", ["/", "/events", "/events/ev-123", "/cameras/3", "/admin/users", "/signin"])
+@pytest.mark.parametrize("path", ["/", "/events", "/events/ev-123", "/cameras/3", "/admin/users", "/signin", "/persons",
+                                  "/persons/12"])
 def test_console_pages_answer_index_html(api: ApiClient, path: str) -> None:
     response = api.client.get(path)
     assert response.status_code == 200
@@ -59,3 +60,30 @@ def test_no_asset_refers_to_another_host() -> None:
         text = asset.read_text(errors="replace")
         for url in re.findall(r"https?://[^\s\"'<>)]+", text):
             assert url.startswith("http://www.w3.org/2000/svg"), f"{asset.name} refers to {url}"
+
+
+CALL = re.compile(r"""\b(?:api\(\s*"(GET|POST|PUT|PATCH|DELETE)",\s*|get\(\s*)[`"'](/v1/[^`"']*)[`"']""")
+
+
+def _api_calls(module: Path) -> set[tuple[str, str]]:
+    """(method, path pattern) of every API call a page makes; `${…}` in a template is a path parameter."""
+    calls = set()
+    for method, path in CALL.findall(module.read_text()):
+        calls.add((method or "GET", re.sub(r"\$\{[^}]*\}", "{}", path.split("?")[0])))
+    return calls
+
+
+def test_persons_page_is_routed_and_calls_only_real_persons_operations(api: ApiClient) -> None:
+    """The persons page (issue 13 item 6) is in the menu and every call it makes (grid, history,
+    merge, "not this person", promote) is an operation the API documents, with that method."""
+    router = (STATIC / "app.js").read_text()
+    assert '["/persons", "persons", "Persons"]' in router and '["/persons/:id", "persons"]' in router
+    documented = {(method.upper(), re.sub(r"\{[^}]*\}", "{}", path))
+                  for path, operations in api.client.get("/openapi.json").json()["paths"].items()
+                  for method in operations}
+    calls = _api_calls(STATIC / "pages" / "persons.js")
+    wanted = {("GET", "/v1/persons"), ("GET", "/v1/persons/{}"), ("GET", "/v1/persons/{}/events"),
+              ("POST", "/v1/persons/{}/merge"), ("DELETE", "/v1/persons/{}/events/{}"),
+              ("POST", "/v1/persons/{}/promote")}
+    assert wanted <= calls, wanted - calls
+    assert calls <= documented, calls - documented

@@ -19,6 +19,7 @@ from models.images import decode_image, encode_jpeg, encode_png
 from storage import orm
 from storage.dossier_vectors import DOSSIERS_GALLERY, EVENTS_GALLERY, store_dossier_face_vector
 from storage.media import LocalMediaStore
+from storage.persons import PERSONS_GALLERY
 from storage.unit_of_work import UnitOfWork
 from tests.conftest import make_config
 
@@ -191,3 +192,55 @@ def test_facenet_without_weights_is_a_clear_error_and_changes_nothing(world: Wor
     assert main(["migrate-model", "--to", "facenet_vggface2"]) == 2
     assert "FaceNet weights file" in capsys.readouterr().err
     assert (world.count(OLD), world.count("facenet_vggface2"), world.embedder_setting()) == before
+
+
+def _persons_shard(url: str, model: str):
+    """The persons gallery of `model` as a shard builds it from the database (the real index, no Ray)."""
+    from actors.gallery_config import ShardConfig
+    from actors.gallery_shard import GalleryShard
+    from facewatch.gallery_schema import PERSON_COLUMNS
+
+    spec = embedder_spec(model)
+    return GalleryShard(ShardConfig(PERSONS_GALLERY, spec.name, spec.dim, db_url=url, columns=PERSON_COLUMNS))
+
+
+def test_persons_faces_follow_the_model_so_strangers_are_still_recognised(world: World, dlib_embedder,
+                                                                          dlib_analyzer: PhotoAnalyzer) -> None:
+    from storage import persons as p
+
+    with UnitOfWork(world.url) as uow:  # three strangers' persons, each represented by one event's face
+        persons = {}
+        for n, event_id in enumerate(["ev-obama", "ev-biden", "ev-lost-media"]):
+            person = p.new_person(uow, 0)
+            p.add_face(uow, person, event_id, 0.9, OLD, _random_old_vector(200 + n))
+            persons[event_id] = person.id
+        uow.commit()
+        faces = {f.event_id: f.id for f in p.faces_of(uow, persons.values())}
+    assert _persons_shard(world.url, DLIB).stats()["count"] == 0  # before: the new model's gallery is empty
+
+    first = migrate_model(world.config, DLIB, batch=2, force_switch=True, embedder=dlib_embedder,
+                          analyzer_factory=lambda: dlib_analyzer)
+    assert first["person_faces"] == 2 and first["switched"]
+    assert {"gallery": PERSONS_GALLERY, "item_id": str(faces["ev-lost-media"]),
+            "reason": f"its event ev-lost-media has no {DLIB} vector (see the event's failure)"} in first["failed"]
+    assert first["remaining"] == 2  # the event without media and its person's face
+    for event_id in ("ev-obama", "ev-biden"):  # the event's own new vector, with the person's metadata
+        assert np.array_equal(world.vector(PERSONS_GALLERY, faces[event_id], DLIB),
+                              world.vector(EVENTS_GALLERY, event_id, DLIB))
+        with UnitOfWork(world.url) as uow:
+            row = uow.vectors.find(PERSONS_GALLERY, str(faces[event_id]), DLIB)
+            assert row.meta == {"person_id": persons[event_id], "scope": 0}
+    again = migrate_model(world.config, DLIB, batch=2, embedder=dlib_embedder, analyzer_factory=lambda: dlib_analyzer)
+    assert again["person_faces"] == 0 and again["skipped_done"] == 8  # resumable: 3 + 3 + 2 done before
+
+    # what online assignment does after the switch: the persons shard of the new model, built from the
+    # DB, finds a stranger's person from a NEW photo of them (obama2), above the person threshold
+    shard = _persons_shard(world.url, DLIB)
+    calibration = embedder_spec(DLIB).calibration
+    with UnitOfWork(world.url) as uow:
+        min_score = float(calibration.cosine(float(uow.settings.get("person_threshold"))))
+    owners = {str(face): event_id for event_id, face in faces.items()}
+    for chip, expected in (("obama2", "ev-obama"), ("biden", "ev-biden")):
+        query = l2_normalize(dlib_embedder.embed(world.chips[chip][None]))
+        hits = shard.search(query, 3, min_score=min_score, filters={"scope": 0})[0]
+        assert [owners[item] for item, _ in hits] == [expected], (chip, hits)

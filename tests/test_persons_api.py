@@ -219,3 +219,39 @@ def test_retention_forgets_the_persons_of_deleted_events(rows: dict[str, Any], s
         # no representative face outlives its event
         assert sorted(f.event_id for f in p.faces_of(uow, [a.id])) == sorted(rows["events"]["a"][1:])
         assert uow.vectors.find(p.PERSONS_GALLERY, "1", MODEL) is None
+
+
+@pytest.mark.pg_capable
+def test_regular_filter_is_decided_in_the_database(api_any_db: ApiClient, db_url: str) -> None:
+    """`regular=true|false` lists exactly the persons whose `regular` flag says so, at today's window."""
+    now = datetime.now(UTC)
+    plan = {"regular": [1, 5, 20], "lapsed": [1, 40, 50], "once": [0]}  # days ago of each person's events
+    ids = {}
+    with UnitOfWork(db_url) as uow:
+        for who, days_ago in plan.items():
+            person = p.new_person(uow, 0)
+            ids[who] = person.id
+            for n, days in enumerate(days_ago):
+                event = orm.Event(id=f"r-{who}{n}", timestamp=now - timedelta(days=days), bbox=[0, 0, 10, 10],
+                                  quality=0.6, watch_list_id=orm.UNMATCHED_WATCH_LIST_ID, person_id=person.id)
+                uow.session.add(event)
+                uow.flush()
+                p.note_event(person, event)
+        uow.commit()
+
+    def listed(**params: Any) -> set[int]:
+        response = api_any_db.get("/v1/persons", params=params)
+        assert response.status_code == 200, response.text
+        return {x["id"] for x in response.json()["results"]}
+
+    flags = {x["id"]: x["regular"] for x in api_any_db.get("/v1/persons").json()["results"]}
+    assert flags == {ids["regular"]: True, ids["lapsed"]: False, ids["once"]: False}
+    assert listed(regular="true") == {ids["regular"]}
+    assert listed(regular="false") == {ids["lapsed"], ids["once"]}
+    assert listed(regular="true", min_events=3) == {ids["regular"]}
+    # the window and the number of days are the runtime settings' (a wider window makes "lapsed" one too)
+    assert api_any_db.patch("/v1/settings", json={"friend_window_days": 60}).status_code == 200
+    assert listed(regular="true") == {ids["regular"], ids["lapsed"]}
+    assert api_any_db.patch("/v1/settings", json={"friend_days": 1}).status_code == 200
+    assert listed(regular="false") == set()
+    assert api_any_db.get("/v1/persons", params={"regular": "maybe"}).status_code == 422

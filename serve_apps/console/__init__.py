@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 STATIC = Path(__file__).parent / "static"
 # The console's own top-level paths (its router's sections, see static/app.js): deep links under them
 # answer index.html. Only these, so no API path, present or added later, is ever shadowed.
-SECTIONS = ("signin", "events", "episodes", "wall", "search", "verify", "dossiers", "watch-lists", "cameras",
+SECTIONS = ("signin", "events", "episodes", "persons", "wall", "search", "verify", "dossiers", "watch-lists", "cameras",
             "videos", "admin", "account")
 CSP = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob: data:; "
        "connect-src 'self'; style-src 'self'; script-src 'self'; object-src 'none'; "

@@ -12,6 +12,8 @@ const ROUTES = [
   ["/events/:id", "event"],
   ["/episodes", "episodes", "Episodes"],
   ["/episodes/:id", "episodes"],
+  ["/persons", "persons", "Persons"],
+  ["/persons/:id", "persons"],
   ["/wall", "wall", "Video wall"],
   ["/search", "search", "Search"],
   ["/verify", "search"],
