@@ -48,6 +48,15 @@ class VectorRepository:
         self.log(gallery, item_id, "add")
         return row
 
+    def add_new(self, gallery: str, item_id: str, model: str, vector: bytes, dim: int,
+                meta: dict[str, Any] | None = None) -> orm.FaceVector:
+        """`upsert` for an item id that cannot have a vector yet (a fresh never-reused row id): no lookup
+        first, which on the event pipeline's hot path is one query and one autoflush less per face."""
+        row = orm.FaceVector(gallery=gallery, item_id=item_id, model=model, vector=vector, dim=dim, meta=meta or {})
+        self.session.add(row)
+        self.log(gallery, item_id, "add")
+        return row
+
     def find(self, gallery: str, item_id: str, model: str) -> orm.FaceVector | None:
         stmt = select(orm.FaceVector).where(
             orm.FaceVector.gallery == gallery, orm.FaceVector.item_id == item_id, orm.FaceVector.model == model
