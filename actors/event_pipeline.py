@@ -21,6 +21,12 @@ Rules (SPEC §4):
   from job + run + track + shot, so a retried hand-off finds the committed event and adds nothing.
 
 In-memory state (recent faces per group for dedup and episodes) is rebuilt from the DB on start.
+
+Several pipelines (FACEWATCH_EVENT_PIPELINES, docs/event_pipeline.md): pipeline `i` of `n` holds the
+camera groups with `pipeline_index(group, n) == i` (actors/pipeline_router.py routes every caller's
+sightings so); it loads, dedups against and closes only their episodes. What they share lives in the
+DB: a dossier's person is unique (a commit that loses that race is retried once and finds the
+winner's), the webhook outbox is rows of the same transaction.
 """
 
 from __future__ import annotations
@@ -36,11 +42,13 @@ from typing import Any
 import numpy as np
 import ray
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from actors import episode_clock
 from actors.background_loop import BackgroundLoop
 from actors.galleries import Galleries
 from actors.persons import PersonAssigner
+from actors.pipeline_router import pipeline_index
 from facewatch import metrics
 from facewatch.sightings import FaceSighting
 from models.calibration import Calibration
@@ -121,7 +129,10 @@ def load_context(uow: UnitOfWork) -> Context:
 
 class EventPipelineCore:
     def __init__(self, db_url: str, galleries: Galleries, calibration: Calibration,
-                 media_root: str | None = None) -> None:
+                 media_root: str | None = None, pipeline: int = 0, pipelines: int = 1) -> None:
+        if not 0 <= pipeline < pipelines:
+            raise ValueError(f"event pipeline {pipeline} of {pipelines} does not exist")
+        self.pipeline, self.pipelines = pipeline, pipelines
         self.db_url = db_url
         self.media = LocalMediaStore(media_root) if media_root else None  # to remove dropped faces' media
         self.galleries = galleries
@@ -131,17 +142,30 @@ class EventPipelineCore:
         self.created = 0
         self.dropped = 0
         self.closed_by_clock = 0
+        self.misrouted = 0
         self._lock = threading.Lock()  # episode state: posts vs. the clock (actors/episode_clock.py)
         self.persons = PersonAssigner(galleries, calibration)  # every event gets a person (docs/persons.md)
         self._load_open_episodes()
 
     # ---- public --------------------------------------------------------------------------------
+    def owns(self, camera_group_id: int | None) -> bool:
+        """Is this camera group's state held here (the router sends its sightings here)?"""
+        return pipeline_index(camera_group_id, self.pipelines) == self.pipeline
+
     async def post(self, sightings: list[FaceSighting]) -> list[str | None]:
         """Turn sightings into events; per sighting the event id, or None when it was dropped."""
         results: list[str | None] = []
         with UnitOfWork(self.db_url) as uow:
             context = load_context(uow)
         for sighting in sightings:
+            if not self.owns(sighting.camera_group_id):
+                # A caller with another FACEWATCH_EVENT_PIPELINES: the event is kept (nothing is lost), but
+                # its dedup/episode state may live in another pipeline, so say so loudly.
+                self.misrouted += 1
+                log.warning("sighting %s of camera group %s reached event pipeline %d of %d; the router sends it "
+                            "to %d (is FACEWATCH_EVENT_PIPELINES the same everywhere?)", sighting.event_id,
+                            sighting.camera_group_id, self.pipeline, self.pipelines,
+                            pipeline_index(sighting.camera_group_id, self.pipelines))
             results.append(await self._post_one(sighting, context))
         self._discard_media([s for s, r in zip(sightings, results, strict=True) if r is None])
         if any(r is not None for r in results):
@@ -165,7 +189,8 @@ class EventPipelineCore:
     def stats(self) -> dict[str, int]:
         return {"events_created": self.created, "sightings_dropped": self.dropped,
                 "open_episodes": sum(len(v) for v in self.episodes.values()),
-                "episodes_closed_by_clock": self.closed_by_clock, **self.persons.stats()}
+                "episodes_closed_by_clock": self.closed_by_clock, "sightings_misrouted": self.misrouted,
+                "pipeline": self.pipeline, "pipelines": self.pipelines, **self.persons.stats()}
 
     def close_idle(self, now: datetime | None = None) -> int:
         """Closes the open episodes that are idle or too long by the clock, and those beyond the
@@ -208,14 +233,27 @@ class EventPipelineCore:
         if self._is_duplicate(s, embedding, match, ctx):
             self.dropped += 1
             return None
-        await self.persons.prepare(s.event_id, embedding, s.camera_group_id, match is not None, ctx.settings)
-        with self._lock:
-            event_id = self._commit(s, embedding, match, ctx)
+        event_id = await self._commit_once_more_on_conflict(s, embedding, match, ctx)
         self.persons.forget(s.event_id)
         if event_id is not None:
             self.created += 1
             metrics.events_created(1, matched=match is not None)
         return event_id
+
+    async def _commit_once_more_on_conflict(self, s: FaceSighting, embedding: np.ndarray, match: Match | None,
+                                            ctx: Context) -> str | None:
+        """Commit; when another pipeline won a unique row first (a dossier's person made by its first
+        event in two camera groups at once) commit again, which then finds the winner's row."""
+        for attempt in (1, 2):
+            await self.persons.prepare(s.event_id, embedding, s.camera_group_id, match is not None, ctx.settings)
+            try:
+                with self._lock:
+                    return self._commit(s, embedding, match, ctx)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+                log.info("event %s: a concurrent commit made a row first; committing again", s.event_id)
+        return None  # not reached: the loop returns or raises
 
     @staticmethod
     def _unmatched_active(ctx: Context) -> bool:
@@ -385,10 +423,11 @@ class EventPipelineCore:
     def _load_open_episodes(self) -> None:
         """Rebuild episode state after a restart from open episodes and their events' vectors: those
         stale by the clock close first, and at most a bounded number per group is loaded."""
+        owns = self.owns if self.pipelines > 1 else None
         with UnitOfWork(self.db_url) as uow:
             episode_clock.close_stale_at_start(uow, datetime.now(UTC),
-                                               episode_clock.Limits.from_settings(uow.settings.all()))
-            for episode in episode_clock.freshest_open(uow):
+                                               episode_clock.Limits.from_settings(uow.settings.all()), owns)
+            for episode in episode_clock.freshest_open(uow, owns=owns):
                 state = OpenEpisode(episode.id, episode.started_at, episode.last_at, touched=episode.updated_at)
                 events = list(uow.session.scalars(select(orm.Event).where(orm.Event.episode_id == episode.id)
                                                   .order_by(orm.Event.timestamp.desc()).limit(64)))
@@ -405,13 +444,15 @@ class EventPipelineCore:
 
 
 # max_concurrency=1: posts are handled one at a time, so episode and dedup state never interleave.
+# Ray restarts a dead one and re-runs its unanswered posts (max_task_retries=-1); event ids make that safe.
 @ray.remote(max_restarts=-1, max_task_retries=-1, num_cpus=0, max_concurrency=1)
 class EventPipeline:
-    """The Ray actor around `EventPipelineCore` (one per installation; restarted by Ray if it dies)."""
+    """The Ray actor around `EventPipelineCore`: pipeline `pipeline` of `pipelines` (named
+    `event_pipeline_name(pipeline)`, facewatch/names.py)."""
 
     def __init__(self, db_url: str, galleries: Galleries, calibration: Calibration,
-                 media_root: str | None = None) -> None:
-        self.core = EventPipelineCore(db_url, galleries, calibration, media_root)
+                 media_root: str | None = None, pipeline: int = 0, pipelines: int = 1) -> None:
+        self.core = EventPipelineCore(db_url, galleries, calibration, media_root, pipeline, pipelines)
         # Started here so a pipeline Ray restarts closes quiet groups' episodes by itself.
         self.clock = BackgroundLoop(self.core.close_idle_forever, name="episode-clock")
 

@@ -19,6 +19,14 @@ log = logging.getLogger("facewatch.galleries")
 __all__ = ["DOSSIER_COLUMNS", "EVENT_COLUMNS", "SYSTEM_GALLERY_COLUMNS", "Galleries"]  # columns: re-exported
 
 
+def shard_actor_options(gpu: str, gpu_fraction: float) -> dict[str, float]:
+    """Ray resources of a system gallery's shard: a GPU share only when the setting asks for GPUs."""
+    options = {"num_cpus": 0.0}
+    if gpu == "auto" and gpu_fraction > 0:
+        options["num_gpus"] = float(gpu_fraction)
+    return options
+
+
 @dataclass
 class Galleries:
     db_url: str
@@ -28,13 +36,15 @@ class Galleries:
     shards: int = 2
     replicas: int = 1
     detached: bool = False
+    gpu: str = "off"  # FACEWATCH_GALLERY_GPU (actors/gallery_index.py `choose_device`)
+    gpu_fraction: float = 0.0  # FACEWATCH_GALLERY_GPU_FRACTION: asked of Ray per shard replica when gpu=auto
     _routers: dict[str, GalleryRouter] = field(default_factory=dict)
 
     def _create(self, name: str) -> GalleryRouter:
         return create_gallery(
             name, self.model, self.dim, shards=self.shards, replicas=self.replicas, db_url=self.db_url,
             snapshot_dir=self.snapshot_dir, columns=SYSTEM_GALLERY_COLUMNS.get(name), detached=self.detached,
-            actor_options={"num_cpus": 0}, ready_timeout_s=None,
+            actor_options=shard_actor_options(self.gpu, self.gpu_fraction), ready_timeout_s=None, gpu=self.gpu,
         )
 
     async def router_async(self, name: str) -> GalleryRouter:
