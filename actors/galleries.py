@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from actors.gallery import GalleryRouter, create_gallery
 from facewatch.errors import FacewatchError
 from facewatch.gallery_schema import DOSSIER_COLUMNS, EVENT_COLUMNS, SYSTEM_GALLERY_COLUMNS
+from facewatch.settings import Config
 
 log = logging.getLogger("facewatch.galleries")
 
@@ -39,6 +40,17 @@ class Galleries:
     gpu: str = "off"  # FACEWATCH_GALLERY_GPU (actors/gallery_index.py `choose_device`)
     gpu_fraction: float = 0.0  # FACEWATCH_GALLERY_GPU_FRACTION: asked of Ray per shard replica when gpu=auto
     _routers: dict[str, GalleryRouter] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, config: Config, embedder: str, detached: bool = True) -> Galleries:
+        """The system galleries of an installation as its settings shape them (shards, replicas, GPU);
+        no actor is started or looked up until a router is asked for."""
+        from models.embedders import embedder_spec  # models import torch: only where galleries are opened
+
+        spec = embedder_spec(embedder)
+        return cls(db_url=config.database_url, snapshot_dir=str(config.snapshot_dir), model=spec.name, dim=spec.dim,
+                   shards=config.gallery_shards, replicas=config.gallery_replicas, detached=detached,
+                   gpu=config.gallery_gpu, gpu_fraction=config.gallery_gpu_fraction)
 
     def _create(self, name: str) -> GalleryRouter:
         return create_gallery(

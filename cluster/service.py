@@ -92,16 +92,8 @@ def active_embedder(config: Config) -> str:
         return str(uow.settings.get("embedder"))
 
 
-def system_galleries(config: Config, embedder: str, detached: bool = True) -> Galleries:
-    """The system galleries as the configuration sets them (shards, replicas, GPU); nothing started yet."""
-    spec = embedder_spec(embedder)
-    return Galleries(db_url=config.database_url, snapshot_dir=str(config.snapshot_dir), model=spec.name,
-                     dim=spec.dim, shards=config.gallery_shards, replicas=config.gallery_replicas,
-                     detached=detached, gpu=config.gallery_gpu, gpu_fraction=config.gallery_gpu_fraction)
-
-
 def open_galleries(config: Config, embedder: str, detached: bool = True) -> Galleries:
-    galleries = system_galleries(config, embedder, detached)
+    galleries = Galleries.from_config(config, embedder, detached)
     galleries.open_all()
     return galleries
 
@@ -126,7 +118,7 @@ def start_event_pipelines(config: Config, embedder: str, ready_timeout_s: float 
     (actors/pipeline_router.py). Changing the count takes a full restart (`facewatch stop`)."""
     spec = embedder_spec(embedder)
     # A fresh Galleries (no routers yet): each actor finds the running shard actors by name.
-    galleries = system_galleries(config, embedder)
+    galleries = Galleries.from_config(config, embedder)
     handles = [EventPipeline.options(name=event_pipeline_name(i), namespace=NAMESPACE, get_if_exists=True,
                                      lifetime="detached").remote(config.database_url, galleries, spec.calibration,
                                                                  str(config.media_root), i, config.event_pipelines)
