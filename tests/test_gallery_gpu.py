@@ -111,3 +111,16 @@ def test_beyond_the_gpu_k_limit_and_on_approximate_shards_the_cpu_searches() -> 
     assert copy.builds == 1  # the mirror was consulted, found k too large, and the CPU answered
     ivf = random_index(ShardConfig("g", "m", DIM, approximate_threshold=1000, gpu="auto"), 0, [0, 1], 1000, 2000)
     assert ivf.kind == "ivf_pq_sq8" and ivf.place("gpu", CountingCopy()) == "cpu"
+
+
+def test_the_installations_galleries_take_the_gpu_settings(tmp_path) -> None:
+    from actors.galleries import Galleries
+    from facewatch.settings import load_config
+
+    env = {"FACEWATCH_HOME": str(tmp_path), "FACEWATCH_GALLERY_GPU": "auto", "FACEWATCH_GALLERY_GPU_FRACTION": "0.25"}
+    galleries = Galleries.from_config(load_config(env), "dlib_resnet_v1")
+    assert (galleries.gpu, galleries.gpu_fraction, galleries.dim) == ("auto", 0.25, 128)
+    default = Galleries.from_config(load_config({"FACEWATCH_HOME": str(tmp_path)}), "dlib_resnet_v1")
+    assert shard_actor_options(default.gpu, default.gpu_fraction) == {"num_cpus": 0.0}
+    with pytest.raises(ValueError):
+        load_config({**env, "FACEWATCH_GALLERY_GPU": "always"})
