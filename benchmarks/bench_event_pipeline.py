@@ -93,10 +93,11 @@ def client(router: PipelineRouter, group: int, faces: np.ndarray, batch: int, un
 def measure(url: str, pipelines: int, groups: int, batch: int, seconds: float, tmp: Path) -> dict[str, Any]:
     group_ids, faces = prepare(url, groups)
     galleries = Galleries(db_url=url, snapshot_dir=str(tmp / uuid.uuid4().hex), model=MODEL, dim=DIM)
-    galleries.open_all()
     base = f"bench-pipeline-{uuid.uuid4().hex[:6]}"
+    # Created before this process opens the routers, as the service does: small constructor arguments.
     actors = [EventPipeline.options(name=event_pipeline_name(i, base), namespace=NAMESPACE)
               .remote(url, galleries, CAL, None, i, pipelines) for i in range(pipelines)]
+    galleries.open_all()
     try:
         ray.get([a.stats.remote() for a in actors], timeout=300)
         until, counts = [float("inf")], [[0] for _ in group_ids]
