@@ -73,3 +73,14 @@ def test_a_failed_share_fails_the_call_so_the_caller_retries_all() -> None:
 
     with pytest.raises(ConnectionError):
         asyncio.run(post_routed_async([sighting("a", 1), sighting("b", 2)], 2, post_to))
+
+
+def test_jobs_learn_the_pipeline_count_from_the_settings(tmp_path) -> None:
+    from actors.camera_job import JobTuning
+    from cluster.service import job_spec_defaults
+    from facewatch.settings import load_config
+
+    config = load_config({"FACEWATCH_HOME": str(tmp_path), "FACEWATCH_EVENT_PIPELINES": "4"})
+    tuning = JobTuning.from_spec(job_spec_defaults(config))
+    assert (tuning.pipelines, tuning.pipeline_name) == (4, EVENT_PIPELINE)
+    assert load_config({"FACEWATCH_HOME": str(tmp_path)}).event_pipelines == 1
