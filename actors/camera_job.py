@@ -24,9 +24,9 @@ Inside its own process the job does, frame by frame::
 and for every shot to post: the aligned chip in the active embedder's geometry (≤ 160×160), a
 thumbnail (the face box with a margin), the normalised crop (the chip) and the full frame as JPEGs
 are written to the shared media store BY THE JOB; the chips go to the extractor pool (Ray Serve,
-batched) and the resulting `FaceSighting`s to the `EventPipeline` actor. Frames never leave the
-process; a track keeps only the payload of its current best shot (chip, small crops, and the
-JPEG bytes of that one frame, encoded at once).
+batched) and the resulting `FaceSighting`s to the `EventPipeline` actor of the camera's group
+(actors/pipeline_router.py). Frames never leave the process; a track keeps only the payload of its
+current best shot (chip, small crops, and the JPEG bytes of that one frame, encoded at once).
 
 Decisions:
 - **Sources.** A video job (`single_pass`) reads its file once (the uploaded file in the media
@@ -60,7 +60,7 @@ camera metrics: a job actor is killed as soon as it finishes, before its own met
 
 Settings come from `job_spec["stream_settings"]` (SPEC §2; defaults as in the API's
 StreamSettings) and, for tuning, from top-level job_spec keys the manager's `spec_defaults` set:
-db_url and media_root (required), pipeline_name / pipeline_namespace, extractor_app /
+db_url and media_root (required), pipeline_name / pipelines / pipeline_namespace, extractor_app /
 extractor_deployment, detect_batch, open_timeout_s, read_timeout_s, reopen_initial_s,
 reopen_max_s, post_attempts, post_backoff_s, call_timeout_s, stall_timeout_s, torch_threads.
 """
@@ -77,15 +77,16 @@ from typing import Any
 
 import numpy as np
 import ray
-from ray.actor import ActorHandle
 
 from actors.face_posting import FacePoster, SightingSource
 from actors.frame_pipeline import Counters, FramePipeline, ShotPayload, StreamConfig
 from actors.job_lease import JobLease, ray_manager_call
 from actors.job_status import Beat, JobHealth, job_stats, short_error, video_summary
 from actors.live_view import LiveView
+from actors.pipeline_router import PipelineRouter
 from actors.video_source import SourceError, SourceOpenError, SourceReadError, VideoSource, reopen_delays
 from actors.vms_cameras import resolve_source_url
+from facewatch.names import EVENT_PIPELINE
 from facewatch.sightings import FaceSighting
 from models.detector import make_detector
 from models.embedders import embedder_spec
@@ -97,7 +98,7 @@ __all__ = ["CameraJob", "Counters", "JobTuning", "PostFailed", "ShotPayload", "S
 
 log = logging.getLogger("facewatch.camera_job")
 
-PIPELINE_NAME = "event-pipeline"
+PIPELINE_NAME = EVENT_PIPELINE
 EXTRACTOR_NAME = "facewatch-extractor"  # deployment and app name of serve_apps.extractor
 
 
@@ -107,7 +108,8 @@ class JobTuning:
 
     db_url: str
     media_root: str
-    pipeline_name: str = PIPELINE_NAME
+    pipeline_name: str = PIPELINE_NAME  # the first event pipeline's name (actors/pipeline_router.py)
+    pipelines: int = 1  # FACEWATCH_EVENT_PIPELINES
     pipeline_namespace: str | None = None  # None: the manager's namespace
     extractor_app: str = EXTRACTOR_NAME
     extractor_deployment: str = EXTRACTOR_NAME
@@ -164,7 +166,8 @@ class CameraJob:
         self._pending_source = self._camera_source
         self._started = False
         self._outcome = ""
-        self._pipeline: ActorHandle | None = None
+        self._pipelines = PipelineRouter(self.tuning.pipelines, self.tuning.pipeline_namespace or namespace,
+                                         self.tuning.pipeline_name)
         self._extractor: Any = None
         self._frames_total: int | None = None
         self._duration_s: float | None = None
@@ -418,14 +421,7 @@ class CameraJob:
             raise
 
     def _hand_over(self, sightings: list[FaceSighting]) -> list[str | None]:
-        if self._pipeline is None:
-            self._pipeline = ray.get_actor(self.tuning.pipeline_name,
-                                           namespace=self.tuning.pipeline_namespace or self.namespace)
-        try:
-            return ray.get(self._pipeline.post.remote(sightings), timeout=self.tuning.call_timeout_s)
-        except Exception:
-            self._pipeline = None
-            raise
+        return self._pipelines.post(sightings, timeout_s=self.tuning.call_timeout_s)
 
     # -- reporting -------------------------------------------------------------------------------------
 

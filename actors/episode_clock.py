@@ -17,12 +17,13 @@ episodes of groups that went quiet, when no event arrives at all:
 - On start the pipeline closes, in SQL, every open episode already stale by this rule and loads only
   the freshest `MAX_OPEN_PER_GROUP` per group.
 
-`EventPipeline` (the actor) runs `close_idle` every `TICK_S` seconds on a background loop.
+`EventPipeline` (the actor) runs `close_idle` every `TICK_S` seconds on a background loop. With several
+event pipelines each one closes only the episodes of its own camera groups.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -34,6 +35,7 @@ from storage.unit_of_work import UnitOfWork
 
 MAX_OPEN_PER_GROUP = 256
 TICK_S = 5.0
+Owns = Callable[[int | None], bool]  # is this camera group one of this event pipeline's? (actors/pipeline_router.py)
 
 
 class ClockedEpisode(Protocol):
@@ -91,26 +93,40 @@ def close_rows(uow: UnitOfWork, episodes: Iterable[ClockedEpisode]) -> int:
     return count
 
 
-def close_stale_at_start(uow: UnitOfWork, now: datetime, limits: Limits) -> int:
+def close_stale_at_start(uow: UnitOfWork, now: datetime, limits: Limits, owns: Owns | None = None) -> int:
     """Closes in SQL the open episodes idle by the clock (`updated_at` stands for `touched`), before any
-    is loaded; the max duration is checked on the loaded ones by the next `close_idle`."""
-    idle_since = now - limits.idle
+    is loaded; the max duration is checked on the loaded ones by the next `close_idle`. With `owns`
+    (several event pipelines) only the episodes of this pipeline's camera groups: another pipeline's
+    are in its memory, and its own clock closes them."""
+    stale = (orm.Episode.open.is_(True), orm.Episode.updated_at < now - limits.idle)
+    if owns is not None:
+        rows = uow.session.execute(select(orm.Episode.id, orm.Episode.camera_group_id).where(*stale))
+        ids = [episode_id for episode_id, group in rows if owns(group)]
+        closed = 0
+        for start in range(0, len(ids), 500):  # bounded IN lists
+            closed += _close_where(uow, orm.Episode.id.in_(ids[start:start + 500]))
+        return closed
+    return _close_where(uow, *stale)
+
+
+def _close_where(uow: UnitOfWork, *where: Any) -> int:
     result = uow.session.execute(
-        update(orm.Episode)
-        .where(orm.Episode.open.is_(True), orm.Episode.updated_at < idle_since)
-        .values(open=False, closed_at=orm.Episode.last_at)
+        update(orm.Episode).where(*where).values(open=False, closed_at=orm.Episode.last_at)
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def freshest_open(uow: UnitOfWork, cap: int = MAX_OPEN_PER_GROUP) -> list[orm.Episode]:
-    """The open episodes to load: per camera group the `cap` most recently touched; the rest are closed."""
+def freshest_open(uow: UnitOfWork, cap: int = MAX_OPEN_PER_GROUP, owns: Owns | None = None) -> list[orm.Episode]:
+    """The open episodes to load: per camera group the `cap` most recently touched; the rest are closed.
+    With `owns`, only this pipeline's camera groups are looked at."""
     keep: list[orm.Episode] = []
     per_group: dict[int | None, int] = {}
     stmt = select(orm.Episode).where(orm.Episode.open.is_(True)).order_by(orm.Episode.updated_at.desc(),
                                                                           orm.Episode.id.desc())
     for episode in uow.session.scalars(stmt):
+        if owns is not None and not owns(episode.camera_group_id):
+            continue
         seen = per_group.get(episode.camera_group_id, 0)
         per_group[episode.camera_group_id] = seen + 1
         if seen < cap:

@@ -21,6 +21,12 @@ Rules (SPEC §4):
   from job + run + track + shot, so a retried hand-off finds the committed event and adds nothing.
 
 In-memory state (recent faces per group for dedup and episodes) is rebuilt from the DB on start.
+
+Several pipelines (FACEWATCH_EVENT_PIPELINES, docs/event_pipeline.md): pipeline `i` of `n` holds the
+camera groups with `pipeline_index(group, n) == i` (actors/pipeline_router.py routes every caller's
+sightings so); it loads, dedups against and closes only their episodes. What they share lives in the
+DB: a dossier's person is unique (a commit that loses that race is retried once and finds the
+winner's), the webhook outbox is rows of the same transaction.
 """
 
 from __future__ import annotations
@@ -36,11 +42,13 @@ from typing import Any
 import numpy as np
 import ray
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from actors import episode_clock
 from actors.background_loop import BackgroundLoop
 from actors.galleries import Galleries
 from actors.persons import PersonAssigner
+from actors.pipeline_router import pipeline_index
 from actors.track_identity import TrackEvidence, score_dossier
 from facewatch import metrics
 from facewatch.sightings import FaceSighting, track_event_prefix
@@ -49,6 +57,7 @@ from storage import orm
 from storage.acknowledgement import episode_after_event, initial_ack
 from storage.dossier_vectors import DOSSIERS_GALLERY, EVENTS_GALLERY
 from storage.erasure import delete_unreferenced
+from storage.event_rows import add_to_episode, count_on_video, event_row
 from storage.media import LocalMediaStore
 from storage.negatives import EventMatch, candidate_dossiers, match_of, set_event_match, track_events
 from storage.outbox import enqueue_event
@@ -125,7 +134,10 @@ def track_evidence(s: FaceSighting, embedding: np.ndarray) -> TrackEvidence:
 
 class EventPipelineCore:
     def __init__(self, db_url: str, galleries: Galleries, calibration: Calibration,
-                 media_root: str | None = None) -> None:
+                 media_root: str | None = None, pipeline: int = 0, pipelines: int = 1) -> None:
+        if not 0 <= pipeline < pipelines:
+            raise ValueError(f"event pipeline {pipeline} of {pipelines} does not exist")
+        self.pipeline, self.pipelines = pipeline, pipelines
         self.db_url = db_url
         self.media = LocalMediaStore(media_root) if media_root else None  # to remove dropped faces' media
         self.galleries = galleries
@@ -136,17 +148,30 @@ class EventPipelineCore:
         self.dropped = 0
         self.corrected = 0  # earlier events of a realtime track whose match a later shot changed
         self.closed_by_clock = 0
+        self.misrouted = 0
         self._lock = threading.Lock()  # episode state: posts vs. the clock (actors/episode_clock.py)
         self.persons = PersonAssigner(galleries, calibration)  # every event gets a person (docs/persons.md)
         self._load_open_episodes()
 
     # ---- public --------------------------------------------------------------------------------
+    def owns(self, camera_group_id: int | None) -> bool:
+        """Is this camera group's state held here (the router sends its sightings here)?"""
+        return pipeline_index(camera_group_id, self.pipelines) == self.pipeline
+
     async def post(self, sightings: list[FaceSighting]) -> list[str | None]:
         """Turn sightings into events; per sighting the event id, or None when it was dropped."""
         results: list[str | None] = []
         with UnitOfWork(self.db_url) as uow:
             context = load_context(uow)
         for sighting in sightings:
+            if not self.owns(sighting.camera_group_id):
+                # A caller with another FACEWATCH_EVENT_PIPELINES: the event is kept (nothing is lost), but
+                # its dedup/episode state may live in another pipeline, so say so loudly.
+                self.misrouted += 1
+                log.warning("sighting %s of camera group %s reached event pipeline %d of %d; the router sends it "
+                            "to %d (is FACEWATCH_EVENT_PIPELINES the same everywhere?)", sighting.event_id,
+                            sighting.camera_group_id, self.pipeline, self.pipelines,
+                            pipeline_index(sighting.camera_group_id, self.pipelines))
             results.append(await self._post_one(sighting, context))
         self._discard_media([s for s, r in zip(sightings, results, strict=True) if r is None])
         if any(r is not None for r in results):
@@ -170,7 +195,8 @@ class EventPipelineCore:
     def stats(self) -> dict[str, int]:
         return {"events_created": self.created, "sightings_dropped": self.dropped, "matches_corrected": self.corrected,
                 "open_episodes": sum(len(v) for v in self.episodes.values()),
-                "episodes_closed_by_clock": self.closed_by_clock, **self.persons.stats()}
+                "episodes_closed_by_clock": self.closed_by_clock, "sightings_misrouted": self.misrouted,
+                "pipeline": self.pipeline, "pipelines": self.pipelines, **self.persons.stats()}
 
     def close_idle(self, now: datetime | None = None) -> int:
         """Closes the open episodes that are idle or too long by the clock, and those beyond the
@@ -214,14 +240,27 @@ class EventPipelineCore:
         if self._is_duplicate(s, embedding, match, ctx):
             self.dropped += 1
             return None
-        await self.persons.prepare(s.event_id, embedding, s.camera_group_id, match is not None, ctx.settings)
-        with self._lock:
-            event_id = self._commit(s, embedding, match, ctx)
+        event_id = await self._commit_once_more_on_conflict(s, embedding, match, ctx)
         self.persons.forget(s.event_id)
         if event_id is not None:
             self.created += 1
             metrics.events_created(1, matched=match is not None)
         return event_id
+
+    async def _commit_once_more_on_conflict(self, s: FaceSighting, embedding: np.ndarray, match: Match | None,
+                                            ctx: Context) -> str | None:
+        """Commit; when another pipeline won a unique row first (a dossier's person made by its first
+        event in two camera groups at once) commit again, which then finds the winner's row."""
+        for attempt in (1, 2):
+            await self.persons.prepare(s.event_id, embedding, s.camera_group_id, match is not None, ctx.settings)
+            try:
+                with self._lock:
+                    return self._commit(s, embedding, match, ctx)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+                log.info("event %s: a concurrent commit made a row first; committing again", s.event_id)
+        return None  # not reached: the loop returns or raises
 
     @staticmethod
     def _unmatched_active(ctx: Context) -> bool:
@@ -334,66 +373,28 @@ class EventPipelineCore:
                 episode = uow.episodes.add(orm.Episode(
                     camera_group_id=s.camera_group_id, camera_id=s.camera_id, started_at=s.timestamp,
                     last_at=s.timestamp, first_event_id=s.event_id))
-            event = self._event_row(s, match, episode)
+            event = event_row(s, match, episode)
             first = not episode.event_count
             event.acknowledged, event.acknowledged_by, event.acknowledged_at = initial_ack(
                 self._requires_ack(match, ctx), episode, datetime.now(UTC))
             self.persons.attach(uow, event, embedding, s.model, ctx.settings)
             uow.session.add(event)
-            self._update_episode(episode, event, match)
+            add_to_episode(episode, event, match)
             episode_after_event(episode, event, first)
             enqueue_event(uow, event)
             uow.vectors.upsert(EVENTS_GALLERY, s.event_id, s.model, embedding.tobytes(), int(embedding.size), {
                 "camera_id": s.camera_id, "camera_group_id": s.camera_group_id,
                 "timestamp": s.timestamp.timestamp()})
-            self._count_on_video(uow, s.video_id, match)
+            count_on_video(uow, s.video_id, match is not None)
             uow.commit()
             self._remember(s, embedding, match, episode, open_episode)
             return s.event_id
-
-    @staticmethod
-    def _event_row(s: FaceSighting, match: Match | None, episode: orm.Episode) -> orm.Event:
-        gender = s.attributes.get("gender") if s.attributes else None
-        return orm.Event(
-            id=s.event_id, job_id=s.job_id, track_id=s.track_id, camera_id=s.camera_id,
-            camera_group_id=s.camera_group_id, video_id=s.video_id, timestamp=s.timestamp,
-            video_offset_s=s.video_offset_s, bbox=[float(v) for v in s.bbox], detection_score=s.detection_score,
-            quality=s.quality, attributes=s.attributes, age=s.attributes.get("age") if s.attributes else None,
-            gender=gender.get("value") if isinstance(gender, dict) else None,
-            matched=match is not None, dossier_id=match.dossier_id if match else None,
-            watch_list_id=match.watch_list_id if match else orm.UNMATCHED_WATCH_LIST_ID,
-            matched_face_id=match.face_id if match else None, confidence=match.confidence if match else None,
-            episode_id=episode.id, thumbnail_key=s.thumbnail_key, crop_key=s.crop_key, frame_key=s.frame_key,
-            meta=dict(s.meta or {}), external_id=s.external_id,
-        )
 
     @staticmethod
     def _requires_ack(match: Match | None, ctx: Context) -> bool:
         """The event's watch list requires acknowledgement (see storage/acknowledgement.py)."""
         watch_list = ctx.watch_lists.get(match.watch_list_id if match else orm.UNMATCHED_WATCH_LIST_ID)
         return bool(watch_list is not None and watch_list.require_ack)
-
-    @staticmethod
-    def _update_episode(episode: orm.Episode, event: orm.Event, match: Match | None) -> None:
-        episode.event_count = (episode.event_count or 0) + 1
-        episode.last_event_id = event.id
-        episode.last_at = max(episode.last_at, event.timestamp) if episode.last_at else event.timestamp
-        if event.quality >= (episode.best_quality or 0.0) or episode.best_event_id is None:
-            episode.best_event_id, episode.best_quality = event.id, event.quality
-        if match is not None and episode.dossier_id is None:
-            episode.matched, episode.dossier_id, episode.watch_list_id = True, match.dossier_id, match.watch_list_id
-
-    @staticmethod
-    def _count_on_video(uow: UnitOfWork, video_id: int | None, match: Match | None) -> None:
-        if video_id is None:
-            return
-        video = uow.videos.find(video_id)
-        if video is not None:
-            video.events_count += 1
-            if match is not None:
-                video.matched_count += 1
-            else:
-                video.unmatched_count += 1
 
     def _remember(self, s: FaceSighting, embedding: np.ndarray, match: Match | None, episode: orm.Episode,
                   open_episode: OpenEpisode | None) -> None:
@@ -409,10 +410,11 @@ class EventPipelineCore:
     def _load_open_episodes(self) -> None:
         """Rebuild episode state after a restart from open episodes and their events' vectors: those
         stale by the clock close first, and at most a bounded number per group is loaded."""
+        owns = self.owns if self.pipelines > 1 else None
         with UnitOfWork(self.db_url) as uow:
             episode_clock.close_stale_at_start(uow, datetime.now(UTC),
-                                               episode_clock.Limits.from_settings(uow.settings.all()))
-            for episode in episode_clock.freshest_open(uow):
+                                               episode_clock.Limits.from_settings(uow.settings.all()), owns)
+            for episode in episode_clock.freshest_open(uow, owns=owns):
                 state = OpenEpisode(episode.id, episode.started_at, episode.last_at, touched=episode.updated_at)
                 events = list(uow.session.scalars(select(orm.Event).where(orm.Event.episode_id == episode.id)
                                                   .order_by(orm.Event.timestamp.desc()).limit(64)))
@@ -429,13 +431,15 @@ class EventPipelineCore:
 
 
 # max_concurrency=1: posts are handled one at a time, so episode and dedup state never interleave.
+# Ray restarts a dead one and re-runs its unanswered posts (max_task_retries=-1); event ids make that safe.
 @ray.remote(max_restarts=-1, max_task_retries=-1, num_cpus=0, max_concurrency=1)
 class EventPipeline:
-    """The Ray actor around `EventPipelineCore` (one per installation; restarted by Ray if it dies)."""
+    """The Ray actor around `EventPipelineCore`: pipeline `pipeline` of `pipelines` (named
+    `event_pipeline_name(pipeline)`, facewatch/names.py)."""
 
     def __init__(self, db_url: str, galleries: Galleries, calibration: Calibration,
-                 media_root: str | None = None) -> None:
-        self.core = EventPipelineCore(db_url, galleries, calibration, media_root)
+                 media_root: str | None = None, pipeline: int = 0, pipelines: int = 1) -> None:
+        self.core = EventPipelineCore(db_url, galleries, calibration, media_root, pipeline, pipelines)
         # Started here so a pipeline Ray restarts closes quiet groups' episodes by itself.
         self.clock = BackgroundLoop(self.core.close_idle_forever, name="episode-clock")
 

@@ -13,10 +13,19 @@ from dataclasses import dataclass, field
 from actors.gallery import GalleryRouter, create_gallery
 from facewatch.errors import FacewatchError
 from facewatch.gallery_schema import DOSSIER_COLUMNS, EVENT_COLUMNS, SYSTEM_GALLERY_COLUMNS
+from facewatch.settings import Config
 
 log = logging.getLogger("facewatch.galleries")
 
 __all__ = ["DOSSIER_COLUMNS", "EVENT_COLUMNS", "SYSTEM_GALLERY_COLUMNS", "Galleries"]  # columns: re-exported
+
+
+def shard_actor_options(gpu: str, gpu_fraction: float) -> dict[str, float]:
+    """Ray resources of a system gallery's shard: a GPU share only when the setting asks for GPUs."""
+    options = {"num_cpus": 0.0}
+    if gpu == "auto" and gpu_fraction > 0:
+        options["num_gpus"] = float(gpu_fraction)
+    return options
 
 
 @dataclass
@@ -28,13 +37,26 @@ class Galleries:
     shards: int = 2
     replicas: int = 1
     detached: bool = False
+    gpu: str = "off"  # FACEWATCH_GALLERY_GPU (actors/gallery_index.py `choose_device`)
+    gpu_fraction: float = 0.0  # FACEWATCH_GALLERY_GPU_FRACTION: asked of Ray per shard replica when gpu=auto
     _routers: dict[str, GalleryRouter] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, config: Config, embedder: str, detached: bool = True) -> Galleries:
+        """The system galleries of an installation as its settings shape them (shards, replicas, GPU);
+        no actor is started or looked up until a router is asked for."""
+        from models.embedders import embedder_spec  # models import torch: only where galleries are opened
+
+        spec = embedder_spec(embedder)
+        return cls(db_url=config.database_url, snapshot_dir=str(config.snapshot_dir), model=spec.name, dim=spec.dim,
+                   shards=config.gallery_shards, replicas=config.gallery_replicas, detached=detached,
+                   gpu=config.gallery_gpu, gpu_fraction=config.gallery_gpu_fraction)
 
     def _create(self, name: str) -> GalleryRouter:
         return create_gallery(
             name, self.model, self.dim, shards=self.shards, replicas=self.replicas, db_url=self.db_url,
             snapshot_dir=self.snapshot_dir, columns=SYSTEM_GALLERY_COLUMNS.get(name), detached=self.detached,
-            actor_options={"num_cpus": 0}, ready_timeout_s=None,
+            actor_options=shard_actor_options(self.gpu, self.gpu_fraction), ready_timeout_s=None, gpu=self.gpu,
         )
 
     async def router_async(self, name: str) -> GalleryRouter:

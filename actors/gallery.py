@@ -91,6 +91,7 @@ def create_gallery(
     actor_options: Mapping[str, Any] | None = None,
     timeout_s: float = 30.0,
     ready_timeout_s: float | None = 600.0,
+    gpu: str = "off",
 ) -> GalleryRouter:
     """Create the gallery's actors, or find them when they exist (their config is then kept).
 
@@ -112,6 +113,7 @@ def create_gallery(
             approximate_threshold=approximate_threshold,
             nprobe_fraction=nprobe_fraction,
             threads=threads,
+            gpu=gpu,
         )
         options = {
             "namespace": namespace,

@@ -43,6 +43,7 @@ class ShardConfig:
     approximate_threshold: int = DEFAULT_APPROXIMATE_THRESHOLD
     nprobe_fraction: float = DEFAULT_NPROBE_FRACTION
     threads: int = 1
+    gpu: str = "off"  # FACEWATCH_GALLERY_GPU: "auto" searches on a GPU when Ray gave the shard one (gallery_index.py)
 
     def snapshot_path(self) -> Path | None:
         if not self.snapshot_dir:

@@ -2,13 +2,20 @@
 
 Pure (no Ray, no DB): `actors/gallery_shard.py` wraps it with a lock, the DB log replay and
 snapshots. Why these index types and parameters: docs/gallery.md.
+
+GPU (FACEWATCH_GALLERY_GPU=auto, docs/gallery.md "GPU nodes"): `choose_device` picks the GPU only when
+the setting asks, faiss was built with GPUs (the `faiss-gpu-cu12` wheel of the `gpu` extra) and Ray gave
+the shard a GPU. The CPU index stays the truth (writes, snapshots, filters' fallback); an exact shard
+then searches a `GpuMirror` of its flat vectors, rebuilt after writes. FAISS's GPU code has no 4-bit
+fast-scan PQ, so an approximate (IVF-PQ fast-scan) shard keeps searching on the CPU.
 """
 
 from __future__ import annotations
 
 import ctypes
 import math
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import faiss
@@ -29,6 +36,72 @@ REFINE_FACTOR = 4
 REFINE_MIN_CANDIDATES = 32
 # IndexIDMap2 keeps an unordered_map label -> position next to its id array; about 40 B a node.
 IDMAP2_REV_MAP_BYTES = 40
+GPU_MAX_K = 2048  # FAISS GPU searches return at most this many neighbours per query
+
+
+def faiss_gpus() -> int:
+    """GPUs this faiss build can use (0 with faiss-cpu, which has no get_num_gpus at all)."""
+    count = getattr(faiss, "get_num_gpus", None)
+    return int(count()) if count is not None else 0
+
+
+def choose_device(mode: str, faiss_gpu_count: int, granted_gpus: int) -> str:
+    """"gpu" when the setting asks (auto), faiss can use a GPU and Ray granted this process one; else "cpu".
+    Taking a GPU Ray did not grant would share it unplanned with whoever Ray gave it to."""
+    if mode not in ("auto", "off"):
+        raise ValueError(f"gallery GPU mode must be auto or off, not {mode!r}")
+    return "gpu" if mode == "auto" and faiss_gpu_count > 0 and granted_gpus > 0 else "cpu"
+
+
+def flat_to_gpu(index: faiss.Index) -> faiss.Index:
+    """A copy of a flat CPU index on GPU 0 (the one Ray granted: it sets CUDA_VISIBLE_DEVICES)."""
+    return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+
+
+class GpuMirror:
+    """A copy of an exact (IDMap2,Flat) index's vectors on another device, searched without FAISS
+    search parameters (GPU indexes take no id selector): a filtered search asks for more neighbours
+    and keeps those the filter passes; when fewer than k are left and the shard has more, the caller
+    searches on the CPU instead, so answers equal the CPU index's."""
+
+    def __init__(self, to_device: Callable[[faiss.Index], faiss.Index] = flat_to_gpu) -> None:
+        self.to_device = to_device
+        self._lock = threading.Lock()
+        self._copy: tuple[faiss.Index, np.ndarray] | None = None  # (device index, position -> slot)
+
+    def invalidate(self) -> None:
+        self._copy = None
+
+    def _current(self, index: faiss.Index) -> tuple[faiss.Index, np.ndarray]:
+        copy = self._copy
+        if copy is None:
+            with self._lock:  # concurrent searches (read lock) build it once
+                if self._copy is None:
+                    idmap = faiss.downcast_index(index)
+                    self._copy = (self.to_device(faiss.downcast_index(idmap.index)),
+                                  faiss.vector_to_array(idmap.id_map).astype(np.int64))
+                copy = self._copy
+        return copy
+
+    def search(self, index: faiss.Index, queries: np.ndarray, k: int, mask: np.ndarray | None,
+               share: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """(scores, slot labels) of the best k, or None when the GPU answer may miss filtered neighbours."""
+        device_index, slots = self._current(index)
+        total = device_index.ntotal
+        wide = min(total, k if mask is None else math.ceil(2 * k / max(share, 1e-9)) + k)
+        if wide > GPU_MAX_K:
+            return None
+        scores, positions = device_index.search(queries, wide)
+        labels = np.where(positions >= 0, slots[np.maximum(positions, 0)], -1)
+        if mask is None:
+            return scores, labels
+        passing = (labels >= 0) & mask[np.maximum(labels, 0)]
+        if wide < total and (passing.sum(axis=1) < k).any():
+            return None
+        order = np.argsort(~passing, axis=1, kind="stable")[:, :k]  # passing rows first, score order kept
+        scores, labels = np.take_along_axis(scores, order, 1), np.take_along_axis(labels, order, 1)
+        kept = np.take_along_axis(passing, order, 1)
+        return np.where(kept, scores, -np.inf).astype(np.float32), np.where(kept, labels, -1)
 
 
 def nlist_for(count: int) -> int:
@@ -103,6 +176,16 @@ class ShardIndex:
         self.refine = refine
         self.ivf = faiss.try_extract_index_ivf(index)
         self.nprobe = max(1, round(self.ivf.nlist * config.nprobe_fraction)) if self.ivf else 0
+        self.gpu: GpuMirror | None = None
+
+    def place(self, device: str, to_device: Callable[[faiss.Index], faiss.Index] = flat_to_gpu) -> str:
+        """Search on `device` ("gpu" or "cpu", see `choose_device`); returns where searches run now."""
+        self.gpu = GpuMirror(to_device) if device == "gpu" and self.refine is None and not self.ivf else None
+        return self.device
+
+    @property
+    def device(self) -> str:
+        return "gpu" if self.gpu is not None else "cpu"
 
     @classmethod
     def empty(cls, config: ShardConfig, sample: np.ndarray | None = None, expected: int = 0) -> ShardIndex:
@@ -167,6 +250,8 @@ class ShardIndex:
         if self.refine is not None:
             self.refine.set(slots, vectors[rows])
         self.columns.set(slots, [metas[r] for r in rows.tolist()])
+        if self.gpu is not None:
+            self.gpu.invalidate()
         return len(ids)
 
     def remove(self, item_ids: Sequence[str]) -> int:
@@ -176,6 +261,8 @@ class ShardIndex:
             self.index.remove_ids(faiss.IDSelectorBatch(slots))
             self.columns.clear(slots)
             self.ids.release(slots)
+            if self.gpu is not None:
+                self.gpu.invalidate()
         return len(slots)
 
     def update_meta(self, item_ids: Sequence[str], metas: Sequence[dict[str, Any] | None]) -> int:
@@ -198,8 +285,11 @@ class ShardIndex:
             # Every item passes (the persons gallery's one installation-wide scope): a selector would
             # only make FAISS test each candidate against a bitmap that lets all of them through.
             mask = None
-        bitmap = np.packbits(mask, bitorder="little") if mask is not None else None
         share = 1.0 if mask is None else min(1.0, int(mask.sum()) / len(self))
+        found = self.gpu.search(self.index, queries, min(k, len(self)), mask, share) if self.gpu else None
+        if found is not None:
+            return [self._matches(s, lab, min_score) for s, lab in zip(*found, strict=True)]
+        bitmap = np.packbits(mask, bitorder="little") if mask is not None else None
         params = self._search_params(bitmap, share)  # holds a pointer into `bitmap`: keep both alive
         faiss.omp_set_num_threads(self.config.threads)
         if self.refine is None:
@@ -239,6 +329,7 @@ class ShardIndex:
         return {
             "count": len(self),
             "index_type": self.kind,
+            "device": self.device,
             "nlist": self.ivf.nlist if self.ivf else None,
             "nprobe": self.nprobe or None,
             "index_bytes": self.index_bytes(),

@@ -38,7 +38,7 @@ from actors.gallery_config import (
     shard_of,
 )
 from actors.gallery_ids import IdTable
-from actors.gallery_index import ShardIndex, nlist_for
+from actors.gallery_index import ShardIndex, choose_device, faiss_gpus, nlist_for
 from actors.gallery_replay import LATE_COMMIT_S, Loaded, load_from_db, replay
 from actors.gallery_snapshot import SNAPSHOT_FORMAT, read_snapshot, write_snapshot
 from actors.gallery_synthetic import noisy_copies, random_index, synthetic_block
@@ -59,9 +59,16 @@ class GalleryShard:
         self._sync_lock = threading.Lock()  # one log replay at a time, so no change is applied twice
         self._server_lock = threading.Lock()
         self._search_server: SearchServer | None = None
+        # A GPU only when FACEWATCH_GALLERY_GPU=auto and Ray granted this actor one (Galleries asks for
+        # FACEWATCH_GALLERY_GPU_FRACTION then); every index this shard installs searches there.
+        self.device = choose_device(config.gpu, faiss_gpus(), len(ray.get_gpu_ids()) if ray.is_initialized() else 0)
         loaded = self._load_snapshot() or load_from_db(self.config)
-        self._index, self.applied_seq, self.source = loaded.index, loaded.applied_seq, loaded.source
+        self._index, self.applied_seq, self.source = self._placed(loaded.index), loaded.applied_seq, loaded.source
         self.sync()
+
+    def _placed(self, index: ShardIndex) -> ShardIndex:
+        index.place(self.device)
+        return index
 
     # ---- reads and direct writes -------------------------------------------------------------
     def search(
@@ -148,7 +155,7 @@ class GalleryShard:
         with self._sync_lock:
             seq = replay(self.config, fresh.index, fresh.applied_seq, nullcontext)  # nobody searches it yet
             with self._lock.write():
-                self._index, self.applied_seq, self.source = fresh.index, seq, "db"
+                self._index, self.applied_seq, self.source = self._placed(fresh.index), seq, "db"
         self._report_size()
         return self.stats()
 
@@ -185,7 +192,7 @@ class GalleryShard:
         """Fill an empty shard with `synthetic_block`s generated here (benchmarks: no DB, no transfer)."""
         index = random_index(self.config, seed, blocks, block_size, total, **shape)
         with self._lock.write():
-            self._index, self.source = index, "random"
+            self._index, self.source = self._placed(index), "random"
         return len(index)
 
 

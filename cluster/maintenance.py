@@ -38,10 +38,8 @@ def cleanup_interval_s(env: dict[str, str] | None = None) -> float:
 
 
 def _galleries(config: Config, embedder: str) -> Galleries:
-    spec = embedder_spec(embedder)
     # No routers yet: the actor finds the running shard actors by name when it first syncs.
-    return Galleries(db_url=config.database_url, snapshot_dir=str(config.snapshot_dir), model=spec.name,
-                     dim=spec.dim, shards=config.gallery_shards, replicas=config.gallery_replicas, detached=True)
+    return Galleries.from_config(config, embedder)
 
 
 def start_maintenance(config: Config, embedder: str, interval_s: float | None = None,

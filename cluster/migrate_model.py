@@ -367,8 +367,7 @@ def build_target_galleries(config: Config, model: str) -> str:
     spec = embedder_spec(model)
     if not ray.is_initialized():
         ray.init(address=config.ray_address, namespace="facewatch", log_to_driver=False)
-    galleries = Galleries(db_url=config.database_url, snapshot_dir=str(config.snapshot_dir), model=spec.name,
-                          dim=spec.dim, shards=config.gallery_shards, replicas=config.gallery_replicas, detached=True)
+    galleries = Galleries.from_config(config, model)
     galleries.open_all()
     for name in (DOSSIERS_GALLERY, EVENTS_GALLERY, PERSONS_GALLERY):
         galleries.router(name).snapshot()

@@ -20,7 +20,7 @@ from actors.task_supervisor import start_task_supervisor
 from actors.vms_agent import VMS_AGENT, VmsAgent
 from actors.webhook_dispatcher import WebhookDispatcher
 from cluster.maintenance import start_maintenance
-from facewatch.names import EVENT_PIPELINE, WEBHOOK_DISPATCHER
+from facewatch.names import WEBHOOK_DISPATCHER, event_pipeline_name
 from facewatch.settings import Config
 from models.embedders import embedder_spec
 from serve_apps.api.services import Services
@@ -93,10 +93,7 @@ def active_embedder(config: Config) -> str:
 
 
 def open_galleries(config: Config, embedder: str, detached: bool = True) -> Galleries:
-    spec = embedder_spec(embedder)
-    galleries = Galleries(db_url=config.database_url, snapshot_dir=str(config.snapshot_dir), model=spec.name,
-                          dim=spec.dim, shards=config.gallery_shards, replicas=config.gallery_replicas,
-                          detached=detached)
+    galleries = Galleries.from_config(config, embedder, detached)
     galleries.open_all()
     return galleries
 
@@ -111,21 +108,23 @@ def start_face_services(config: Config) -> Services:
 def job_spec_defaults(config: Config) -> dict[str, object]:
     """What every camera/video job needs to know beyond its own row (see actors.camera_job.JobTuning)."""
     return {"db_url": config.database_url, "media_root": str(config.media_root),
-            "pipeline_name": EVENT_PIPELINE, "pipeline_namespace": NAMESPACE,
+            "pipelines": config.event_pipelines, "pipeline_namespace": NAMESPACE,
             "detector": config.face_detector, "gpu_fraction": config.camera_gpu_fraction}
 
 
-def start_event_pipeline(config: Config, embedder: str, ready_timeout_s: float = 300.0) -> ActorHandle:
-    """The installation's event pipeline (detached, named `event-pipeline`), or the running one."""
+def start_event_pipelines(config: Config, embedder: str, ready_timeout_s: float = 300.0) -> list[ActorHandle]:
+    """The installation's FACEWATCH_EVENT_PIPELINES event pipelines (detached, named
+    `event_pipeline_name(i)`), or the running ones; camera groups are split among them
+    (actors/pipeline_router.py). Changing the count takes a full restart (`facewatch stop`)."""
     spec = embedder_spec(embedder)
-    # A fresh Galleries (no routers yet): the actor finds the running shard actors by name.
-    galleries = Galleries(db_url=config.database_url, snapshot_dir=str(config.snapshot_dir), model=spec.name,
-                          dim=spec.dim, shards=config.gallery_shards, replicas=config.gallery_replicas, detached=True)
-    handle = EventPipeline.options(name=EVENT_PIPELINE, namespace=NAMESPACE, get_if_exists=True,
-                                   lifetime="detached").remote(config.database_url, galleries, spec.calibration,
-                                                               str(config.media_root))
-    ray.get(handle.stats.remote(), timeout=ready_timeout_s)
-    return handle
+    # A fresh Galleries (no routers yet): each actor finds the running shard actors by name.
+    galleries = Galleries.from_config(config, embedder)
+    handles = [EventPipeline.options(name=event_pipeline_name(i), namespace=NAMESPACE, get_if_exists=True,
+                                     lifetime="detached").remote(config.database_url, galleries, spec.calibration,
+                                                                 str(config.media_root), i, config.event_pipelines)
+               for i in range(config.event_pipelines)]
+    ray.get([h.stats.remote() for h in handles], timeout=ready_timeout_s)
+    return handles
 
 
 def start_webhook_dispatcher(config: Config) -> ActorHandle:
@@ -147,7 +146,7 @@ def start_vms_agent(config: Config) -> ActorHandle:
 def start_job_services(config: Config, embedder: str, **manager_settings: object) -> ActorHandle:
     """The event pipeline, the webhook dispatcher, scheduled retention, then the JobManager (which
     starts placing camera and video jobs at once)."""
-    start_event_pipeline(config, embedder)
+    start_event_pipelines(config, embedder)
     start_webhook_dispatcher(config)
     start_vms_agent(config)
     start_maintenance(config, embedder)  # every FACEWATCH_CLEANUP_INTERVAL_S (default 3600 s; 0 = off)

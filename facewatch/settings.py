@@ -43,6 +43,12 @@ class Config(BaseSettings):
     public_url: str = Field("", description="base of absolute media URLs; default http://HOST:PORT")
     gallery_shards: int = Field(2, ge=1)
     gallery_replicas: int = Field(1, ge=1)
+    gallery_gpu: str = Field("off", pattern="^(auto|off)$",
+                             description="auto: gallery shards given a GPU by Ray search a FAISS GPU index; off: CPU")
+    gallery_gpu_fraction: float = Field(0.0, ge=0.0, le=1.0,
+                                        description="GPU share each gallery shard asks Ray for (with gallery_gpu=auto)")
+    event_pipelines: int = Field(1, ge=1, le=64,
+                                 description="event-pipeline actors; camera groups are split among them")
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1)
     extractor_min_replicas: int = Field(1, ge=0)
     extractor_max_replicas: int = Field(1, ge=1)

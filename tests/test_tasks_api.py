@@ -26,7 +26,7 @@ from ray import serve
 from sqlalchemy import func, select
 
 from actors.task_supervisor import SUPERVISOR_NAME, SupervisorTuning, start_task_supervisor
-from cluster.service import open_galleries, start_event_pipeline, start_webhook_dispatcher
+from cluster.service import open_galleries, start_event_pipelines, start_webhook_dispatcher
 from facewatch.settings import load_config
 from serve_apps.api.app import create_app
 from serve_apps.api.services import Services
@@ -85,7 +85,7 @@ def system(tmp_path_factory: pytest.TempPathFactory, faces_dir: Path):
     with local_ray(4, "test-tasks"):
         serve.run(build_extractor_application(config, EMBEDDER), name=EXTRACTOR_APP, route_prefix=None)
         galleries = open_galleries(config, EMBEDDER)
-        start_event_pipeline(config, EMBEDDER)
+        start_event_pipelines(config, EMBEDDER)
         start_webhook_dispatcher(config)
         start_task_supervisor(config, EMBEDDER, SupervisorTuning(poll_s=0.3, max_parallel=2, part_cpus=0.5))
         tokens = role_tokens(url, suffix="")

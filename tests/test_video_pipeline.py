@@ -430,7 +430,8 @@ def test_enroll_command_uses_the_running_service(service: dict[str, Any], faces_
 def test_stop_service_leaves_nothing_running(service: dict[str, Any]) -> None:
     import ray
 
-    from cluster.service import EVENT_PIPELINE, stop_named_actors, stop_service
+    from cluster.service import stop_named_actors, stop_service
+    from facewatch.names import EVENT_PIPELINE
 
     def ours() -> set[str]:
         return {a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if a["namespace"] == "facewatch"}

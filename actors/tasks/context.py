@@ -54,12 +54,8 @@ class TaskContext:
 
     def galleries(self) -> Any:
         from actors.galleries import Galleries
-        from models.embedders import embedder_spec
 
-        spec = embedder_spec(self.embedder)
-        return Galleries(db_url=self.db_url, snapshot_dir=str(self.config.snapshot_dir), model=spec.name,
-                         dim=spec.dim, shards=self.config.gallery_shards, replicas=self.config.gallery_replicas,
-                         detached=True)
+        return Galleries.from_config(self.config, self.embedder)
 
     def extractor(self) -> Any:
         from ray import serve

@@ -2,9 +2,10 @@
 
 The photo's face (the biggest, or every face with `face_select=all`) goes through the same path as a
 camera's best shot: the extractor pool embeds it, its media (thumbnail, normalised crop, the photo as
-the frame) are stored, and the sighting is handed to the event pipeline actor — the same call camera
-jobs make — so matching, dedup, episodes, the events gallery, webhooks and the live feed are exactly
-those of a camera. The camera (or camera group) decides which watch lists and thresholds apply.
+the frame) are stored, and the sighting is handed to its camera group's event pipeline actor through
+the router camera jobs use (actors/pipeline_router.py) — so matching, dedup, episodes, the events
+gallery, webhooks and the live feed are exactly those of a camera. The camera (or camera group)
+decides which watch lists and thresholds apply.
 
 Multipart fields: `photo` (file), `camera_id` or `camera_group_id`, `timestamp` (ISO 8601; default
 now), `meta` (JSON object ≤ 4 KB), `external_id`, `face_select` (`biggest` | `all`). Answer 201:
@@ -23,6 +24,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from PIL import Image
 
+from actors.pipeline_router import PipelineRouter
 from facewatch.errors import BadParam, FacewatchError, ServiceUnavailable
 from facewatch.meta import check_meta
 from facewatch.sightings import FaceSighting
@@ -36,7 +38,6 @@ from storage.event_views import event_to_dict
 
 router = APIRouter(prefix="/events", tags=["events"])
 Svc = Annotated[Services, Depends(get_services)]
-PIPELINE_NAME, PIPELINE_NAMESPACE = "event-pipeline", "facewatch"
 THUMB_SIDE, THUMB_MARGIN = 160, 0.25
 PIPELINE_TIMEOUT_S = 60.0
 
@@ -62,14 +63,16 @@ def _timestamp(value: str | None) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _pipeline() -> Any:
+async def _hand_over(request: Request, sightings: list[FaceSighting]) -> list[str | None]:
+    """Through the one router every caller uses (by camera group, actors/pipeline_router.py)."""
     import ray
 
     if not ray.is_initialized():
         raise ServiceUnavailable("the event pipeline is not running")
+    router = PipelineRouter(request.app.state.config.event_pipelines)
     try:
-        return ray.get_actor(PIPELINE_NAME, namespace=PIPELINE_NAMESPACE)
-    except ValueError:
+        return await router.post_async(sightings, timeout_s=PIPELINE_TIMEOUT_S)
+    except ValueError:  # ray.get_actor: no such actor
         raise ServiceUnavailable("the event pipeline is not running") from None
 
 
@@ -116,7 +119,7 @@ async def post_still_event(
             meta=metadata, external_id=external_id,
         ))
     try:
-        ids = await _pipeline().post.remote(sightings)
+        ids = await _hand_over(request, sightings)
     except FacewatchError:
         raise
     except Exception as exc:  # noqa: BLE001 - a dead or restarting pipeline actor is a 503
