@@ -4,6 +4,12 @@ Detections are matched to tracks greedily, highest IoU first (ties broken by tra
 detection index, so results are deterministic). With a handful of faces per frame this gives the
 same answer as an optimal assignment in practice and needs no SciPy. A track that goes without a
 detection for more than `miss_interval_s` ends; a face seen again after that starts a new track.
+
+Between detections a track moves on at its measured velocity (a constant-velocity prediction, the
+cheap half of a Kalman filter): a live camera detects only a few frames a second (`detect_fps`), and a
+face that moves its own width in that time would otherwise no longer overlap its last box and start a
+second track (a second event for the same person). `predict` gives the boxes on the frames between
+detections; `expire` ends tracks on those frames without a detection.
 """
 
 from __future__ import annotations
@@ -26,6 +32,11 @@ class Track:
     box: np.ndarray
     hits: int = 1
     payload: Any = field(default=None, repr=False)  # the payload of the latest detection
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  # box corners, pixels per second
+
+    def predicted(self, t_s: float) -> np.ndarray:
+        """The box at stream time `t_s`, moved on at the track's velocity from its last detection."""
+        return self.box + self.velocity * max(0.0, t_s - self.last_time_s)
 
 
 @dataclass(frozen=True)
@@ -89,7 +100,7 @@ class IouTracker:
         if payloads is not None and len(payloads) != len(boxes):
             raise ValueError(f"{len(payloads)} payloads for {len(boxes)} boxes")
         ended = self._end_stale(t_s)
-        matches = self._match(boxes)
+        matches = self._match(t_s, boxes)
         assignments = []
         for index, box in enumerate(boxes):
             payload = None if payloads is None else payloads[index]
@@ -101,6 +112,14 @@ class IouTracker:
             assignments.append((track_id, index))
         return TrackUpdate(assignments, ended)
 
+    def predict(self, t_s: float) -> list[tuple[int, np.ndarray]]:
+        """(track id, predicted box) of every live track at `t_s`: the frames between detections."""
+        return [(tid, track.predicted(t_s)) for tid, track in self._tracks.items()]
+
+    def expire(self, t_s: float) -> list[Track]:
+        """End the tracks unseen for more than `miss_interval_s` at `t_s` (a frame without detection)."""
+        return self._end_stale(t_s)
+
     def finish(self) -> list[Track]:
         """End every track (end of file or of the stream), by track id."""
         ended = list(self._tracks.values())
@@ -111,12 +130,12 @@ class IouTracker:
         stale = [tid for tid, track in self._tracks.items() if t_s - track.last_time_s > self.miss_interval_s]
         return [self._tracks.pop(tid) for tid in stale]
 
-    def _match(self, boxes: np.ndarray) -> dict[int, int]:
-        """Greedy IoU matching: detection index -> track id."""
+    def _match(self, t_s: float, boxes: np.ndarray) -> dict[int, int]:
+        """Greedy IoU matching of the detections with the tracks' predicted boxes: index -> track id."""
         track_ids = list(self._tracks)
         if not track_ids or not len(boxes):
             return {}
-        ious = iou_matrix(np.stack([self._tracks[tid].box for tid in track_ids]), boxes)
+        ious = iou_matrix(np.stack([self._tracks[tid].predicted(t_s) for tid in track_ids]), boxes)
         rows, cols = np.nonzero(ious >= self.iou_threshold)
         # Sort by IoU descending; lexsort's stability keeps (track order, detection index) for ties.
         order = np.lexsort((cols, rows, -ious[rows, cols]))
@@ -136,6 +155,12 @@ class IouTracker:
 
     @staticmethod
     def _extend(track: Track, t_s: float, box: np.ndarray, payload: Any) -> None:
+        dt = t_s - track.last_time_s
+        if dt > 0:
+            # Half the new step, half the old velocity: detections jitter by a few pixels, and a
+            # single jittery step must not throw the prediction off.
+            step = (box - track.box) / dt
+            track.velocity = step if track.hits == 1 else (track.velocity + step) / 2
         track.last_time_s = t_s
         track.box = box.copy()
         track.hits += 1
