@@ -94,6 +94,9 @@ def default_detector(settings: StreamConfig) -> FaceDetector | YuFaceDetector:
     return make_detector("auto", min_face_size=max(int(settings.min_face_size), 1), max_side=settings.detect_max_side)
 
 
+_TIME_EPS_S = 1e-6  # sums of frame times are not exact: 15 / 25 < 3 × 0.2
+
+
 class DetectClock:
     """When a live pipeline's next detection is due, by stream time: `rate` per second at most."""
 
@@ -103,13 +106,13 @@ class DetectClock:
 
     def due(self, t_s: float) -> bool:
         # A timestamp jump back (the stream restarted its clock) or forward starts the clock afresh.
-        return self._due is None or t_s >= self._due or t_s < self._due - 2 * self.period
+        return self._due is None or t_s >= self._due - _TIME_EPS_S or t_s < self._due - 2 * self.period
 
     def ran(self, t_s: float) -> None:
         """The frame at `t_s` was looked at: the next detection is due one period after the one that
         was due (a slightly late detection does not push the later ones back); after a long delay or
         a timestamp jump, one period after `t_s`."""
-        on_time = self._due is not None and self._due <= t_s < self._due + self.period
+        on_time = self._due is not None and self._due - _TIME_EPS_S <= t_s < self._due + self.period
         self._due = (self._due if on_time else t_s) + self.period
 
 
