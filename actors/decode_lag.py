@@ -20,7 +20,9 @@ from collections.abc import Callable
 
 MAX_LAG_S = 2.0  # behind by more than this: skip to a keyframe
 RESUME_LAG_S = 0.5  # decode again from the first keyframe this close to the live edge
-DRIFT = 0.01  # seconds per second the baseline may creep up: camera clocks run slow by far less than 1 %
+# Seconds per second the baseline may creep up: camera clocks run slow by far less than 2 %, and the
+# offset an RTSP server's opening burst leaves in the baseline is gone within seconds.
+DRIFT = 0.02
 _JUMP_BACK_S = 1.0  # a timestamp this far behind the previous one: the stream restarted its clock
 
 

@@ -55,6 +55,14 @@ from facewatch.errors import FacewatchError
 
 SUPPORTED_SCHEMES = frozenset({"file", "rtsp", "rtsps", "rtmp", "rtmps", "http", "https"})
 DEFAULT_QUEUE_SIZE = 4
+# A live source's queue holds this many seconds of decoded frames (not yet converted: ~1.4 MB a frame
+# at 720p): one detection that takes long on a loaded node (the consumer detects synchronously, on the
+# newest frame) is absorbed instead of dropping the frames that arrive meanwhile; after it the
+# consumer catches up at once, since frames it does not detect on cost next to nothing.
+LIVE_QUEUE_S = 1.0
+# How far the decoder may run behind a live stream before frames say so in their `backlog`: an RTSP
+# server sends its first ~0.4 s at once, which the lag measure counts as lag until its baseline moves.
+DETECT_LAG_TOLERANCE_S = 0.5
 
 # A stream that yields nothing but undecodable packets is broken, not merely damaged.
 _MAX_CONSECUTIVE_DECODE_ERRORS = 100
@@ -94,7 +102,8 @@ class Frame:
     image: RGB uint8 array of shape (height, width, 3). A frame from a `VideoSource` converts to RGB
       only when `image` is first read: at 720p the conversion costs more than decoding, and a live
       camera detects on a few frames a second only (`detect_fps`), so most frames never need it.
-    backlog: frames the decoder had queued behind this one when it was taken (0: the newest).
+    backlog: frames waiting behind this one when it was taken (0: the newest): queued by a live
+      source's decoder, plus those it is behind the live edge (see `VideoSource._frames_behind`).
     """
 
     __slots__ = ("_convert", "_image", "backlog", "height", "index", "pts_s", "wall_time", "width")
@@ -259,10 +268,10 @@ class VideoSource:
         disable_drops: bool = False,
         use_stream_timestamp: bool = False,
         start_timestamp: datetime | None = None,
-        queue_size: int = DEFAULT_QUEUE_SIZE,
+        queue_size: int | None = None,
         name: str | None = None,
     ) -> None:
-        if queue_size < 1:
+        if queue_size is not None and queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {queue_size}")
         # What messages call the source: `name` for files the server keeps (an uploaded video), whose
         # paths are the server's business and must not reach a client; else the URL without password.
@@ -298,6 +307,10 @@ class VideoSource:
         self.errors = 0
         self.last_error: str | None = None
         self._consecutive_decode_errors = 0
+        if queue_size is None:  # a live source queues a second of frames: see LIVE_QUEUE_S
+            queue_size = max(DEFAULT_QUEUE_SIZE, round((self.fps or _FALLBACK_FPS) * LIVE_QUEUE_S)) \
+                if self.is_live and not disable_drops else DEFAULT_QUEUE_SIZE
+        self.queue_size = queue_size
         self._queue = _FrameQueue(queue_size)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -315,11 +328,20 @@ class VideoSource:
         self._thread.start()
         try:
             while (got := self._queue.get()) is not None:
-                yield got[0].to_frame(backlog=got[1])
+                yield got[0].to_frame(backlog=got[1] + self._frames_behind())
             if self._failure is not None:
                 raise self._failure
         finally:
             self.close()
+
+    def _frames_behind(self) -> int:
+        """Frames the decoder is behind the live edge (still in the socket), beyond a tolerance: while
+        it is, the consumer should not start a detection (it holds the GIL, so decoding would fall
+        further behind) but let decoding catch up first."""
+        lag = self.decode_lag
+        if lag is None or lag.lag_s <= DETECT_LAG_TOLERANCE_S:
+            return 0
+        return max(1, round((lag.lag_s - DETECT_LAG_TOLERANCE_S) * (self.fps or _FALLBACK_FPS)))
 
     def close(self) -> None:
         """Stop decoding and release the source (safe to call more than once)."""

@@ -196,6 +196,8 @@ def test_a_live_source_whose_decoder_falls_behind_drops_before_decoding(data_dir
     indices = [f.index for f in frames]
     assert indices == sorted(indices) and indices[-1] + 1 == source.frames_decoded + source.frames_dropped
     assert not any(f.converted for f in frames)  # nobody read their images: none was converted
+    # While the decoder was behind, its frames said so: a live pipeline does not detect on them.
+    assert any(f.backlog > 0 for f in frames)
     # A file played live never drops before decoding when the clock runs true.
     with VideoSource(str(clip), live=True, play_speed=4.0) as again:
         assert len(list(again)) == again.frames_decoded and again.frames_dropped_undecoded == 0
