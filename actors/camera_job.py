@@ -12,8 +12,9 @@ CONTRACT this class follows: constructor `(job_spec, manager_name, namespace)`, 
 
 Inside its own process the job does, frame by frame::
 
-    VideoSource (PyAV) → MotionGate → every `detect_every_n`-th frame, in small batches:
-    FaceDetector.detect_batch → drop faces outside `rot` → IouTracker → face_quality →
+    VideoSource (PyAV) → MotionGate → a camera: `detect_fps` detections a second on the newest
+    frame; a video: every `detect_every_n`-th frame, in small batches → FaceDetector.detect_batch →
+    drop faces outside `rot` → IouTracker (predicting between detections) → face_quality →
     PostFilter (roi, min_quality, min/max face size) → best-shot policy → shots to post
 
 and for every shot to post: the aligned chip in the active embedder's geometry (≤ 160×160), a
@@ -42,7 +43,8 @@ Decisions:
   30 s); for a video job a failed post fails the job (the manager re-runs it, without duplicates).
   A live camera whose post queue is full drops the batch (counted) rather than fall behind.
 - **Status**: `failing` while the source is down; `degraded` when a post failed in the last 30 s
-  or frames were dropped since the last heartbeat; `ok` otherwise (the manager shows `starting`
+  or frames were dropped since the last heartbeat (after decoding, or before it when the decoder fell
+  behind: `frames_dropped_undecoded`), with the reason; `ok` otherwise (the manager shows `starting`
   during the first 30 s).
 - **Stall watchdog**: when the pipeline makes no progress for `stall_timeout_s` (a hung decoder or
   model), heartbeats stop, the lease lapses, and the manager kills and re-places the job.
