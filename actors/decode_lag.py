@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-MAX_LAG_S = 2.0  # behind by more than this: skip to a keyframe
+MAX_LAG_S = 4.0  # behind by more than this: skip to a keyframe (slack for a detection that stalls decoding)
 RESUME_LAG_S = 0.5  # decode again from the first keyframe this close to the live edge
 # Seconds per second the baseline may creep up: camera clocks run slow by far less than 2 %, and the
 # offset an RTSP server's opening burst leaves in the baseline is gone within seconds.

@@ -17,7 +17,7 @@ Behaviour decided here:
   again would only add latency when the camera's clock runs a little fast.
 - **Drops.** A live source never falls behind: when the consumer is slower than the source, the
   OLDEST queued frame is dropped and counted in `frames_dropped`, unless `disable_drops`; when the
-  decoder itself falls more than two seconds behind the stream's clock, packets are dropped BEFORE
+  decoder itself falls more than four seconds behind the stream's clock, packets are dropped BEFORE
   decoding up to the next keyframe near the live edge (`actors.decode_lag`; counted in
   `frames_dropped` and `frames_dropped_undecoded`). Files are never dropped: the decoder waits for
   the consumer. Frames are converted to RGB only when their `image` is read.

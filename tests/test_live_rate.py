@@ -164,11 +164,11 @@ def test_decode_lag_keeps_up_with_a_real_time_stream_and_a_slow_camera_clock() -
 
 
 def test_decode_lag_skips_to_a_keyframe_near_the_live_edge_when_decoding_is_slow() -> None:
-    """Decoding takes 1.5 frame times per frame: the lag grows until it passes 2 s; then packets are
+    """Decoding takes 1.5 frame times per frame: the lag grows until it passes 4 s; then packets are
     dropped undecoded (they are read from the socket at once) until a keyframe at the live edge."""
     now = [0.0]
     lag = DecodeLag(clock=lambda: now[0])
-    arrival = [i / 25 for i in range(25 * 30)]  # when each packet reaches the socket
+    arrival = [i / 25 for i in range(25 * 60)]  # when each packet reaches the socket
     decoded, dropped, t = [], [], 0.0
     for i, arrived in enumerate(arrival):
         t = max(t, arrived)
@@ -185,13 +185,13 @@ def test_decode_lag_skips_to_a_keyframe_near_the_live_edge_when_decoding_is_slow
 
 
 def test_a_live_source_whose_decoder_falls_behind_drops_before_decoding(data_dir: Path) -> None:
-    """The real decoder on the clip played live, with a clock for the lag that runs 4× faster than the
+    """The real decoder on the clip played live, with a clock for the lag that runs 8× faster than the
     stream is paced: the decoder looks hopelessly slow, so it skips ahead from keyframe to keyframe."""
     clip = data_dir / "video" / "short_hamilton_clip.mp4"
     source = VideoSource(str(clip), live=True, play_speed=3.0)
     assert source.decode_lag is not None
     started = time.monotonic()
-    source.decode_lag = DecodeLag(clock=lambda: started + 4 * (time.monotonic() - started))
+    source.decode_lag = DecodeLag(clock=lambda: started + 8 * (time.monotonic() - started))
     frames = list(source)
     assert source.frames_dropped_undecoded > 0
     assert source.frames_dropped == source.frames_dropped_undecoded  # the consumer kept up
