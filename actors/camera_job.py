@@ -17,8 +17,9 @@ next cut is the source's life cycle into its own part, once this round's camera-
 
 Inside its own process the job does, frame by frame::
 
-    VideoSource (PyAV) → MotionGate → every `detect_every_n`-th frame, in small batches:
-    FaceDetector.detect_batch → drop faces outside `rot` → IouTracker → face_quality →
+    VideoSource (PyAV) → MotionGate → a camera: `detect_fps` detections a second on the newest
+    frame; a video: every `detect_every_n`-th frame, in small batches → FaceDetector.detect_batch →
+    drop faces outside `rot` → IouTracker (predicting between detections) → face_quality →
     PostFilter (roi, min_quality, min/max face size) → best-shot policy → shots to post
 
 and for every shot to post: the aligned chip in the active embedder's geometry (≤ 160×160), a
@@ -47,7 +48,8 @@ Decisions:
   30 s); for a video job a failed post fails the job (the manager re-runs it, without duplicates).
   A live camera whose post queue is full drops the batch (counted) rather than fall behind.
 - **Status**: `failing` while the source is down; `degraded` when a post failed in the last 30 s
-  or frames were dropped since the last heartbeat; `ok` otherwise (the manager shows `starting`
+  or frames were dropped since the last heartbeat (after decoding, or before it when the decoder fell
+  behind: `frames_dropped_undecoded`), with the reason; `ok` otherwise (the manager shows `starting`
   during the first 30 s).
 - **Stall watchdog**: when the pipeline makes no progress for `stall_timeout_s` (a hung decoder or
   model), heartbeats stop, the lease lapses, and the manager kills and re-places the job.
@@ -175,6 +177,7 @@ class CameraJob:
         self._beat_prev: Beat | None = None
         self._decoded_before = 0
         self._dropped_before = 0
+        self._undecoded_before = 0
         self._source: VideoSource | None = None
         self.frames: FramePipeline | None = None
         self.poster = FacePoster(
@@ -233,7 +236,7 @@ class CameraJob:
         with UnitOfWork(self.tuning.db_url) as uow:
             embedder = embedder_spec(str(uow.settings.get("embedder")))
         self.frames = FramePipeline(self.settings, embedder, self.counters, detect_batch=self.tuning.detect_batch,
-                                    detector_factory=self._make_detector)
+                                    detector_factory=self._make_detector, live=not self.single_pass)
         if self.live is not None:
             self.frames.on_tracked = self.live.faces
         self.poster.start()
@@ -308,7 +311,7 @@ class CameraJob:
             for frame in source:
                 self.counters.frames_handled += 1
                 if self.live is not None:
-                    self.live.frame(frame.image)  # ~1/s: live/camera-<id>.jpg + .json (actors/live_view.py)
+                    self.live.frame(lambda f=frame: f.image)  # ~1/s: live/camera-<id>.jpg + .json (live_view)
                 self.lease.touch()
                 if self._stop.is_set() or self._reconfigure.is_set():
                     return
@@ -326,7 +329,8 @@ class CameraJob:
         # A GPU only when Ray gave this actor one (FACEWATCH_CAMERA_GPU_FRACTION): a job must not
         # take whatever CUDA device it happens to see.
         device = "cuda" if ray.get_gpu_ids() else "cpu"
-        return make_detector(self.tuning.detector, min_face_size=max(int(settings.min_face_size), 1), device=device)
+        return make_detector(self.tuning.detector, min_face_size=max(int(settings.min_face_size), 1), device=device,
+                             max_side=settings.detect_max_side)
 
     def _frame_pipeline(self) -> FramePipeline:
         if self.frames is None:
@@ -361,6 +365,7 @@ class CameraJob:
         if self._source is not None:  # counters of the previous source of this attempt
             self._decoded_before += self._source.frames_decoded
             self._dropped_before += self._source.frames_dropped
+            self._undecoded_before += self._source.frames_dropped_undecoded
         self._source = source
         if self.single_pass:
             fps = source.fps or 0.0
@@ -430,7 +435,9 @@ class CameraJob:
         self.lease.touch()
 
     def _status(self) -> tuple[str, str]:
-        return self.health.status(self._beat_prev is not None and self._dropped() > self._beat_prev.dropped)
+        prev = self._beat_prev
+        return self.health.status(prev is not None and self._dropped() > prev.dropped,
+                                  prev is not None and self._undecoded() > prev.dropped_undecoded)
 
     def _decoded(self) -> int:
         return self._decoded_before + (self._source.frames_decoded if self._source else 0)
@@ -438,10 +445,14 @@ class CameraJob:
     def _dropped(self) -> int:
         return self._dropped_before + (self._source.frames_dropped if self._source else 0)
 
+    def _undecoded(self) -> int:
+        return self._undecoded_before + (self._source.frames_dropped_undecoded if self._source else 0)
+
     def _stats(self) -> dict[str, Any]:
         c = self.counters
         stats = job_stats(c, self._decoded(), self._dropped(), self._beat_prev, time.monotonic(),
-                          {"node_id": self.node_id, "kind": self.spec.get("kind"), "attempt": self.attempt})
+                          {"node_id": self.node_id, "kind": self.spec.get("kind"), "attempt": self.attempt,
+                           "frames_dropped_undecoded": self._undecoded()})
         stats["last_error"] = self.health.last_error
         if self._source is not None:
             stats["source"] = {"width": self._source.width, "height": self._source.height, "fps": self._source.fps}
@@ -454,7 +465,8 @@ class CameraJob:
         stats = self._stats()
         status, error = self._status()
         c = self.counters
-        self._beat_prev = Beat(time.monotonic(), c.frames_handled, c.frames_processed, self._dropped())
+        self._beat_prev = Beat(time.monotonic(), c.frames_handled, c.frames_processed, self._dropped(),
+                               self._undecoded())
         return stats, status, error
 
     def _heartbeat_loop(self) -> None:

@@ -12,6 +12,15 @@ Per frame:  MotionGate → every `detect_every_n`-th frame, in batches of `detec
 FaceDetector.detect_batch → drop faces outside `rot` → IouTracker → face_quality → PostFilter (roi,
 min_quality, min/max face size) → best-shot policy, once the track was detected on MIN_TRACK_HITS frames.
 
+A live pipeline (`live=True`, a camera) detects at a target rate instead, decoupled from the decode
+rate (Frigate's `detect.fps`, default 5): a frame is detected when `detect_fps` says one is due by its
+stream time AND it is the newest the decoder has (`Frame.backlog == 0`), one at a time. When detection
+is slow (a loaded node) it runs less often on fresh frames, instead of making the decoder drop
+frames; the tracker carries the faces over the frames between (`IouTracker` predicts each track's box
+from its velocity and ends unseen tracks on time). Frames that are not detected are never converted to
+RGB (`Frame.image` is lazy). Files are never rate-limited: every `detect_every_n`-th frame is detected,
+as before, so a video's events do not depend on how fast the machine is.
+
 The split follows Frigate's capture / detect / track separation: capture (the `VideoSource`) and
 posting (`actors.face_posting`) run in their own threads; this part is synchronous and pure, so it
 is tested frame by frame without Ray (tests/test_frame_pipeline.py).
@@ -91,15 +100,39 @@ DetectorFactory = Callable[[StreamConfig], Any]
 
 def default_detector(settings: StreamConfig) -> FaceDetector | YuFaceDetector:
     """The CPU default ("auto": yuface); the camera job passes its own (setting, GPU)."""
-    return make_detector("auto", min_face_size=max(int(settings.min_face_size), 1))
+    return make_detector("auto", min_face_size=max(int(settings.min_face_size), 1), max_side=settings.detect_max_side)
+
+
+_TIME_EPS_S = 1e-6  # sums of frame times are not exact: 15 / 25 < 3 × 0.2
+
+
+class DetectClock:
+    """When a live pipeline's next detection is due, by stream time: `rate` per second at most."""
+
+    def __init__(self, rate: float) -> None:
+        self.period = 1.0 / rate if rate > 0 else 0.0
+        self._due: float | None = None
+
+    def due(self, t_s: float) -> bool:
+        # A timestamp jump back (the stream restarted its clock) or forward starts the clock afresh.
+        return self._due is None or t_s >= self._due - _TIME_EPS_S or t_s < self._due - 2 * self.period
+
+    def ran(self, t_s: float) -> None:
+        """The frame at `t_s` was looked at: the next detection is due one period after the one that
+        was due (a slightly late detection does not push the later ones back); after a long delay or
+        a timestamp jump, one period after `t_s`."""
+        on_time = self._due is not None and self._due - _TIME_EPS_S <= t_s < self._due + self.period
+        self._due = (self._due if on_time else t_s) + self.period
 
 
 class FramePipeline:
     """Frames in, shots to post out. Call `start_source()` for every (re)opened source."""
 
     def __init__(self, settings: StreamConfig, embedder: EmbedderSpec, counters: Counters | None = None,
-                 detect_batch: int = 4, detector_factory: DetectorFactory = default_detector) -> None:
+                 detect_batch: int = 4, detector_factory: DetectorFactory = default_detector,
+                 live: bool = False) -> None:
         self.embedder = embedder
+        self.live = live
         self.counters = counters if counters is not None else Counters()
         self.detect_batch = max(1, int(detect_batch))
         self._detector_factory = detector_factory
@@ -120,7 +153,7 @@ class FramePipeline:
     def configure(self, settings: StreamConfig) -> None:
         """New stream settings; the detector is kept when its own settings did not change."""
         self.settings = settings
-        key = max(int(settings.min_face_size), 1)
+        key = (max(int(settings.min_face_size), 1), settings.detect_max_side)
         if self.detector is None or key != self._detector_key:
             self.detector, self._detector_key = self._detector_factory(settings), key
         self.post_filter = PostFilter(roi=settings.roi, min_quality=settings.min_quality,
@@ -135,21 +168,41 @@ class FramePipeline:
         self._local_max_track = 0
         self._batch = []
         self.tracker = IouTracker(miss_interval_s=s.miss_interval_s)
+        self.clock = DetectClock(s.detect_fps) if self.live and s.detect_fps > 0 else None
         self.policy = best_shot_policy(s.overall_only, s.realtime_interval_s, s.realtime_every_interval)
 
     # -- frames in ----------------------------------------------------------------------------------
 
     def push(self, frame: Frame) -> list[ShotCandidate]:
         """One decoded frame; the shots to post now (detection runs when a batch is full)."""
+        if self.clock is not None:
+            return self._push_live(frame, self.clock)
+        if frame.index % self.settings.detect_every_n:
+            return []  # (before the gate: a frame nobody detects on is never converted to RGB)
         if not self.gate.check(frame.image):
             self.counters.frames_motion_skipped += 1
-            return []
-        if frame.index % self.settings.detect_every_n:
             return []
         self._batch.append(frame)
         if len(self._batch) < self.detect_batch:
             return []
         return self.drain()
+
+    def _push_live(self, frame: Frame, clock: DetectClock) -> list[ShotCandidate]:
+        """A live frame: detected when one is due and nothing newer waits, else only tracked."""
+        if frame.backlog or not clock.due(frame.pts_s) or frame.index % self.settings.detect_every_n:
+            return self._between(frame)
+        clock.ran(frame.pts_s)  # a still frame counts too: the gate is not asked again on every frame
+        if not self.gate.check(frame.image):
+            self.counters.frames_motion_skipped += 1
+            return self._between(frame)
+        return self.detect([frame])
+
+    def _between(self, frame: Frame) -> list[ShotCandidate]:
+        """A frame between detections: tracks unseen for too long end (and owe their best shot)."""
+        shots: list[ShotCandidate] = []
+        for track in self.tracker.expire(frame.pts_s):
+            shots.extend(self._end_track(self._track_base + track.track_id))
+        return [s for s in shots if s.payload is not None]
 
     def drain(self) -> list[ShotCandidate]:
         """Detect on the frames still waiting in the batch (at the end of a source)."""

@@ -1,8 +1,10 @@
 """A job's health and statistics, without Ray: what its heartbeats and its final summary say.
 
 Status (SPEC §3): `failing` while the source is down; `degraded` when a post failed in the last
-`DEGRADED_AFTER_FAILURE_S` seconds or frames were dropped since the last heartbeat; `ok` otherwise
-(the manager shows `starting` during the first 30 s).
+`DEGRADED_AFTER_FAILURE_S` seconds or frames were dropped since the last heartbeat (decoded frames
+the pipeline could not take, or packets dropped before decoding because the decoder fell behind: each
+with its reason); `ok` otherwise (the manager shows `starting` during the first 30 s). Frames a live
+camera does not detect on (`detect_fps`) are not dropped: they are decoded and tracked.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ log = logging.getLogger("facewatch.camera_job")
 
 DEGRADED_AFTER_FAILURE_S = 30.0
 DROPPING_ERROR = "frames are dropped: processing is slower than the stream"
+DECODE_BEHIND_ERROR = "frames are dropped before decoding: this node cannot decode the stream in real time"
 
 
 def short_error(exc: BaseException) -> str:
@@ -61,14 +64,15 @@ class JobHealth:
             self.last_failure_at = self.clock()
         log.warning("job %s: %s", self.job_id, error)
 
-    def status(self, dropping: bool) -> tuple[str, str]:
-        """(status, error); `dropping`: frames were dropped since the last heartbeat."""
+    def status(self, dropping: bool, decode_behind: bool = False) -> tuple[str, str]:
+        """(status, error); `dropping`: frames were dropped since the last heartbeat; `decode_behind`:
+        some of them before decoding."""
         if self.failing_error:
             return "failing", self.failing_error
         if self.last_failure_at is not None and self.clock() - self.last_failure_at < DEGRADED_AFTER_FAILURE_S:
             return "degraded", self.last_error
         if dropping:
-            return "degraded", DROPPING_ERROR
+            return "degraded", DECODE_BEHIND_ERROR if decode_behind else DROPPING_ERROR
         return "ok", ""
 
 
@@ -80,6 +84,7 @@ class Beat:
     handled: int
     processed: int
     dropped: int
+    dropped_undecoded: int = 0
 
 
 def job_stats(c: Counters, decoded: int, dropped: int, previous: Beat | None, now: float,

@@ -65,13 +65,16 @@ class LiveView:
                        for box, track in zip(boxes, track_ids, strict=True)]
         self._faces_at = self.clock()
 
-    def frame(self, image: np.ndarray) -> bool:
-        """Offers a decoded RGB frame; writes it (and the faces) when the last write is `interval_s` old.
-        Returns whether it wrote."""
+    def frame(self, image: np.ndarray | Callable[[], np.ndarray]) -> bool:
+        """Offers a decoded RGB frame (or a function that converts to it, called only when the frame
+        is written: a camera's frames are converted to RGB only when needed); writes it (and the
+        faces) when the last write is `interval_s` old. Returns whether it wrote."""
         now = self.clock()
         if now - self._written_at < self.interval_s:
             return False
         self._written_at = now
+        if callable(image):
+            image = image()
         height, width = image.shape[:2]
         faces = self._faces if now - self._faces_at <= FACES_MAX_AGE_S else []
         meta = {"width": int(width), "height": int(height), "at": datetime.fromtimestamp(now, UTC).isoformat(),

@@ -4,6 +4,14 @@ Detections are matched to tracks greedily, highest IoU first (ties broken by tra
 detection index, so results are deterministic). With a handful of faces per frame this gives the
 same answer as an optimal assignment in practice and needs no SciPy. A track that goes without a
 detection for more than `miss_interval_s` ends; a face seen again after that starts a new track.
+
+Between detections a track moves on at its measured velocity (a constant-velocity prediction, the
+cheap half of a Kalman filter): a live camera detects only a few frames a second (`detect_fps`), and a
+face that moves its own width in that time would otherwise no longer overlap its last box and start a
+second track (a second event for the same person). `predict` gives the boxes on the frames between
+detections; `expire` ends tracks on those frames without a detection. What IoU leaves unmatched is
+matched by distance in a second pass (a face of about the same size within one face width), so a fast
+face's second detection still joins its track and gives it a velocity.
 """
 
 from __future__ import annotations
@@ -26,6 +34,11 @@ class Track:
     box: np.ndarray
     hits: int = 1
     payload: Any = field(default=None, repr=False)  # the payload of the latest detection
+    velocity: np.ndarray = field(default_factory=lambda: np.zeros(4))  # box corners, pixels per second
+
+    def predicted(self, t_s: float) -> np.ndarray:
+        """The box at stream time `t_s`, moved on at the track's velocity from its last detection."""
+        return self.box + self.velocity * max(0.0, t_s - self.last_time_s)
 
 
 @dataclass(frozen=True)
@@ -64,6 +77,11 @@ def inside_region(boxes: np.ndarray, region: Sequence[float] | None) -> np.ndarr
     return (cx >= x1) & (cx <= x2) & (cy >= y1) & (cy <= y2)
 
 
+# The second, distance-based matching pass (see `IouTracker._match_near`).
+NEAR_FACE_WIDTHS = 1.0
+NEAR_SIZE_RATIO = 1.5
+
+
 class IouTracker:
     """Assigns detections to tracks by IoU; track ids start at 1 and only increase."""
 
@@ -89,7 +107,7 @@ class IouTracker:
         if payloads is not None and len(payloads) != len(boxes):
             raise ValueError(f"{len(payloads)} payloads for {len(boxes)} boxes")
         ended = self._end_stale(t_s)
-        matches = self._match(boxes)
+        matches = self._match(t_s, boxes)
         assignments = []
         for index, box in enumerate(boxes):
             payload = None if payloads is None else payloads[index]
@@ -101,6 +119,14 @@ class IouTracker:
             assignments.append((track_id, index))
         return TrackUpdate(assignments, ended)
 
+    def predict(self, t_s: float) -> list[tuple[int, np.ndarray]]:
+        """(track id, predicted box) of every live track at `t_s`: the frames between detections."""
+        return [(tid, track.predicted(t_s)) for tid, track in self._tracks.items()]
+
+    def expire(self, t_s: float) -> list[Track]:
+        """End the tracks unseen for more than `miss_interval_s` at `t_s` (a frame without detection)."""
+        return self._end_stale(t_s)
+
     def finish(self) -> list[Track]:
         """End every track (end of file or of the stream), by track id."""
         ended = list(self._tracks.values())
@@ -111,12 +137,13 @@ class IouTracker:
         stale = [tid for tid, track in self._tracks.items() if t_s - track.last_time_s > self.miss_interval_s]
         return [self._tracks.pop(tid) for tid in stale]
 
-    def _match(self, boxes: np.ndarray) -> dict[int, int]:
-        """Greedy IoU matching: detection index -> track id."""
+    def _match(self, t_s: float, boxes: np.ndarray) -> dict[int, int]:
+        """Greedy IoU matching of the detections with the tracks' predicted boxes: index -> track id."""
         track_ids = list(self._tracks)
         if not track_ids or not len(boxes):
             return {}
-        ious = iou_matrix(np.stack([self._tracks[tid].box for tid in track_ids]), boxes)
+        predicted = np.stack([self._tracks[tid].predicted(t_s) for tid in track_ids])
+        ious = iou_matrix(predicted, boxes)
         rows, cols = np.nonzero(ious >= self.iou_threshold)
         # Sort by IoU descending; lexsort's stability keeps (track order, detection index) for ties.
         order = np.lexsort((cols, rows, -ious[rows, cols]))
@@ -126,7 +153,33 @@ class IouTracker:
             if row not in used_tracks and col not in matches:
                 used_tracks.add(row)
                 matches[col] = track_ids[row]
+        self._match_near(predicted, boxes, track_ids, matches, used_tracks)
         return matches
+
+    @staticmethod
+    def _match_near(predicted: np.ndarray, boxes: np.ndarray, track_ids: list[int], matches: dict[int, int],
+                    used_tracks: set[int]) -> None:
+        """Second pass for what IoU left unmatched: a detection of about the same size whose centre
+        lies within one face width of a track's predicted centre is that face, moved fast (a track
+        needs this second detection before it has a velocity to predict with)."""
+        free_rows = [r for r in range(len(track_ids)) if r not in used_tracks]
+        free_cols = [c for c in range(len(boxes)) if c not in matches]
+        if not free_rows or not free_cols:
+            return
+        a, b = predicted[free_rows], boxes[free_cols]
+        size_a = np.maximum(a[:, 2] - a[:, 0], 1e-6)
+        size_b = np.maximum(b[:, 2] - b[:, 0], 1e-6)
+        centre_a = (a[:, :2] + a[:, 2:]) / 2
+        centre_b = (b[:, :2] + b[:, 2:]) / 2
+        distance = np.linalg.norm(centre_a[:, None] - centre_b[None], axis=2) / size_a[:, None]
+        ratio = size_b[None] / size_a[:, None]
+        near = (distance <= NEAR_FACE_WIDTHS) & (ratio >= 1 / NEAR_SIZE_RATIO) & (ratio <= NEAR_SIZE_RATIO)
+        rows, cols = np.nonzero(near)
+        for i in np.lexsort((cols, rows, distance[rows, cols])).tolist():
+            row, col = free_rows[rows[i]], free_cols[cols[i]]
+            if row not in used_tracks and col not in matches:
+                used_tracks.add(row)
+                matches[col] = track_ids[row]
 
     def _start(self, t_s: float, box: np.ndarray, payload: Any) -> int:
         track_id = self._next_id
@@ -136,6 +189,12 @@ class IouTracker:
 
     @staticmethod
     def _extend(track: Track, t_s: float, box: np.ndarray, payload: Any) -> None:
+        dt = t_s - track.last_time_s
+        if dt > 0:
+            # Half the new step, half the old velocity: detections jitter by a few pixels, and a
+            # single jittery step must not throw the prediction off.
+            step = (box - track.box) / dt
+            track.velocity = step if track.hits == 1 else (track.velocity + step) / 2
         track.last_time_s = t_s
         track.box = box.copy()
         track.hits += 1

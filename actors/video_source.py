@@ -16,8 +16,11 @@ Behaviour decided here:
   end (RTSP, RTMP, live HLS) is never paced here: it arrives in real time by itself, and pacing it
   again would only add latency when the camera's clock runs a little fast.
 - **Drops.** A live source never falls behind: when the consumer is slower than the source, the
-  OLDEST queued frame is dropped and counted in `frames_dropped`, unless `disable_drops`. Files are
-  never dropped: the decoder waits for the consumer.
+  OLDEST queued frame is dropped and counted in `frames_dropped`, unless `disable_drops`; when the
+  decoder itself falls more than four seconds behind the stream's clock, packets are dropped BEFORE
+  decoding up to the next keyframe near the live edge (`actors.decode_lag`; counted in
+  `frames_dropped` and `frames_dropped_undecoded`). Files are never dropped: the decoder waits for
+  the consumer. Frames are converted to RGB only when their `image` is read.
 - **Errors while reading.** A corrupt packet is skipped and counted (`errors`, `last_error`).
   A file whose reading breaks, or which ends well before the frame count its container declares
   (truncated), ends the iteration normally with `last_error` set: the caller gets every frame that
@@ -35,7 +38,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -46,11 +49,20 @@ import av
 import av.error
 import numpy as np
 
+from actors.decode_lag import DecodeLag
 from facewatch.backoff import backoff_delay
 from facewatch.errors import FacewatchError
 
 SUPPORTED_SCHEMES = frozenset({"file", "rtsp", "rtsps", "rtmp", "rtmps", "http", "https"})
 DEFAULT_QUEUE_SIZE = 4
+# A live source's queue holds this many seconds of decoded frames (not yet converted: ~1.4 MB a frame
+# at 720p): one detection that takes long on a loaded node (the consumer detects synchronously, on the
+# newest frame) is absorbed instead of dropping the frames that arrive meanwhile; after it the
+# consumer catches up at once, since frames it does not detect on cost next to nothing.
+LIVE_QUEUE_S = 1.0
+# How far the decoder may run behind a live stream before frames say so in their `backlog`: an RTSP
+# server sends its first ~0.4 s at once, which the lag measure counts as lag until its baseline moves.
+DETECT_LAG_TOLERANCE_S = 0.5
 
 # A stream that yields nothing but undecodable packets is broken, not merely damaged.
 _MAX_CONSECUTIVE_DECODE_ERRORS = 100
@@ -81,20 +93,46 @@ class SourceReadError(SourceError):
     code, status = "SOURCE_READ_FAILED", 502
 
 
-@dataclass(frozen=True, eq=False)
 class Frame:
     """One decoded frame.
 
     index: position in decode order, counting dropped frames too (so drops show as gaps).
     pts_s: seconds from the start of the stream.
     wall_time: timezone-aware UTC time the frame stands for (see the module docstring).
-    image: RGB uint8 array of shape (height, width, 3).
+    image: RGB uint8 array of shape (height, width, 3). A frame from a `VideoSource` converts to RGB
+      only when `image` is first read: at 720p the conversion costs more than decoding, and a live
+      camera detects on a few frames a second only (`detect_fps`), so most frames never need it.
+    backlog: frames waiting behind this one when it was taken (0: the newest): queued by a live
+      source's decoder, plus those it is behind the live edge (see `VideoSource._frames_behind`).
     """
 
-    index: int
-    pts_s: float
-    wall_time: datetime
-    image: np.ndarray
+    __slots__ = ("_convert", "_image", "backlog", "height", "index", "pts_s", "wall_time", "width")
+
+    def __init__(self, index: int, pts_s: float, wall_time: datetime, image: np.ndarray | None = None, *,
+                 convert: Callable[[], np.ndarray] | None = None, size: tuple[int, int] | None = None,
+                 backlog: int = 0) -> None:
+        if (image is None) == (convert is None):
+            raise ValueError("a Frame needs either its image or a way to convert to it")
+        self.index, self.pts_s, self.wall_time, self.backlog = index, pts_s, wall_time, backlog
+        self._image, self._convert = image, convert
+        if image is not None:
+            self.height, self.width = int(image.shape[0]), int(image.shape[1])
+        elif size is not None:
+            self.width, self.height = size
+        else:
+            raise ValueError("a Frame converted later needs its size")
+
+    @property
+    def image(self) -> np.ndarray:
+        if self._image is None:
+            assert self._convert is not None
+            self._image, self._convert = self._convert(), None  # the decoded frame is released
+        return self._image
+
+    @property
+    def converted(self) -> bool:
+        """Whether the RGB image exists already (for tests and statistics)."""
+        return self._image is not None
 
 
 def reopen_delays(
@@ -138,8 +176,10 @@ class _Decoded:
     wall_time: datetime
     av_frame: av.VideoFrame
 
-    def to_frame(self) -> Frame:
-        return Frame(self.index, self.pts_s, self.wall_time, self.av_frame.to_ndarray(format="rgb24"))
+    def to_frame(self, backlog: int) -> Frame:
+        av_frame = self.av_frame
+        return Frame(self.index, self.pts_s, self.wall_time, convert=lambda: av_frame.to_ndarray(format="rgb24"),
+                     size=(av_frame.width, av_frame.height), backlog=backlog)
 
 
 class _FrameQueue:
@@ -166,8 +206,9 @@ class _FrameQueue:
             self._cond.notify_all()
             return dropped
 
-    def get(self) -> _Decoded | None:
-        """The next item, or None once the producer finished and the queue is empty."""
+    def get(self) -> tuple[_Decoded, int] | None:
+        """The next item and how many wait behind it, or None once the producer finished and the
+        queue is empty."""
         with self._cond:
             while not self._items and not self._finished and not self._closed:
                 self._cond.wait()
@@ -175,7 +216,7 @@ class _FrameQueue:
                 return None
             item = self._items.popleft()
             self._cond.notify_all()
-            return item
+            return item, len(self._items)
 
     def finish(self) -> None:
         with self._cond:
@@ -227,10 +268,10 @@ class VideoSource:
         disable_drops: bool = False,
         use_stream_timestamp: bool = False,
         start_timestamp: datetime | None = None,
-        queue_size: int = DEFAULT_QUEUE_SIZE,
+        queue_size: int | None = None,
         name: str | None = None,
     ) -> None:
-        if queue_size < 1:
+        if queue_size is not None and queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {queue_size}")
         # What messages call the source: `name` for files the server keeps (an uploaded video), whose
         # paths are the server's business and must not reach a client; else the URL without password.
@@ -259,9 +300,17 @@ class VideoSource:
 
         self.frames_decoded = 0
         self.frames_dropped = 0
+        self.frames_dropped_undecoded = 0
+        # Frames given an index (decoded or dropped before decoding): drops before decoding leave gaps too.
+        self._frames_seen = 0
+        self.decode_lag: DecodeLag | None = DecodeLag() if self.is_live and not disable_drops else None
         self.errors = 0
         self.last_error: str | None = None
         self._consecutive_decode_errors = 0
+        if queue_size is None:  # a live source queues a second of frames: see LIVE_QUEUE_S
+            queue_size = max(DEFAULT_QUEUE_SIZE, round((self.fps or _FALLBACK_FPS) * LIVE_QUEUE_S)) \
+                if self.is_live and not disable_drops else DEFAULT_QUEUE_SIZE
+        self.queue_size = queue_size
         self._queue = _FrameQueue(queue_size)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -278,12 +327,21 @@ class VideoSource:
         self._thread = threading.Thread(target=self._produce, name=f"decode {self.url}", daemon=True)
         self._thread.start()
         try:
-            while (item := self._queue.get()) is not None:
-                yield item.to_frame()
+            while (got := self._queue.get()) is not None:
+                yield got[0].to_frame(backlog=got[1] + self._frames_behind())
             if self._failure is not None:
                 raise self._failure
         finally:
             self.close()
+
+    def _frames_behind(self) -> int:
+        """Frames the decoder is behind the live edge (still in the socket), beyond a tolerance: while
+        it is, the consumer should not start a detection (it holds the GIL, so decoding would fall
+        further behind) but let decoding catch up first."""
+        lag = self.decode_lag
+        if lag is None or lag.lag_s <= DETECT_LAG_TOLERANCE_S:
+            return 0
+        return max(1, round((lag.lag_s - DETECT_LAG_TOLERANCE_S) * (self.fps or _FALLBACK_FPS)))
 
     def close(self) -> None:
         """Stop decoding and release the source (safe to call more than once)."""
@@ -323,6 +381,8 @@ class VideoSource:
             for packet in self._container.demux(self._stream):
                 if self._stop.is_set():
                     return
+                if not self._keeps_up(packet):
+                    continue
                 for av_frame in self._decode(packet):
                     self._publish(av_frame, pacer)
             self._check_complete()
@@ -333,6 +393,19 @@ class VideoSource:
         finally:
             self._queue.finish()
             self._container.close()
+
+    def _keeps_up(self, packet: av.Packet) -> bool:
+        """False: the decoder is behind the live stream and drops this packet undecoded."""
+        if self.decode_lag is None or not packet.size:  # (an empty packet flushes the decoder)
+            return True
+        pts = packet.pts if packet.pts is not None else packet.dts
+        pts_s = float(pts * packet.time_base) if pts is not None and packet.time_base is not None else None
+        if self.decode_lag.decode(pts_s, packet.is_keyframe):
+            return True
+        self._frames_seen += 1
+        self.frames_dropped += 1
+        self.frames_dropped_undecoded += 1
+        return False
 
     def _decode(self, packet: av.Packet) -> list[av.VideoFrame]:
         try:
@@ -347,7 +420,8 @@ class VideoSource:
         return frames
 
     def _publish(self, av_frame: av.VideoFrame, pacer: _Pacer) -> None:
-        index = self.frames_decoded
+        index = self._frames_seen
+        self._frames_seen += 1
         self.frames_decoded += 1
         pts_s = self._pts_seconds(av_frame, index)
         pacer.wait(pts_s)

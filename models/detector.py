@@ -425,9 +425,10 @@ def resolve_detector(name: str, device: str | torch.device | None = None) -> str
     return "mtcnn" if on_gpu else "yuface"
 
 
-def make_detector(name: str = "auto", *, min_face_size: int = 20,
-                  device: str | torch.device | None = None) -> FaceDetector | YuFaceDetector:
-    """The detector a setting names, on `device` (None: the CPU; a GPU only when asked for)."""
+def make_detector(name: str = "auto", *, min_face_size: int = 20, device: str | torch.device | None = None,
+                  max_side: int = YUFACE_MAX_SIDE) -> FaceDetector | YuFaceDetector:
+    """The detector a setting names, on `device` (None: the CPU; a GPU only when asked for).
+    `max_side`: yuface scales larger frames down to it (MTCNN works on the whole frame)."""
     if resolve_detector(name, device) == "yuface":
-        return YuFaceDetector(min_face_size=min_face_size)
+        return YuFaceDetector(min_face_size=min_face_size, max_side=max_side)
     return FaceDetector(min_face_size=min_face_size, device=device if device is not None else "cpu")

@@ -2,8 +2,12 @@
 
 Runs under the system Python (where Debian's `python3-gi` and `gir1.2-gst-rtsp-server-1.0` live), not the
 project's virtualenv: `RtspCamera` starts it as a subprocess and stops it. As a script:
-`/usr/bin/python3 tests/rtsp_server.py CLIP PORT` serves `rtsp://127.0.0.1:PORT/live` until killed.
-The file is re-encoded on the fly (x264, zero latency) so the loop is seamless for the reader.
+`/usr/bin/python3 tests/rtsp_server.py CLIP PORT [copy]` serves `rtsp://127.0.0.1:PORT/live` until killed.
+The file is re-encoded on the fly (x264, zero latency) so the loop is seamless for the reader, and one
+encoder serves every reader. With `copy=True` (the density benchmark: many 720p cameras on two cores,
+where an encoder per camera would take the CPUs the cameras are measured on) the file's H.264 is sent
+as it is, paced by the server's clock, and every reader gets its own stream from the start of the file;
+it does not loop, so make the file as long as the run (`ffmpeg -stream_loop`).
 """
 
 from __future__ import annotations
@@ -37,8 +41,9 @@ def gstreamer_missing() -> str | None:
 class RtspCamera:
     """`with RtspCamera(clip) as cam: cam.url` — a live RTSP stream of `clip` on a free loopback port."""
 
-    def __init__(self, clip: Path, port: int | None = None) -> None:
+    def __init__(self, clip: Path, port: int | None = None, copy: bool = False) -> None:
         self.clip = clip
+        self.copy = copy
         if port is None:
             with socket.socket() as sock:
                 sock.bind(("127.0.0.1", 0))
@@ -48,7 +53,8 @@ class RtspCamera:
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> RtspCamera:
-        self.process = subprocess.Popen([SYSTEM_PYTHON, __file__, str(self.clip), str(self.port)],
+        mode = ["copy"] if self.copy else []
+        self.process = subprocess.Popen([SYSTEM_PYTHON, __file__, str(self.clip), str(self.port), *mode],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -70,7 +76,7 @@ class RtspCamera:
                 self.process.kill()
 
 
-def _serve(clip: str, port: int) -> None:  # pragma: no cover - runs under the system Python
+def _serve(clip: str, port: int, copy: bool = False) -> None:  # pragma: no cover - runs under the system Python
     import gi
 
     gi.require_version("Gst", "1.0")
@@ -82,15 +88,19 @@ def _serve(clip: str, port: int) -> None:  # pragma: no cover - runs under the s
     server.set_address("127.0.0.1")
     server.set_service(str(port))
     factory = GstRtspServer.RTSPMediaFactory()
-    factory.set_launch(
-        f"( multifilesrc location={clip} loop=true ! qtdemux ! avdec_h264 ! videoconvert ! "
-        "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! rtph264pay name=pay0 pt=96 "
-        "config-interval=1 )")
-    factory.set_shared(True)
+    if copy:
+        factory.set_launch(f"( filesrc location={clip} ! qtdemux ! h264parse ! rtph264pay name=pay0 pt=96 "
+                           "config-interval=1 )")
+    else:
+        factory.set_launch(
+            f"( multifilesrc location={clip} loop=true ! qtdemux ! avdec_h264 ! videoconvert ! "
+            "x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 ! rtph264pay name=pay0 pt=96 "
+            "config-interval=1 )")
+    factory.set_shared(not copy)
     server.get_mount_points().add_factory("/live", factory)
     server.attach(None)
     GLib.MainLoop().run()
 
 
 if __name__ == "__main__":
-    _serve(sys.argv[1], int(sys.argv[2]))
+    _serve(sys.argv[1], int(sys.argv[2]), copy=sys.argv[3:] == ["copy"])

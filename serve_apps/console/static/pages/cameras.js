@@ -7,6 +7,7 @@ import { liveView } from "../snapshot.js";
 
 const SETTINGS = [ // the stream settings an operator tunes most; the rest keep their values
   ["detect_every_n", "Detect every n-th frame", { type: "number", min: 1, max: 1000 }],
+  ["detect_fps", "Detections per second (live cameras; 0 = every frame)", { type: "number", min: 0, max: 1000, step: 0.5 }],
   ["min_face_size", "Min face size (px)", { type: "number", min: 10, max: 4000 }],
   ["min_quality", "Min quality", { type: "number", min: 0, max: 1, step: 0.01 }],
   ["jpeg_quality", "JPEG quality", { type: "number", min: 1, max: 100 }],
