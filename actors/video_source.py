@@ -41,19 +41,20 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
-from urllib.request import url2pathname
 
 import av
 import av.error
 import numpy as np
 
+from actors import video_container
 from actors.decode_lag import DecodeLag
+from actors.video_container import SUPPORTED_SCHEMES, SourceError, SourceOpenError, SourceReadError
 from facewatch.backoff import backoff_delay
-from facewatch.errors import FacewatchError
 
-SUPPORTED_SCHEMES = frozenset({"file", "rtsp", "rtsps", "rtmp", "rtmps", "http", "https"})
+# The errors are imported from here by callers (they belong to the source, not to opening it).
+__all__ = ["SUPPORTED_SCHEMES", "Frame", "SourceError", "SourceOpenError", "SourceReadError", "VideoSource",
+           "redact_url", "reopen_delays"]
 DEFAULT_QUEUE_SIZE = 4
 # A live source's queue holds this many seconds of decoded frames (not yet converted: ~1.4 MB a frame
 # at 720p): one detection that takes long on a loaded node (the consumer detects synchronously, on the
@@ -75,22 +76,6 @@ _MAX_LEAD_S = 5.0
 _MAX_LAG_S = 0.25
 # Frame rate assumed for a stream whose frames carry no timestamps and which declares no rate.
 _FALLBACK_FPS = 25.0
-
-
-class SourceError(FacewatchError):
-    code, status = "SOURCE_ERROR", 502
-
-
-class SourceOpenError(SourceError):
-    """The source cannot be opened: bad URL, refused connection, timeout, missing file, not a video."""
-
-    code, status = "SOURCE_OPEN_FAILED", 422
-
-
-class SourceReadError(SourceError):
-    """A live stream broke while it was being read."""
-
-    code, status = "SOURCE_READ_FAILED", 502
 
 
 class Frame:
@@ -276,27 +261,27 @@ class VideoSource:
         # What messages call the source: `name` for files the server keeps (an uploaded video), whose
         # paths are the server's business and must not reach a client; else the URL without password.
         self.url = name or redact_url(url)
-        target, scheme = _resolve(url, self.url)
+        target, scheme = video_container.resolve(url, self.url)
         self.is_local = scheme == "file"
         self.is_live = (not self.is_local) if live is None else live
         self.play_speed = play_speed
         self.disable_drops = disable_drops
         self.use_stream_timestamp = use_stream_timestamp
         self.opened_at = datetime.now(UTC)
-        self._time_origin = _as_utc(start_timestamp) if start_timestamp else self.opened_at
+        self._time_origin = video_container.as_utc(start_timestamp) if start_timestamp else self.opened_at
         self._read_timeout_s = read_timeout_s
 
-        options = _ffmpeg_options(scheme, ffmpeg_options or {})
-        self._container = _open_container(target, self.url, options, (open_timeout_s, read_timeout_s))
+        options = video_container.container_options(scheme, ffmpeg_options or {})
+        self._container = video_container.open_container(target, self.url, options, (open_timeout_s, read_timeout_s))
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"
         self.width: int = self._stream.codec_context.width
         self.height: int = self._stream.codec_context.height
         self.container_format: str = self._container.format.name or ""  # e.g. "mov,mp4,m4a,3gp,3g2,mj2"
-        self.fps: float | None = _fps(self._stream)
+        self.fps: float | None = video_container.fps(self._stream)
         self.frames_total: int | None = self._stream.frames or None
-        self.duration_s: float | None = _duration_s(self._container, self._stream)
-        self._pts_origin: float | None = _start_time_s(self._stream)  # else the first frame's time
+        self.duration_s: float | None = video_container.duration_s(self._container, self._stream)
+        self._pts_origin: float | None = video_container.start_time_s(self._stream)  # else the first frame's time
 
         self.frames_decoded = 0
         self.frames_dropped = 0
@@ -411,7 +396,7 @@ class VideoSource:
         try:
             frames = packet.decode()
         except av.error.FFmpegError as exc:
-            self._record_error(f"undecodable packet after frame {self.frames_decoded}: {_describe(exc)}")
+            self._record_error(f"undecodable packet after frame {self.frames_decoded}: {video_container.describe(exc)}")
             self._consecutive_decode_errors += 1
             if self._consecutive_decode_errors >= _MAX_CONSECUTIVE_DECODE_ERRORS:
                 raise SourceReadError(f"{self._consecutive_decode_errors} undecodable packets in a row") from exc
@@ -453,7 +438,7 @@ class VideoSource:
             )
 
     def _on_read_failure(self, exc: Exception) -> None:
-        message = f"reading {self.url} failed after {self.frames_decoded} frames: {_describe(exc)}"
+        message = f"reading {self.url} failed after {self.frames_decoded} frames: {video_container.describe(exc)}"
         self._record_error(message)
         if self.is_live:
             self._failure = SourceReadError(message, param="url")
@@ -461,78 +446,3 @@ class VideoSource:
     def _record_error(self, message: str) -> None:
         self.errors += 1
         self.last_error = message
-
-
-def _resolve(url: str, display: str) -> tuple[str, str]:
-    """What to hand to FFmpeg, and the scheme (`file` for local files)."""
-    if not url or not url.strip():
-        raise SourceOpenError("empty source URL", param="url")
-    if "://" not in url:
-        target, scheme = url, "file"
-    else:
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme not in SUPPORTED_SCHEMES:
-            supported = ", ".join(sorted(SUPPORTED_SCHEMES))
-            raise SourceOpenError(f"unsupported URL scheme {scheme!r} (supported: {supported})", param="url")
-        target = url2pathname(parts.path) if scheme == "file" else url
-    if scheme == "file" and not Path(target).is_file():
-        raise SourceOpenError(f"video file not found: {display}", param="url")
-    return target, scheme
-
-
-def _ffmpeg_options(scheme: str, user_options: Mapping[str, str]) -> dict[str, str]:
-    # RTSP over UDP loses packets on busy networks and smears the picture; the user may still
-    # choose UDP explicitly.
-    options = {"rtsp_transport": "tcp"} if scheme in ("rtsp", "rtsps") else {}
-    options.update({str(key): str(value) for key, value in user_options.items()})
-    return options
-
-
-def _open_container(
-    target: str, display: str, options: dict[str, str], timeouts: tuple[float, float]
-) -> av.container.InputContainer:
-    started = time.monotonic()
-    try:
-        container = av.open(target, options=options, timeout=timeouts)
-    except (av.error.FFmpegError, OSError) as exc:
-        timed_out = isinstance(exc, av.error.ExitError) or time.monotonic() - started >= timeouts[0]
-        reason = f"no answer within {timeouts[0]:g} s" if timed_out else _describe(exc)
-        raise SourceOpenError(f"cannot open {display}: {reason}", param="url") from exc
-    if not container.streams.video:
-        container.close()
-        raise SourceOpenError(f"{display} has no video stream", param="url")
-    return container
-
-
-def _describe(exc: BaseException) -> str:
-    """The error without the file name FFmpeg appends (it may hold a password)."""
-    if isinstance(exc, SourceError):
-        return exc.reason
-    if isinstance(exc, av.error.ExitError):  # what FFmpeg's interrupt reports when a read times out
-        return "timed out"
-    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-
-
-def _fps(stream: av.VideoStream) -> float | None:
-    rate = stream.average_rate or stream.guessed_rate
-    return float(rate) if rate else None
-
-
-def _start_time_s(stream: av.VideoStream) -> float | None:
-    if stream.start_time is None or stream.time_base is None:
-        return None
-    return float(stream.start_time * stream.time_base)
-
-
-def _duration_s(container: av.container.InputContainer, stream: av.VideoStream) -> float | None:
-    if stream.duration is not None and stream.time_base is not None:
-        return float(stream.duration * stream.time_base)
-    if container.duration is not None:
-        return container.duration / av.time_base
-    return None
-
-
-def _as_utc(moment: datetime) -> datetime:
-    """Naive datetimes are taken to be UTC."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
