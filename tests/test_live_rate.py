@@ -99,11 +99,14 @@ def test_files_are_not_rate_limited(miranda: LazyFrames) -> None:
 
 
 def test_tracks_of_a_live_pipeline_end_on_time_between_detections(miranda: LazyFrames) -> None:
-    """When no detection runs (always behind), a track still ends after miss_interval_s and posts."""
+    """When no detection runs (always behind), a track still ends after miss_interval_s and posts.
+    Its face is detected twice first: a track posts only once detected on MIN_TRACK_HITS frames."""
     pipe = FramePipeline(StreamConfig(min_face_size=60, detect_fps=5, miss_interval_s=0.5), EMBEDDER, live=True)
-    assert pipe.push(miranda.frame(0)) == []
     shots = []
-    for i in range(1, 20):  # 0.63 s of frames, none of them detected
+    for i in range(7):  # detected at frames 0 and 6 (every 6th frame at 5 of 29.97 fps)
+        shots += pipe.push(miranda.frame(i))
+    assert shots == []
+    for i in range(7, 26):  # 0.63 s of frames, none of them detected
         shots += pipe.push(miranda.frame(i, backlog=1))
     assert len(shots) == 1 and shots[0].payload is not None
 
