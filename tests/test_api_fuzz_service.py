@@ -26,7 +26,8 @@ requests to arbitrary hosts): VMS sync, the watch-list link and its sync, the ev
 
 Measured twice on a 2-core machine shared with other test runs: 6,849 and 6,839 cases (coverage 291/354 s,
 fuzzing 51/37 s, stateful 16/5 s: 19/13 scenarios following 12/6 of the 55 links), 7 min 37 s and
-7 min 39 s with the service's start and stop, within the 900 s timeout.
+7 min 39 s with the service's start and stop, within the 900 s timeout; the final run passed with 6,863
+cases, 12 links followed, in 6 min 34 s.
 """
 
 from __future__ import annotations
