@@ -18,6 +18,7 @@ from facewatch.errors import FacewatchError
 from facewatch.settings import Config
 from serve_apps.api.deps import refuse_nul_in_url
 from serve_apps.api.linked_lists import start_link_scheduler
+from serve_apps.api.openapi_links import install_openapi_links
 from serve_apps.api.routes import (
     audit,
     auth,
@@ -231,4 +232,5 @@ def create_app(config: Config, services: Services | None = None) -> FastAPI:
         app.include_router(module.router, prefix="/v1")
     # Last: the console's catch-all (deep links answer index.html) must not shadow any API route.
     mount_console(app)
+    install_openapi_links(app)
     return app

@@ -224,7 +224,15 @@ def delete_task(task_id: DbId, request: Request, uow: Uow, media: Media, caller:
     return Response(status_code=204)
 
 
-@router.get("/{task_id}/result")
+# A result file's media type by its extension; the schema documents the same set (the fuzz checks it).
+RESULT_TYPES = {".zip": "application/zip", ".json": "application/json", ".png": "image/png",
+                ".jsonl": "application/x-ndjson"}
+OTHER_RESULT = "application/octet-stream"
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+
+
+@router.get("/{task_id}/result", response_class=Response, responses={200: {
+    "description": "the result file", "content": {t: _BINARY for t in (*RESULT_TYPES.values(), OTHER_RESULT)}}})
 def task_result(
     task_id: DbId, request: Request, uow: Uow, caller: Operator,
     file: Annotated[str | None, Query(max_length=100, description="another result file, e.g. roc.png")] = None,
@@ -241,6 +249,4 @@ def task_result(
     path = _ctx(request).results_root / str(task_id) / name
     if not path.is_file():
         raise NotFound("the result file is gone", param="id")
-    media_type = {".zip": "application/zip", ".json": "application/json", ".png": "image/png",
-                  ".jsonl": "application/x-ndjson"}.get(path.suffix, "application/octet-stream")
-    return FileResponse(path, media_type=media_type, filename=name)
+    return FileResponse(path, media_type=RESULT_TYPES.get(path.suffix, OTHER_RESULT), filename=name)

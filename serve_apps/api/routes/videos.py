@@ -136,7 +136,8 @@ VIDEO_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
             "file": {"type": "string", "format": "binary", "description": "the video file"},
             "camera_group_id": {"type": "integer"},
             "camera_id": {"type": "integer"},
-            "name": {"type": "string", "minLength": 1, "maxLength": 300},
+            # A form's empty field counts as absent (read_file_query): an empty name is the file's name.
+            "name": {"type": "string", "maxLength": 300, "description": "empty or absent: the file's name"},
             "stream_settings": {"type": "string", "description": "a JSON object: " + _SETTINGS_DOC},
         }}},
     "application/json": {"schema": {
