@@ -23,7 +23,7 @@ as before, so a video's events do not depend on how fast the machine is.
 
 The split follows Frigate's capture / detect / track separation: capture (the `VideoSource`) and
 posting (`actors.face_posting`) run in their own threads; this part is synchronous and pure, so it
-is tested frame by frame without Ray (tests/test_frame_pipeline.py).
+is tested frame by frame without Ray (tests/integration/test_frame_pipeline.py).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The job manager's supervision loop, without Ray: it keeps every job row's actor placed, checked
 or stopped. Ray is reached only through a `JobActors` port (the real one is `RayJobActors` in
-`actors/job_manager.py`), so the loop is tested with an in-memory port (tests/test_job_core.py).
+`actors/job_manager.py`), so the loop is tested with an in-memory port (tests/integration/test_job_core.py).
 
 The reconciler is not thread-safe: the actor serialises every call with one lock.
 """

@@ -1,6 +1,6 @@
 """The job manager's rules, as pure functions: placement, back-off, statuses, job specs, errors.
 
-No Ray calls and no DB (unit-tested in tests/test_job_manager.py and tests/test_job_core.py);
+No Ray calls and no DB (unit-tested in tests/integration/test_job_manager.py and tests/integration/test_job_core.py);
 `actors/job_reconciler.py` applies them, `actors/job_manager.py` is the actor.
 """
 

@@ -1,7 +1,7 @@
 """How job rows change: pure functions over the `jobs`, `cameras` and `videos` rows (no Ray).
 
 The reconciler (`actors/job_reconciler.py`) and the actor's heartbeat calls apply these; each takes
-the rows and `now`, so they are tested with plain ORM objects (tests/test_job_core.py).
+the rows and `now`, so they are tested with plain ORM objects (tests/integration/test_job_core.py).
 """
 
 from __future__ import annotations

@@ -181,7 +181,7 @@ def _inside_for_bilinear(matrix: np.ndarray, height: int, width: int, size: int)
     image, where OpenCV's constant border blends the last pixel with black: at a face cut by the
     image border that made a one-pixel seam of different values along the cut (up to 230 grey
     levels apart). Blacking out the same pixels as dlib makes the chip equal to
-    `dlib.get_face_chip`'s for the same transform (tests/test_alignment_border.py)."""
+    `dlib.get_face_chip`'s for the same transform (tests/integration/test_alignment_border.py)."""
     inverse = cv2.invertAffineTransform(matrix)
     rows, cols = np.mgrid[0:size, 0:size]
     x = inverse[0, 0] * cols + inverse[0, 1] * rows + inverse[0, 2]

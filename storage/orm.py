@@ -52,7 +52,7 @@ NEVER_REUSE: dict[str, Any] = {"sqlite_autoincrement": True}
 """`__table_args__` of every table with an integer id: SQLite without AUTOINCREMENT hands the id of the
 newest deleted row to the next insert, and other rows, vectors, files and event ids (job id + track id)
 still name it, so a re-uploaded video's events were taken for retries of the deleted one's. PostgreSQL
-sequences never go back. tests/test_ids_never_reused.py checks every table has it."""
+sequences never go back. tests/integration/test_ids_never_reused.py checks every table has it."""
 
 # BigInteger primary keys still autoincrement on SQLite only as INTEGER; this variant keeps both happy.
 BigId = BigInteger().with_variant(Integer(), "sqlite")

@@ -82,7 +82,7 @@ class Repository(Generic[T]):
             self.session.flush()
 
     def query(self) -> Select[Any]:
-        """Every row, as a select to narrow: for storage/ and tests only (tests/test_sql_in_storage.py keeps
+        """Every row, as a select to narrow: for storage/ and tests only (tests/integration/test_sql_in_storage.py keeps
         it out of the other packages; they call an intent-named method instead)."""
         return select(self.model)
 

@@ -1,4 +1,4 @@
-"""Schemathesis hooks for tests/test_api_fuzz_service.py (loaded by the CLI through SCHEMATHESIS_HOOKS).
+"""Schemathesis hooks for tests/cluster/test_api_fuzz_service.py (loaded by the CLI through SCHEMATHESIS_HOOKS).
 
 The run is authenticated as a dedicated admin; the cases that would delete, deactivate or demote that
 very user, or delete that very token, are left out (`filter_case`), so the run never locks itself out.
