@@ -118,9 +118,7 @@ class FaceDetector:
 
     def detect_batch(self, frames: Sequence[np.ndarray] | np.ndarray) -> list[Detections]:
         """Faces in each frame; frames are (H, W, 3) uint8 RGB, any mix of sizes."""
-        frames = list(frames) if not isinstance(frames, np.ndarray) or frames.ndim == 4 else [frames]
-        for frame in frames:
-            _check_frame(frame)
+        frames = checked_frames(frames)
         results: list[Detections | None] = [None] * len(frames)
         for same_size in _group_by_size(frames).values():
             for start in range(0, len(same_size), self.frames_per_pass):
@@ -253,6 +251,14 @@ class FaceDetector:
 # ---------------------------------------------------------------------- helpers
 
 
+def checked_frames(frames: Sequence[np.ndarray] | np.ndarray) -> list[np.ndarray]:
+    """`frames` as a list of valid (H, W, 3) uint8 RGB frames (one frame, a batch array or a sequence)."""
+    frames = list(frames) if not isinstance(frames, np.ndarray) or frames.ndim == 4 else [frames]
+    for frame in frames:
+        _check_frame(frame)
+    return frames
+
+
 def _check_frame(frame: np.ndarray) -> None:
     if not isinstance(frame, np.ndarray) or frame.ndim != 3 or frame.shape[2] != 3:
         shape = getattr(frame, "shape", None)
@@ -374,10 +380,7 @@ class YuFaceDetector:
         return self.detect_batch([frame])[0]
 
     def detect_batch(self, frames: Sequence[np.ndarray] | np.ndarray) -> list[Detections]:
-        frames = list(frames) if not isinstance(frames, np.ndarray) or frames.ndim == 4 else [frames]
-        for frame in frames:
-            _check_frame(frame)
-        return [self._one(frame) for frame in frames]
+        return [self._one(frame) for frame in checked_frames(frames)]
 
     def _one(self, frame: np.ndarray) -> Detections:
         height, width = frame.shape[:2]
