@@ -41,11 +41,16 @@ def local_ray(num_cpus: int = 2, namespace: str | None = None, resources: dict[s
         ray.shutdown()
 
 
-def wait_for(probe: Callable[[], T], timeout_s: float = 10.0, what: str = "condition", every_s: float = 0.1) -> T:
-    """The first truthy value of `probe()`, polled every `every_s`; AssertionError after `timeout_s`."""
+def wait_for(probe: Callable[[], T], timeout_s: float = 10.0, what: str = "condition", every_s: float = 0.1,
+             ignoring: tuple[type[BaseException], ...] = ()) -> T:
+    """The first truthy value of `probe()`, polled every `every_s`; AssertionError after `timeout_s`.
+    Exceptions of the `ignoring` types count as "not yet" (e.g. an API replica that is restarting)."""
     deadline = time.monotonic() + timeout_s
     while True:
-        value = probe()
+        try:
+            value = probe()
+        except ignoring:
+            value = None
         if value:
             return value
         if time.monotonic() > deadline:

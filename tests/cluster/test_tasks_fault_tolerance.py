@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import io
 import socket
-import time
 import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -27,6 +26,7 @@ from actors.task_supervisor import SUPERVISOR_NAME, SupervisorTuning, start_task
 from storage import orm
 from storage.media import LocalMediaStore
 from storage.unit_of_work import UnitOfWork
+from tests import helpers
 from tests.conftest import local_cluster, make_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.multinode, pytest.mark.timeout(900)]
@@ -39,18 +39,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(probe: Any, timeout_s: float, what: str, every_s: float = 0.3) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            value = probe()
-        except httpx.HTTPError:
-            value = None  # the API replica is restarting
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(every_s)
+def wait_for(probe: Any, timeout_s: float, what: str) -> Any:
+    """`tests.helpers.wait_for`, where an HTTP error means the API replica is restarting: not yet."""
+    return helpers.wait_for(probe, timeout_s, what, every_s=0.3, ignoring=(httpx.HTTPError,))
 
 
 @pytest.fixture(scope="module")
