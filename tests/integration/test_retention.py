@@ -102,7 +102,8 @@ pytestmark = pytest.mark.pg_capable
 def test_media_columns_cover_every_media_key() -> None:
     names = {f"{c.table.name}.{c.name}" for c in media_columns()}
     assert names == {"dossier_faces.source_key", "dossier_faces.crop_key", "events.thumbnail_key",
-                     "events.crop_key", "events.frame_key", "videos.media_key"}
+                     "events.crop_key", "events.frame_key", "videos.media_key",
+                     "dossier_negatives.thumbnail_key", "dossier_negatives.crop_key"}
 
 
 def test_expired_events_go_with_their_rows_vectors_and_unshared_media(install: Install) -> None:
