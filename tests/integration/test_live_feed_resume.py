@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 from storage import orm
 from storage.unit_of_work import UnitOfWork
-from tests.conftest import ApiClient
 from tests.cluster.test_video_pipeline import sse_events
+from tests.conftest import ApiClient
 
 
 def test_resume_after_a_deleted_event(api: ApiClient, sqlite_url: str) -> None:
