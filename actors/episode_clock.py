@@ -28,9 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import select, update
-
-from storage import orm
+from storage import episode_queries, orm
 from storage.unit_of_work import UnitOfWork
 
 MAX_OPEN_PER_GROUP = 256
@@ -98,23 +96,11 @@ def close_stale_at_start(uow: UnitOfWork, now: datetime, limits: Limits, owns: O
     is loaded; the max duration is checked on the loaded ones by the next `close_idle`. With `owns`
     (several event pipelines) only the episodes of this pipeline's camera groups: another pipeline's
     are in its memory, and its own clock closes them."""
-    stale = (orm.Episode.open.is_(True), orm.Episode.updated_at < now - limits.idle)
+    touched_before = now - limits.idle
     if owns is not None:
-        rows = uow.session.execute(select(orm.Episode.id, orm.Episode.camera_group_id).where(*stale))
-        ids = [episode_id for episode_id, group in rows if owns(group)]
-        closed = 0
-        for start in range(0, len(ids), 500):  # bounded IN lists
-            closed += _close_where(uow, orm.Episode.id.in_(ids[start:start + 500]))
-        return closed
-    return _close_where(uow, *stale)
-
-
-def _close_where(uow: UnitOfWork, *where: Any) -> int:
-    result = uow.session.execute(
-        update(orm.Episode).where(*where).values(open=False, closed_at=orm.Episode.last_at)
-        .execution_options(synchronize_session=False)
-    )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+        ids = [episode_id for episode_id, group in episode_queries.idle_open(uow, touched_before) if owns(group)]
+        return episode_queries.close_ids(uow, ids)
+    return episode_queries.close_idle_open(uow, touched_before)
 
 
 def freshest_open(uow: UnitOfWork, cap: int = MAX_OPEN_PER_GROUP, owns: Owns | None = None) -> list[orm.Episode]:
@@ -122,9 +108,7 @@ def freshest_open(uow: UnitOfWork, cap: int = MAX_OPEN_PER_GROUP, owns: Owns | N
     With `owns`, only this pipeline's camera groups are looked at."""
     keep: list[orm.Episode] = []
     per_group: dict[int | None, int] = {}
-    stmt = select(orm.Episode).where(orm.Episode.open.is_(True)).order_by(orm.Episode.updated_at.desc(),
-                                                                          orm.Episode.id.desc())
-    for episode in uow.session.scalars(stmt):
+    for episode in episode_queries.open_most_recent_first(uow):
         if owns is not None and not owns(episode.camera_group_id):
             continue
         seen = per_group.get(episode.camera_group_id, 0)

@@ -41,7 +41,6 @@ from typing import Any
 
 import numpy as np
 import ray
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from actors import episode_clock
@@ -53,7 +52,7 @@ from actors.track_identity import TrackEvidence, score_dossier
 from facewatch import metrics
 from facewatch.sightings import FaceSighting, track_event_prefix
 from models.calibration import Calibration
-from storage import orm
+from storage import episode_queries, orm
 from storage.acknowledgement import episode_after_event, initial_ack
 from storage.dossier_vectors import DOSSIERS_GALLERY, EVENTS_GALLERY
 from storage.erasure import delete_unreferenced
@@ -65,6 +64,7 @@ from storage.unit_of_work import UnitOfWork
 
 log = logging.getLogger("facewatch.events")
 MATCH_CANDIDATES = 20
+EPISODE_FACES = 64  # faces an open episode keeps (its memory bound, actors/episode_clock.py)
 
 
 Match = EventMatch  # dossier, watch list, the dossier's best photo for the track, confidence
@@ -83,7 +83,7 @@ class OpenEpisode:
     id: int
     started_at: datetime
     last_at: datetime
-    faces: deque[RecentFace] = field(default_factory=lambda: deque(maxlen=64))
+    faces: deque[RecentFace] = field(default_factory=lambda: deque(maxlen=EPISODE_FACES))
     touched: datetime = field(default_factory=lambda: datetime.now(UTC))  # wall clock of its last event
 
 
@@ -112,14 +112,14 @@ class Context:
 
 
 def load_context(uow: UnitOfWork) -> Context:
-    watch_lists = {w.id: w for w in uow.session.scalars(select(orm.WatchList))}
+    watch_lists = {w.id: w for w in uow.watch_lists.all()}
     list_groups: dict[int, set[int]] = {w: set() for w in watch_lists}
-    for wl_id, group_id in uow.session.execute(select(orm.watch_list_camera_groups)):
+    for wl_id, group_id in uow.watch_lists.camera_group_links():
         list_groups[wl_id].add(group_id)
     return Context(
         settings=uow.settings.all(),
-        groups={g.id: g for g in uow.session.scalars(select(orm.CameraGroup))},
-        cameras={c.id: c for c in uow.session.scalars(select(orm.Camera))},
+        groups={g.id: g for g in uow.camera_groups.all()},
+        cameras={c.id: c for c in uow.cameras.all()},
         watch_lists=watch_lists,
         list_groups=list_groups,
     )
@@ -416,8 +416,7 @@ class EventPipelineCore:
                                                episode_clock.Limits.from_settings(uow.settings.all()), owns)
             for episode in episode_clock.freshest_open(uow, owns=owns):
                 state = OpenEpisode(episode.id, episode.started_at, episode.last_at, touched=episode.updated_at)
-                events = list(uow.session.scalars(select(orm.Event).where(orm.Event.episode_id == episode.id)
-                                                  .order_by(orm.Event.timestamp.desc()).limit(64)))
+                events = episode_queries.latest_events(uow, episode.id, EPISODE_FACES)
                 vectors = {v.item_id: v for v in uow.vectors.by_items(
                     EVENTS_GALLERY, self.galleries.model, [e.id for e in events])}
                 for event in reversed(events):

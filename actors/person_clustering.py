@@ -29,13 +29,14 @@ from typing import Any
 
 import numpy as np
 import ray
-from sqlalchemy import func, select
 
 from actors.galleries import Galleries
 from actors.gallery import GalleryRouter
 from models.calibration import Calibration
 from storage import orm
+from storage import person_clustering_rows as clustering
 from storage import persons as p
+from storage.selections import persons_by_ids
 from storage.unit_of_work import UnitOfWork
 
 log = logging.getLogger("facewatch.persons")
@@ -144,33 +145,23 @@ class PersonClustering:
 
     def _open_run(self, full: bool) -> int:
         with UnitOfWork(self.db_url) as uow:
-            run = uow.session.scalar(select(orm.PersonClusteringRun).where(orm.PersonClusteringRun.status == "running")
-                                     .order_by(orm.PersonClusteringRun.id.desc()))
+            run = clustering.running_run(uow)
             if run is None:
-                run = orm.PersonClusteringRun(full=full, total=uow.session.scalar(
-                    select(func.count()).select_from(self._candidates(full, 0).subquery())) or 0)
+                run = orm.PersonClusteringRun(full=full, total=clustering.count_candidates(uow, full))
                 uow.session.add(run)
                 uow.commit()
             return run.id
 
-    @staticmethod
-    def _candidates(full: bool, after: int) -> Any:
-        stmt = select(orm.Person.id).where(orm.Person.dossier_id.is_(None), orm.Person.id > after)
-        if not full:
-            stmt = stmt.where(orm.Person.dirty.is_(True))
-        return stmt.order_by(orm.Person.id)
-
     def _next_chunks(self, run: orm.PersonClusteringRun, after: int) -> list[list[int]]:
         with UnitOfWork(self.db_url) as uow:
-            ids = list(uow.session.scalars(self._candidates(run.full, after).limit(self.chunk * self.parallel)))
+            ids = clustering.candidate_ids(uow, run.full, after, self.chunk * self.parallel)
         return [ids[i:i + self.chunk] for i in range(0, len(ids), self.chunk)]
 
     def _chunk_input(self, person_ids: list[int], model: str) -> tuple[list[int], list[int], np.ndarray]:
         with UnitOfWork(self.db_url) as uow:
             faces = p.faces_of(uow, person_ids)
             vectors = p.face_vectors(uow, model, faces)
-            scopes = {person.id: person.scope for person in uow.session.scalars(
-                select(orm.Person).where(orm.Person.id.in_(person_ids)))}
+            scopes = {i: person.scope for i, person in persons_by_ids(uow.session, set(person_ids)).items()}
         faces = [f for f in faces if f.id in vectors]
         matrix = np.stack([vectors[f.id] for f in faces]) if faces else np.zeros((0, self.galleries.dim), np.float32)
         return [f.id for f in faces], [scopes[f.person_id] for f in faces], matrix
@@ -180,15 +171,13 @@ class PersonClustering:
             owner = p.owners(uow, sorted({f for pair in pairs for f in pair}))
             links = person_links(pairs, owner)
             involved = {x for pair in links for x in pair}
-            counts = dict(uow.session.execute(select(orm.PersonFace.person_id, func.count()).where(
-                orm.PersonFace.person_id.in_(sorted(involved))).group_by(orm.PersonFace.person_id)).all())
-            dossiers = set(uow.session.scalars(select(orm.Person.id).where(
-                orm.Person.id.in_(sorted(involved)), orm.Person.dossier_id.is_not(None))))
+            counts = uow.persons.face_counts(sorted(involved))
+            dossiers = clustering.with_dossier(uow, involved)
             links = {pair: n for pair, n in links.items() if not (set(pair) & dossiers)}
             merges = plan_merges(links, counts, p.excluded_pairs(uow, involved), params.min_links)
             for keep, other in merges:
                 p.merge(uow, keep, other, params.max_faces, by_operator=False)
-            for person in uow.session.scalars(select(orm.Person).where(orm.Person.id.in_(person_ids))):
+            for person in persons_by_ids(uow.session, set(person_ids)).values():
                 person.dirty = False
             run = uow.session.get(orm.PersonClusteringRun, run_id)
             assert run is not None

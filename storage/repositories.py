@@ -161,6 +161,10 @@ class WatchListRepository(Repository[orm.WatchList]):
     def unmatched(self) -> orm.WatchList:
         return self.get(orm.UNMATCHED_WATCH_LIST_ID)
 
+    def camera_group_links(self) -> list[tuple[int, int]]:
+        """Every (watch list id, camera group id) a watch list names (a list naming none is absent)."""
+        return [(int(wl), int(group)) for wl, group in self.session.execute(select(orm.watch_list_camera_groups))]
+
 
 class DossierRepository(Repository[orm.Dossier]):
     model, label = orm.Dossier, "dossier"
