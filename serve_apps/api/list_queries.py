@@ -18,7 +18,7 @@ class _ActiveByName(BaseModel):
 
 
 class CameraGroupQuery(_ActiveByName):
-    pass
+    """Query parameters of `GET /v1/camera-groups`: exactly the shared active / name filters."""
 
 
 class CameraQuery(_ActiveByName):

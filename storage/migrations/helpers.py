@@ -16,4 +16,4 @@ def rebuild_sqlite_tables(tables: Iterable[str], autoincrement: bool) -> None:
         return
     for table in tables:
         with op.batch_alter_table(table, recreate="always", table_kwargs={"sqlite_autoincrement": autoincrement}):
-            pass
+            pass  # no column changes: leaving the block is what copies the table into its rebuilt form
