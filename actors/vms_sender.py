@@ -59,7 +59,8 @@ def queue_new_events(db_url: str, vms_id: int, public_url: str, batch: int = SCA
         events = uow.vms.events_after(plugin.event_cursor, batch)
         if not events:
             return 0
-        wanted = plugin.sender_enabled and EVENT_TYPE_FACE in (plugin.allowed_types or [EVENT_TYPE_FACE])
+        # An empty allowed_types sends nothing (it is not "all types"): the row's default is ["face"].
+        wanted = plugin.sender_enabled and EVENT_TYPE_FACE in (plugin.allowed_types or [])
         cameras = uow.vms.forwarding_cameras(vms_id) if wanted else {}
         lists = {int(i) for i in plugin.forward_watch_list_ids or []}
         queued = 0

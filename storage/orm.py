@@ -620,7 +620,7 @@ class VmsPlugin(Timestamped, Base):
     )
     sync_interval_s: Mapped[float] = mapped_column(Float, default=300.0)
     sender_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
-    allowed_types: Mapped[list[Any]] = mapped_column(default=list)
+    allowed_types: Mapped[list[Any]] = mapped_column(default=lambda: ["face"])
     sender_tasks: Mapped[int] = mapped_column(Integer, default=1)
     max_send_attempts: Mapped[int] = mapped_column(Integer, default=1)
     min_send_timeout_s: Mapped[float] = mapped_column(Float, default=0.1)
