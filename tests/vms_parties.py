@@ -47,19 +47,39 @@ class ThreadedServer:
 
 
 class AlarmInbox(SwitchableServer):
-    """The generic VMS's alarm interface: keeps every alarm it is sent."""
+    """The generic VMS's alarm interface: keeps every alarm it is sent. With `delay_s` it takes that long to
+    answer (a slow VMS), and `max_in_flight` is the most alarm posts it held at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay_s: float = 0.0) -> None:
         super().__init__()
         self.alarms: list[dict[str, Any]] = []
+        self.delay_s = delay_s
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.lock = threading.Lock()
         self.server_attributes = {"inbox": self}
         self.url = f"http://127.0.0.1:{self.port}/alarms"
+
+    def enter(self) -> None:
+        with self.lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def leave(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
 
     def handler(self) -> type[BaseHTTPRequestHandler]:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                inbox: AlarmInbox = self.server.inbox  # type: ignore[attr-defined]
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                self.server.inbox.alarms.extend(body["alarms"])  # type: ignore[attr-defined]
+                inbox.enter()
+                try:
+                    time.sleep(inbox.delay_s)
+                    inbox.alarms.extend(body["alarms"])
+                finally:
+                    inbox.leave()
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
