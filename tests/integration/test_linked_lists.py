@@ -8,13 +8,15 @@ the re-embedding of a face the master holds no such vector for).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import asyncio
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from serve_apps.api.app import create_app
+from serve_apps.api.linked_lists import run_due_links
 from storage import orm
 from storage.dossier_vectors import DOSSIERS_GALLERY, store_dossier_face_vector
 from storage.media import LocalMediaStore
@@ -216,3 +218,58 @@ def test_a_sync_that_cannot_finish_reports_it_and_the_next_one_resumes(sites, fa
     failed = sync(slave, local)
     assert failed["last_sync_status"] == "failed" and "unreachable" in failed["last_sync_error"]
     assert len(slave_dossiers(slave, local)) == 2  # nothing is removed when the master cannot be read
+
+
+def test_the_scheduled_sync_runs_at_link_time_then_daily_at_the_sync_time(sites, faces_dir: Path) -> None:
+    master, slave = sites
+    db = slave.client.app.state.config.database_url
+    m_list = master.api.post("/v1/watch-lists", json={"name": "wanted"}).json()["id"]
+    dossier = master.api.post("/v1/dossiers", json={"name": "Barack Obama", "watch_list_ids": [m_list]}).json()
+    master.add_face(dossier["id"], (faces_dir / "obama.jpg").read_bytes(), seed=1)
+    nightly = slave.post("/v1/watch-lists", json={"name": "nightly"}).json()["id"]
+    early = slave.post("/v1/watch-lists", json={"name": "early"}).json()["id"]
+    link(slave, master, m_list, nightly)  # the default time, 03:00
+    answer = slave.post(f"/v1/watch-lists/{early}/link", json={
+        "master_url": master.server.url, "master_token": master.api.tokens["operator"],
+        "master_watch_list_id": m_list, "sync_time": "04:30"})
+    assert answer.json()["sync_time"] == "04:30"
+
+    def run() -> list[int]:
+        return asyncio.run(run_due_links(db, slave.client.app.state.media, None, MODEL, 10_000_000))
+
+    started = datetime.now(UTC)
+    assert len(run()) == 2  # both are due at once: the first copy does not wait for the night
+    for local, (hour, minute) in ((nightly, (3, 0)), (early, (4, 30))):
+        state = slave.get(f"/v1/watch-lists/{local}/link").json()
+        assert state["last_sync_status"] == "ok" and "Barack Obama" in slave_dossiers(slave, local)
+        at = datetime.fromisoformat(state["next_sync_at"]).astimezone(UTC)
+        assert (at.hour, at.minute, at.second) == (hour, minute, 0)
+        assert started < at <= started + timedelta(days=1)
+    assert run() == []  # nothing due until the night
+
+    master.api.patch(f"/v1/dossiers/{dossier['id']}", json={"name": "Barack H. Obama"})
+    with UnitOfWork(db) as uow:  # the night comes for one of them
+        uow.links.for_watch_list(nightly).next_sync_at = datetime.now(UTC) - timedelta(seconds=1)
+        uow.commit()
+    [ran] = run()
+    assert ran == slave.get(f"/v1/watch-lists/{nightly}/link").json()["id"]
+    assert "Barack H. Obama" in slave_dossiers(slave, nightly)
+    assert "Barack Obama" in slave_dossiers(slave, early)  # its night has not come
+
+
+def test_a_due_link_is_claimed_by_one_replica_only(sites) -> None:
+    master, slave = sites
+    db = slave.client.app.state.config.database_url
+    m_list = master.api.post("/v1/watch-lists", json={"name": "wanted"}).json()["id"]
+    local = slave.post("/v1/watch-lists", json={"name": "wanted"}).json()["id"]
+    link_id = link(slave, master, m_list, local)["id"]
+    now = datetime.now(UTC)
+    with UnitOfWork(db) as first, UnitOfWork(db) as second:
+        assert first.links.claim_due(now, timedelta(minutes=30)) == [link_id]
+        first.commit()
+        assert second.links.claim_due(now, timedelta(minutes=30)) == []  # held by the first replica
+    # A claim whose replica died runs again once its lease is over.
+    with UnitOfWork(db) as uow:
+        assert uow.links.claim_due(now + timedelta(minutes=31), timedelta(minutes=30)) == [link_id]
+        uow.commit()
+    assert slave.post(f"/v1/watch-lists/{local}/link/sync").status_code == 409  # a sync is running
