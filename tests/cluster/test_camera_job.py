@@ -27,6 +27,8 @@ from actors.camera_job import CameraJob, StreamConfig
 from actors.event_pipeline import EventPipeline
 from actors.galleries import Galleries
 from actors.live_view import read_live_faces, read_snapshot
+from actors.vms_cameras import vms_camera_url
+from cluster.vms_plugin import PluginState, create_plugin_app
 from facewatch.errors import NotFound
 from facewatch.settings import load_config
 from models.embedders import embedder_spec
@@ -39,6 +41,7 @@ from storage.unit_of_work import UnitOfWork
 from tests.helpers import local_ray, wait_for
 from tests.http_range_server import RangeHandler, SwitchableServer
 from tests.rtsp_server import RtspCamera, gstreamer_missing
+from tests.vms_parties import ThreadedServer, write_declaration
 
 EMBEDDER = "dlib_resnet_v1"
 NAMESPACE = "test-camera-job"
@@ -320,6 +323,48 @@ def test_live_source_that_goes_down_shows_failing_and_resumes_by_itself(world: W
     finally:
         server.stop()
         ray.kill(job)
+
+
+def test_a_vms_cameras_stream_is_asked_of_its_plugin_at_every_reopen(world: World, tmp_path: Path) -> None:
+    """Issue 17: a VMS camera's row says `vms://<vms>/<camera>`; the job asks the plug-in for the stream URL
+    at every open, so when the VMS moves the stream (a new session URL, the old one dead) the reopened job
+    follows it without a restart."""
+    first, second = ClipServer(world.clip.read_bytes()), ClipServer(world.clip.read_bytes())
+    first.start()
+    second.start()
+    declaration = write_declaration(tmp_path / "vms.json", [{"id": "stage", "name": "Stage", "stream_url": first.url}])
+    state = PluginState(config_path=declaration, token="plugin-secret-job")
+    with ThreadedServer(create_plugin_app(state)) as plugin:
+        with UnitOfWork(world.url) as uow:
+            vms_id = uow.vms.add(orm.VmsPlugin(name="job VMS", url=plugin.url, token=state.token)).id
+            uow.commit()
+        camera_id = world.camera(vms_camera_url(vms_id, "stage"))
+        spec = world.spec(job_id=105, attempt=1, url=vms_camera_url(vms_id, "stage"), camera_id=camera_id,
+                          reopen_initial_s=0.5, reopen_max_s=1.0, open_timeout_s=3.0, read_timeout_s=3.0)
+        job, run = world.start(spec)
+        try:
+            wait_for(lambda: any(b["stats"]["frames_decoded"] > 0 for b in world.beats(spec["holder"])), 120,
+                     "the VMS camera to decode frames")
+            resolved = state.counters["stream_resolutions"]
+            assert resolved >= 1
+            # The VMS hands out a new URL and the old one dies: the job's reopen asks again and follows it.
+            write_declaration(declaration, [{"id": "stage", "name": "Stage", "stream_url": second.url}])
+            first.stop()
+            decoded = world.beats(spec["holder"])[-1]["stats"]["frames_decoded"]
+            wait_for(lambda: state.counters["stream_resolutions"] > resolved, 60, "a new stream resolution")
+
+            def decoding_again() -> bool:
+                beats = world.beats(spec["holder"])
+                return bool(beats) and beats[-1]["status"] != "failing" and \
+                    beats[-1]["stats"]["frames_decoded"] > decoded
+
+            wait_for(decoding_again, 90, "frames from the VMS's new stream URL")
+            ray.get(world.manager.revoke.remote(spec["holder"]))
+            assert ray.get(run, timeout=60) == "stopped"
+        finally:
+            first.stop()
+            second.stop()
+            ray.kill(job)
 
 
 @pytest.mark.slow
