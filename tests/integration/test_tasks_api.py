@@ -117,8 +117,8 @@ def photo(path: Path, field: str = "photo") -> dict:
 
 
 def post_event(system, path: Path, **form) -> dict:
-    data = {"camera_id": str(system.camera["id"]), **{k: (json.dumps(v) if isinstance(v, dict) else str(v))
-                                                     for k, v in form.items()}}
+    where = {} if "camera_group_id" in form else {"camera_id": str(system.camera["id"])}
+    data = {**where, **{k: (json.dumps(v) if isinstance(v, dict) else str(v)) for k, v in form.items()}}
     response = system.api.post("/v1/events", files=photo(path), data=data, role="operator")
     assert response.status_code == 201, response.text
     return response.json()
@@ -480,3 +480,42 @@ def test_identify_and_verify_every_face_of_a_photo_and_raw_vectors(system) -> No
     raw = api.post("/v1/verify", files=photo(faces / "biden.jpg", "photo1"),
                    data={"vector2": json.dumps(vector)}).json()
     assert raw["confidence"] > 0.99 and "pairs" not in raw
+
+
+# -- metadata on dossier faces, clean-up of dossier faces and of unused models' vectors, server folders --
+
+
+def test_dossier_faces_carry_meta_and_their_list_filters_on_it(system) -> None:
+    api, obama = system.api, system.people["Barack Obama"]
+    enrolled = api.post(f"/v1/dossiers/{obama}/faces", files=photo(system.faces / "obama-720p.jpg"),
+                        data={"meta": json.dumps({"year": 2019, "source": "scan"}), "external_id": "scan-1"})
+    assert enrolled.status_code == 201, enrolled.text
+    face = enrolled.json()
+    assert face["meta"] == {"year": 2019, "source": "scan"} and face["external_id"] == "scan-1"
+
+    def listed(**params) -> list[int]:
+        response = api.get(f"/v1/dossiers/{obama}/faces", params=params)
+        assert response.status_code == 200, response.text
+        return [f["id"] for f in response.json()["results"]]
+
+    everything = listed()
+    assert face["id"] in everything and len(everything) >= 2
+    assert listed(**{"meta.year__gte": 2019}) == [face["id"]]
+    assert listed(**{"meta.year__lt": 2019}) == []
+    assert listed(**{"meta.source": "scan"}) == [face["id"]] == listed(external_id="scan-1")
+    assert api.get(f"/v1/dossiers/{obama}/faces", params={"meta.year__gte": "soon"}).status_code == 400
+    patched = api.patch(f"/v1/dossiers/{obama}/faces/{face['id']}", json={"meta": {"year": 2015},
+                                                                         "external_id": None})
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["meta"] == {"year": 2015} and patched.json()["external_id"] is None
+    assert listed(**{"meta.year__gte": 2019}) == [] and listed(**{"meta.year__lte": 2015}) == [face["id"]]
+    assert api.patch(f"/v1/dossiers/{obama}/faces/{face['id']}", json={"meta": None}).status_code == 422
+    too_big = api.post(f"/v1/dossiers/{obama}/faces", files=photo(system.faces / "obama.jpg"),
+                       data={"meta": json.dumps({"blob": "x" * 5000})})
+    assert too_big.status_code == 400 and too_big.json()["param"] == "meta"
+    assert api.post(f"/v1/dossiers/{obama}/faces", files=photo(system.faces / "obama.jpg"),
+                    data={"meta": "[1, 2]"}).status_code == 400
+    assert listed() == everything  # the refused photos stored nothing
+    # Dossier lists take ranges too; a value that is not a number is never in one.
+    assert api.get("/v1/dossiers", params={"meta.office__gte": 0}).json()["results"] == []
+    api.delete(f"/v1/dossiers/{obama}/faces/{face['id']}")
