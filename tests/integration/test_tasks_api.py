@@ -519,3 +519,94 @@ def test_dossier_faces_carry_meta_and_their_list_filters_on_it(system) -> None:
     # Dossier lists take ranges too; a value that is not a number is never in one.
     assert api.get("/v1/dossiers", params={"meta.office__gte": 0}).json()["results"] == []
     api.delete(f"/v1/dossiers/{obama}/faces/{face['id']}")
+
+
+def _vector_count(url: str, gallery: str, model: str | None = None) -> int:
+    with UnitOfWork(url) as uow:
+        stmt = select(func.count()).select_from(orm.FaceVector).where(orm.FaceVector.gallery == gallery)
+        if model is not None:
+            stmt = stmt.where(orm.FaceVector.model == model)
+        return int(uow.session.scalar(stmt) or 0)
+
+
+def test_cleanup_of_dossier_faces_by_filter_removes_their_vectors_and_files_and_nothing_else(system) -> None:
+    from storage.dossier_vectors import DOSSIERS_GALLERY
+
+    api, biden = system.api, system.people["Joe Biden"]
+    old = api.post(f"/v1/dossiers/{biden}/faces", files=photo(system.faces / "knn_examples/train/biden/biden2.jpg"),
+                   data={"meta": json.dumps({"batch": "2009"})})
+    assert old.status_code == 201, old.text
+    old = old.json()
+    with UnitOfWork(system.url) as uow:
+        rows = {f.id: (f.source_key, f.crop_key) for f in uow.session.scalars(select(orm.DossierFace))}
+    kept = {k for i, keys in rows.items() if i != old["id"] for k in keys}
+    gone = set(rows[old["id"]]) - kept
+    store = LocalMediaStore(system.config.media_root)
+    assert gone and all(store.exists(k) for k in gone)
+    faces_before = api.get(f"/v1/dossiers/{biden}").json()["face_count"]
+    vectors_before = _vector_count(system.url, DOSSIERS_GALLERY)
+    task = run_task(system, "cleanup", {"target": "dossier_faces", "filters": {"meta.batch": "2009"}})
+    assert task["status"] == "done", task
+    assert (task["summary"]["dossier_faces_deleted"], task["summary"]["media_deleted"]) == (1, len(gone))
+    assert api.get(f"/v1/dossiers/{biden}").json()["face_count"] == faces_before - 1
+    assert api.get(f"/v1/dossiers/{biden}/faces/{old['id']}").status_code == 404
+    assert _vector_count(system.url, DOSSIERS_GALLERY) == vectors_before - 1
+    assert not any(store.exists(k) for k in gone) and all(store.exists(k) for k in kept)
+    found = api.post("/v1/search", files=photo(system.faces / "knn_examples/train/biden/biden2.jpg"),
+                     data={"target": "dossiers", "threshold": "none", "limit": "50"}).json()["results"]
+    assert found and old["id"] not in {r.get("face_id") for r in found}
+    assert found[0]["dossier"]["id"] == biden  # his other photos still match
+
+
+def test_cleanup_of_vectors_removes_only_models_no_longer_in_use(system) -> None:
+    import numpy as np
+
+    with UnitOfWork(system.url) as uow:
+        face_id = uow.session.scalar(select(orm.DossierFace.id).order_by(orm.DossierFace.id).limit(1))
+        stale = np.ones(512, np.float32) / np.sqrt(512)
+        for gallery, item in (("dossiers", str(face_id)), (EVENTS_GALLERY, system.events["obama2"])):
+            uow.session.add(orm.FaceVector(gallery=gallery, item_id=item, model="facenet_vggface2", dim=512,
+                                           vector=stale.tobytes()))
+        uow.commit()
+    active = {g: _vector_count(system.url, g, EMBEDDER) for g in ("dossiers", EVENTS_GALLERY)}
+    assert system.api.post("/v1/tasks", json={"kind": "cleanup", "params": {
+        "target": "vectors", "filters": {"camera_id": 1}}}).status_code == 400
+    task = run_task(system, "cleanup", {"target": "vectors"})
+    assert task["status"] == "done" and task["summary"]["vectors_deleted"] == 2, task
+    assert {g: _vector_count(system.url, g, EMBEDDER) for g in active} == active
+    assert _vector_count(system.url, "dossiers", "facenet_vggface2") == 0
+    assert _vector_count(system.url, EVENTS_GALLERY, "facenet_vggface2") == 0
+    found = system.api.post("/v1/search", files=photo(system.faces / "obama.jpg"),
+                            data={"target": "dossiers", "limit": "1"}).json()["results"]
+    assert found[0]["dossier"]["id"] == system.people["Barack Obama"]
+
+
+def test_estimate_reads_a_folder_on_the_server(system, tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    (folder / "door").mkdir(parents=True)
+    (folder / "obama.jpg").write_bytes((system.faces / "obama.jpg").read_bytes())
+    (folder / "door" / "two.jpg").write_bytes((system.faces / "two_people.jpg").read_bytes())
+    (folder / "notes.txt").write_text("not a photo")
+    (folder / ".hidden.jpg").write_bytes(b"left out")
+    denied = system.api.post("/v1/tasks", json={"kind": "estimate", "params": {"path": str(folder)}},
+                             role="operator")
+    assert denied.status_code == 403
+    task = run_task(system, "estimate", {"path": str(folder), "part_size": 1})
+    assert task["status"] == "done" and task["parts_total"] == 2, task
+    assert (task["summary"]["photos"], task["summary"]["faces"], task["summary"]["photo_errors"]) == (2, 3, 0)
+    lines = [json.loads(line) for line in system.api.get(f"/v1/tasks/{task['id']}/result").text.splitlines()]
+    assert [line["file"] for line in lines] == ["door/two.jpg", "obama.jpg"]
+    assert "embedding" not in lines[1]["faces"][0] and lines[1]["faces"][0]["bbox"]
+    missing = run_task(system, "estimate", {"path": str(tmp_path / "nowhere")})
+    assert missing["status"] == "failed" and "BAD_PARAM" in missing["error"]
+
+
+def test_an_event_from_a_still_photo_at_a_camera_group(system) -> None:
+    body = post_event(system, system.faces / "biden.jpg", camera_group_id=system.group["id"])
+    event = body["events"][0]
+    assert event["camera_id"] is None and event["camera_group_id"] == system.group["id"]
+    assert event["matched"] is True and event["dossier_id"] == system.people["Joe Biden"]
+    both = system.api.post("/v1/events", files=photo(system.faces / "biden.jpg"),
+                           data={"camera_id": str(system.camera["id"]), "camera_group_id": str(system.group["id"])},
+                           role="operator")
+    assert both.status_code == 400 and both.json()["param"] == "camera_id"
