@@ -610,3 +610,29 @@ def test_an_event_from_a_still_photo_at_a_camera_group(system) -> None:
                            data={"camera_id": str(system.camera["id"]), "camera_group_id": str(system.group["id"])},
                            role="operator")
     assert both.status_code == 400 and both.json()["param"] == "camera_id"
+
+
+def test_an_unknown_filter_name_is_refused_not_ignored(system) -> None:
+    """A typo must not widen a selection: a clean-up of {"camra_id": …} would otherwise delete every event."""
+    before = _counts(system.url)
+    for kind, params in (("cleanup", {"target": "events", "filters": {"camra_id": system.camera["id"]}}),
+                         ("cleanup", {"target": "dossier_faces", "filters": {"nme": "x"}}),
+                         ("export", {"filters": {"floor": 3}})):
+        answer = system.api.post("/v1/tasks", json={"kind": kind, "params": params})
+        assert answer.status_code == 400, answer.text
+        assert "unknown filter" in answer.json()["reason"]
+    assert _counts(system.url) == before
+
+
+def test_cross_match_of_a_persons_events(system) -> None:
+    person = system.api.get(f"/v1/events/{system.events['obama2']}").json()["person_id"]
+    assert person is not None
+    task = run_task(system, "cross_match", {
+        "reference": {"target": "events", "filters": {"person_id": person}},
+        "candidates": {"target": "dossiers", "watch_list_id": system.vip["id"]}, "limit": 1})
+    assert task["status"] == "done", task
+    result = system.api.get(f"/v1/tasks/{task['id']}/result").json()
+    persons_events = {e["id"] for e in system.api.get("/v1/events", params={"person_id": person,
+                                                                             "limit": 100}).json()["results"]}
+    assert {m["reference_id"] for m in result} == persons_events and system.events["obama2"] in persons_events
+    assert {m["candidates"][0]["dossier_id"] for m in result} == {system.people["Barack Obama"]}
