@@ -136,6 +136,26 @@ def test_dossier_faces_filter_on_their_meta_and_external_id(db_url: str) -> None
             ids({"meta.year__gte": "soon"})
 
 
+def test_a_vectors_clean_up_waits_for_a_re_extraction_under_way(db_url: str, tmp_path) -> None:
+    from actors.tasks import cleanup
+    from actors.tasks.context import TaskContext
+    from tests.conftest import make_config
+
+    ctx = TaskContext(make_config(tmp_path, db_url), "dlib_resnet_v1")
+    with UnitOfWork(db_url) as uow:
+        uow.session.add(orm.FaceVector(gallery="dossiers", item_id="1", model="facenet_vggface2", dim=2,
+                                       vector=np.ones(2, np.float32).tobytes()))
+        reextract = store.create_task(uow.session, "reextract", {"model": "facenet_vggface2"}, "", "admin")
+        clean = store.create_task(uow.session, "cleanup", {"target": "vectors"}, "", "admin")
+        uow.commit()
+        with pytest.raises(Conflict, match=f"task {reextract.id}"):
+            cleanup.plan(ctx, clean.id, {"target": "vectors"})
+        store.set_status(uow.session, reextract, rules.CANCELLED)
+        uow.commit()
+        (part,) = cleanup.plan(ctx, clean.id, {"target": "vectors"})
+        assert len(part["ids"]) == 1
+
+
 def test_meta_is_capped_at_4_kb() -> None:
     assert check_meta({"a": 1}) == {"a": 1}
     with pytest.raises(BadParam):
