@@ -22,16 +22,27 @@ class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _only_meta(extra: dict[str, Any]) -> None:
+    """Names beyond a selection's fields must be meta filters: an unknown name (a typo) would otherwise
+    narrow nothing, and a clean-up meant for a few rows would delete them all."""
+    meta = meta_params(extra)
+    unknown = sorted(set(extra) - set(meta))
+    if unknown:
+        raise ValueError(f"unknown filter {unknown[0]!r} (a list filter, meta.<key>[__op] or external_id)")
+
+
 class EventSelection(EventFilterFields):
     """Events by the list filters (facewatch.fields.EventFilterFields: the names of `GET /v1/events`)."""
 
     model_config = ConfigDict(extra="allow")  # meta.<key>[__op] filters
 
     external_id: str | None = Field(None, max_length=200)
+    person_id: int | None = None
+    person_status: Literal["new", "known", "regular"] | None = None
 
     @model_validator(mode="after")
     def _only_meta_extras(self) -> EventSelection:
-        meta_params(self.model_extra or {})
+        _only_meta(self.model_extra or {})
         return self
 
 
@@ -48,7 +59,7 @@ class DossierSelection(_Params):
 
     @model_validator(mode="after")
     def _only_meta_extras(self) -> DossierSelection:
-        meta_params(self.model_extra or {})
+        _only_meta(self.model_extra or {})
         return self
 
 

@@ -200,8 +200,10 @@ class DossierFaceRepository(Repository[orm.DossierFace]):
                 .where(orm.DossierFace.id.in_(list(face_ids))))
         return {face_id: (dossier_id, name) for face_id, dossier_id, name in self.session.execute(stmt)}
 
-    def for_dossier(self, dossier_id: int) -> list[orm.DossierFace]:
+    def for_dossier(self, dossier_id: int, filters: dict[str, Any] | None = None) -> list[orm.DossierFace]:
+        """The dossier's faces, oldest first, narrowed by `meta.<key>[__op]` / `external_id` filters."""
         stmt = select(orm.DossierFace).where(orm.DossierFace.dossier_id == dossier_id).order_by(orm.DossierFace.id)
+        stmt = apply_meta(stmt, orm.DossierFace, filters or {}, self.session.get_bind().dialect.name)
         return list(self.session.scalars(stmt))
 
 

@@ -141,6 +141,13 @@ def active_tasks(session: Session) -> list[orm.Task]:
     return list(session.scalars(select(orm.Task).where(orm.Task.status.in_(rules.ACTIVE)).order_by(orm.Task.id)))
 
 
+def other_active_of_kind(session: Session, kind: str, task_id: int) -> list[int]:
+    """Ids of the pending or running tasks of `kind` other than `task_id`."""
+    stmt = select(orm.Task.id).where(orm.Task.kind == kind, orm.Task.status.in_(rules.ACTIVE),
+                                     orm.Task.id != task_id).order_by(orm.Task.id)
+    return list(session.scalars(stmt))
+
+
 def with_pending_notifications(session: Session) -> list[orm.Task]:
     """Tasks with a notification URL and status changes not told yet."""
     stmt = select(orm.Task).where(orm.Task.notify_url != "").order_by(orm.Task.id.desc()).limit(500)

@@ -5,7 +5,8 @@ and commits its result in the SAME transaction, so a part that runs twice (a los
 deletions once and deletes nothing else: the second run finds the part done and does nothing.
 Events go with everything `storage.retention.delete_events` removes (outbox rows, events-gallery
 vectors, media no other row uses, emptied episodes); dossier faces with their vectors and crops/photos
-no other row uses; `vectors` removes every vector row of a model other than the active `embedder`.
+no other row uses; `vectors` removes every vector row of a model other than the active `embedder` (refused while a
+`reextract` task is under way: the vectors it is building are of a model not yet in use).
 The galleries are synced when the task finishes.
 """
 
@@ -15,6 +16,7 @@ import asyncio
 from typing import Any
 
 from actors.tasks.context import Finished, TaskContext
+from facewatch.errors import Conflict
 from facewatch.task_params import CleanupParams, dossier_filter_values, event_filter_values, parse
 from facewatch.tasks import DONE, chunks
 from storage import orm
@@ -27,7 +29,7 @@ from storage.selections import (
     event_ids,
     unused_model_vector_ids,
 )
-from storage.tasks import commit_part
+from storage.tasks import commit_part, other_active_of_kind
 from storage.unit_of_work import UnitOfWork
 
 
@@ -39,6 +41,10 @@ def plan(ctx: TaskContext, task_id: int, params: dict[str, Any]) -> list[dict[st
         elif p.target == "dossier_faces":
             ids = dossier_face_ids(uow.session, dossier_filter_values(p.filters))
         else:
+            running = other_active_of_kind(uow.session, "reextract", task_id)
+            if running:  # its target model's new vectors are "not in use" until it switches
+                raise Conflict(f"re-extraction task {running[0]} is under way: its new vectors would be "
+                               "deleted; clean up vectors once it is done", param="target")
             ids = unused_model_vector_ids(uow.session, str(uow.settings.get("embedder")))
     return [{"ids": chunk} for chunk in chunks(ids, p.part_size)]
 

@@ -60,8 +60,10 @@ def gate(face: FaceInPhoto, min_quality: float) -> None:
 async def enrol_photo(
     uow: UnitOfWork, media: LocalMediaStore, services: Services, dossier: orm.Dossier, data: bytes, *,
     limit: int, face_select: FaceSelect = "biggest", bbox: list[float] | None = None, extension: str = "jpg",
+    meta: dict[str, Any] | None = None, external_id: str | None = None,
 ) -> list[orm.DossierFace]:
-    """Adds the chosen face(s) of one photo to `dossier` (not committed: the caller commits)."""
+    """Adds the chosen face(s) of one photo to `dossier` (not committed: the caller commits); every face
+    stored carries `meta` and `external_id`."""
     _, photo = await analyze_photo(services, data, limit)
     chosen = choose(photo, face_select, bbox)
     min_quality = float(uow.settings.get("min_dossier_photo_quality"))
@@ -79,7 +81,7 @@ async def enrol_photo(
         row = orm.DossierFace(
             dossier_id=dossier.id, source_key=source_key, crop_key=media.put(encode_png(chip), "png"),
             bbox=face.bbox, landmarks=face.landmarks, detection_score=face.score, quality=face.quality,
-            attributes=attributes,
+            attributes=attributes, meta=dict(meta or {}), external_id=external_id or None,
         )
         uow.dossier_faces.add(row)
         store_dossier_face_vector(uow, row, dossier, extracted["model"], vector)

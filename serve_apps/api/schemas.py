@@ -708,6 +708,14 @@ class DossierFaceOut(BaseModel):
     created_at: datetime
 
 
+class DossierFacePatch(Patch):
+    """A dossier face's user metadata; its photo, box and vector are not editable (enrol another)."""
+
+    NULLABLE = frozenset({"external_id"})
+    meta: Meta | None = None
+    external_id: str | None = Field(None, max_length=200)
+
+
 class EnrolOut(DossierFaceOut):
     faces: list[DossierFaceOut] = Field(description="every face stored (several with face_select=all)")
 

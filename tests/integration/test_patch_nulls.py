@@ -54,7 +54,7 @@ def test_null_runtime_setting_is_422(api: ApiClient) -> None:
 def test_openapi_says_which_patch_fields_may_be_null(api: ApiClient) -> None:
     """Clients (and the schema fuzzer) learn from the schema that null is refused."""
     components = api.get("/openapi.json").json()["components"]["schemas"]
-    for model in (*PATCHES.values(), schemas.RuntimeSettingsPatch):
+    for model in (*PATCHES.values(), schemas.RuntimeSettingsPatch, schemas.DossierFacePatch):
         properties = components[model.__name__]["properties"]
         for field, prop in properties.items():
             allows_null = any(s.get("type") == "null" for s in prop.get("anyOf", []))

@@ -114,6 +114,48 @@ def test_meta_filters_equality_and_ranges(db_url: str) -> None:
         assert stmt is not None
 
 
+def test_dossier_faces_filter_on_their_meta_and_external_id(db_url: str) -> None:
+    with UnitOfWork(db_url) as uow:
+        dossier = uow.dossiers.add(orm.Dossier(name="Grace"))
+        other = uow.dossiers.add(orm.Dossier(name="Ada"))
+        metas = [({"year": 2019, "src": "scan"}, "s-1"), ({"year": 2015.5}, None), ({"year": "old"}, None)]
+        faces = [uow.dossier_faces.add(orm.DossierFace(dossier_id=dossier.id, meta=m, external_id=x))
+                 for m, x in metas]
+        uow.dossier_faces.add(orm.DossierFace(dossier_id=other.id, meta={"year": 2019}))
+        uow.commit()
+
+        def ids(filters: dict) -> list[int]:
+            return [f.id for f in uow.dossier_faces.for_dossier(dossier.id, filters)]
+
+        assert ids({}) == [f.id for f in faces]
+        assert ids({"meta.year__gte": "2016"}) == [faces[0].id]  # the other dossier's face is not listed
+        assert ids({"meta.year__lt": 2019}) == [faces[1].id]  # "old" is not a number: in no range
+        assert ids({"meta.year": "old"}) == [faces[2].id]
+        assert ids({"external_id": "s-1"}) == ids({"meta.src": "scan"}) == [faces[0].id]
+        with pytest.raises(BadParam):
+            ids({"meta.year__gte": "soon"})
+
+
+def test_a_vectors_clean_up_waits_for_a_re_extraction_under_way(db_url: str, tmp_path) -> None:
+    from actors.tasks import cleanup
+    from actors.tasks.context import TaskContext
+    from tests.conftest import make_config
+
+    ctx = TaskContext(make_config(tmp_path, db_url), "dlib_resnet_v1")
+    with UnitOfWork(db_url) as uow:
+        uow.session.add(orm.FaceVector(gallery="dossiers", item_id="1", model="facenet_vggface2", dim=2,
+                                       vector=np.ones(2, np.float32).tobytes()))
+        reextract = store.create_task(uow.session, "reextract", {"model": "facenet_vggface2"}, "", "admin")
+        clean = store.create_task(uow.session, "cleanup", {"target": "vectors"}, "", "admin")
+        uow.commit()
+        with pytest.raises(Conflict, match=f"task {reextract.id}"):
+            cleanup.plan(ctx, clean.id, {"target": "vectors"})
+        store.set_status(uow.session, reextract, rules.CANCELLED)
+        uow.commit()
+        (part,) = cleanup.plan(ctx, clean.id, {"target": "vectors"})
+        assert len(part["ids"]) == 1
+
+
 def test_meta_is_capped_at_4_kb() -> None:
     assert check_meta({"a": 1}) == {"a": 1}
     with pytest.raises(BadParam):

@@ -117,8 +117,8 @@ def photo(path: Path, field: str = "photo") -> dict:
 
 
 def post_event(system, path: Path, **form) -> dict:
-    data = {"camera_id": str(system.camera["id"]), **{k: (json.dumps(v) if isinstance(v, dict) else str(v))
-                                                     for k, v in form.items()}}
+    where = {} if "camera_group_id" in form else {"camera_id": str(system.camera["id"])}
+    data = {**where, **{k: (json.dumps(v) if isinstance(v, dict) else str(v)) for k, v in form.items()}}
     response = system.api.post("/v1/events", files=photo(path), data=data, role="operator")
     assert response.status_code == 201, response.text
     return response.json()
@@ -480,3 +480,159 @@ def test_identify_and_verify_every_face_of_a_photo_and_raw_vectors(system) -> No
     raw = api.post("/v1/verify", files=photo(faces / "biden.jpg", "photo1"),
                    data={"vector2": json.dumps(vector)}).json()
     assert raw["confidence"] > 0.99 and "pairs" not in raw
+
+
+# -- metadata on dossier faces, clean-up of dossier faces and of unused models' vectors, server folders --
+
+
+def test_dossier_faces_carry_meta_and_their_list_filters_on_it(system) -> None:
+    api, obama = system.api, system.people["Barack Obama"]
+    enrolled = api.post(f"/v1/dossiers/{obama}/faces", files=photo(system.faces / "obama-720p.jpg"),
+                        data={"meta": json.dumps({"year": 2019, "source": "scan"}), "external_id": "scan-1"})
+    assert enrolled.status_code == 201, enrolled.text
+    face = enrolled.json()
+    assert face["meta"] == {"year": 2019, "source": "scan"} and face["external_id"] == "scan-1"
+
+    def listed(**params) -> list[int]:
+        response = api.get(f"/v1/dossiers/{obama}/faces", params=params)
+        assert response.status_code == 200, response.text
+        return [f["id"] for f in response.json()["results"]]
+
+    everything = listed()
+    assert face["id"] in everything and len(everything) >= 2
+    assert listed(**{"meta.year__gte": 2019}) == [face["id"]]
+    assert listed(**{"meta.year__lt": 2019}) == []
+    assert listed(**{"meta.source": "scan"}) == [face["id"]] == listed(external_id="scan-1")
+    assert api.get(f"/v1/dossiers/{obama}/faces", params={"meta.year__gte": "soon"}).status_code == 400
+    patched = api.patch(f"/v1/dossiers/{obama}/faces/{face['id']}", json={"meta": {"year": 2015},
+                                                                         "external_id": None})
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["meta"] == {"year": 2015} and patched.json()["external_id"] is None
+    assert listed(**{"meta.year__gte": 2019}) == [] and listed(**{"meta.year__lte": 2015}) == [face["id"]]
+    assert api.patch(f"/v1/dossiers/{obama}/faces/{face['id']}", json={"meta": None}).status_code == 422
+    too_big = api.post(f"/v1/dossiers/{obama}/faces", files=photo(system.faces / "obama.jpg"),
+                       data={"meta": json.dumps({"blob": "x" * 5000})})
+    assert too_big.status_code == 400 and too_big.json()["param"] == "meta"
+    assert api.post(f"/v1/dossiers/{obama}/faces", files=photo(system.faces / "obama.jpg"),
+                    data={"meta": "[1, 2]"}).status_code == 400
+    assert listed() == everything  # the refused photos stored nothing
+    # Dossier lists take ranges too; a value that is not a number is never in one.
+    assert api.get("/v1/dossiers", params={"meta.office__gte": 0}).json()["results"] == []
+    api.delete(f"/v1/dossiers/{obama}/faces/{face['id']}")
+
+
+def _vector_count(url: str, gallery: str, model: str | None = None) -> int:
+    with UnitOfWork(url) as uow:
+        stmt = select(func.count()).select_from(orm.FaceVector).where(orm.FaceVector.gallery == gallery)
+        if model is not None:
+            stmt = stmt.where(orm.FaceVector.model == model)
+        return int(uow.session.scalar(stmt) or 0)
+
+
+def test_cleanup_of_dossier_faces_by_filter_removes_their_vectors_and_files_and_nothing_else(system) -> None:
+    from storage.dossier_vectors import DOSSIERS_GALLERY
+
+    api, biden = system.api, system.people["Joe Biden"]
+    old = api.post(f"/v1/dossiers/{biden}/faces", files=photo(system.faces / "knn_examples/train/biden/biden2.jpg"),
+                   data={"meta": json.dumps({"batch": "2009"})})
+    assert old.status_code == 201, old.text
+    old = old.json()
+    with UnitOfWork(system.url) as uow:
+        rows = {f.id: (f.source_key, f.crop_key) for f in uow.session.scalars(select(orm.DossierFace))}
+    kept = {k for i, keys in rows.items() if i != old["id"] for k in keys}
+    gone = set(rows[old["id"]]) - kept
+    store = LocalMediaStore(system.config.media_root)
+    assert gone and all(store.exists(k) for k in gone)
+    faces_before = api.get(f"/v1/dossiers/{biden}").json()["face_count"]
+    vectors_before = _vector_count(system.url, DOSSIERS_GALLERY)
+    task = run_task(system, "cleanup", {"target": "dossier_faces", "filters": {"meta.batch": "2009"}})
+    assert task["status"] == "done", task
+    assert (task["summary"]["dossier_faces_deleted"], task["summary"]["media_deleted"]) == (1, len(gone))
+    assert api.get(f"/v1/dossiers/{biden}").json()["face_count"] == faces_before - 1
+    assert api.get(f"/v1/dossiers/{biden}/faces/{old['id']}").status_code == 404
+    assert _vector_count(system.url, DOSSIERS_GALLERY) == vectors_before - 1
+    assert not any(store.exists(k) for k in gone) and all(store.exists(k) for k in kept)
+    found = api.post("/v1/search", files=photo(system.faces / "knn_examples/train/biden/biden2.jpg"),
+                     data={"target": "dossiers", "threshold": "none", "limit": "50"}).json()["results"]
+    assert found and old["id"] not in {r.get("face_id") for r in found}
+    assert found[0]["dossier"]["id"] == biden  # his other photos still match
+
+
+def test_cleanup_of_vectors_removes_only_models_no_longer_in_use(system) -> None:
+    import numpy as np
+
+    with UnitOfWork(system.url) as uow:
+        face_id = uow.session.scalar(select(orm.DossierFace.id).order_by(orm.DossierFace.id).limit(1))
+        stale = np.ones(512, np.float32) / np.sqrt(512)
+        for gallery, item in (("dossiers", str(face_id)), (EVENTS_GALLERY, system.events["obama2"])):
+            uow.session.add(orm.FaceVector(gallery=gallery, item_id=item, model="facenet_vggface2", dim=512,
+                                           vector=stale.tobytes()))
+        uow.commit()
+    active = {g: _vector_count(system.url, g, EMBEDDER) for g in ("dossiers", EVENTS_GALLERY)}
+    assert system.api.post("/v1/tasks", json={"kind": "cleanup", "params": {
+        "target": "vectors", "filters": {"camera_id": 1}}}).status_code == 400
+    task = run_task(system, "cleanup", {"target": "vectors"})
+    assert task["status"] == "done" and task["summary"]["vectors_deleted"] == 2, task
+    assert {g: _vector_count(system.url, g, EMBEDDER) for g in active} == active
+    assert _vector_count(system.url, "dossiers", "facenet_vggface2") == 0
+    assert _vector_count(system.url, EVENTS_GALLERY, "facenet_vggface2") == 0
+    found = system.api.post("/v1/search", files=photo(system.faces / "obama.jpg"),
+                            data={"target": "dossiers", "limit": "1"}).json()["results"]
+    assert found[0]["dossier"]["id"] == system.people["Barack Obama"]
+
+
+def test_estimate_reads_a_folder_on_the_server(system, tmp_path: Path) -> None:
+    folder = tmp_path / "photos"
+    (folder / "door").mkdir(parents=True)
+    (folder / "obama.jpg").write_bytes((system.faces / "obama.jpg").read_bytes())
+    (folder / "door" / "two.jpg").write_bytes((system.faces / "two_people.jpg").read_bytes())
+    (folder / "notes.txt").write_text("not a photo")
+    (folder / ".hidden.jpg").write_bytes(b"left out")
+    denied = system.api.post("/v1/tasks", json={"kind": "estimate", "params": {"path": str(folder)}},
+                             role="operator")
+    assert denied.status_code == 403
+    task = run_task(system, "estimate", {"path": str(folder), "part_size": 1})
+    assert task["status"] == "done" and task["parts_total"] == 2, task
+    assert (task["summary"]["photos"], task["summary"]["faces"], task["summary"]["photo_errors"]) == (2, 3, 0)
+    lines = [json.loads(line) for line in system.api.get(f"/v1/tasks/{task['id']}/result").text.splitlines()]
+    assert [line["file"] for line in lines] == ["door/two.jpg", "obama.jpg"]
+    assert "embedding" not in lines[1]["faces"][0] and lines[1]["faces"][0]["bbox"]
+    missing = run_task(system, "estimate", {"path": str(tmp_path / "nowhere")})
+    assert missing["status"] == "failed" and "BAD_PARAM" in missing["error"]
+
+
+def test_an_event_from_a_still_photo_at_a_camera_group(system) -> None:
+    body = post_event(system, system.faces / "biden.jpg", camera_group_id=system.group["id"])
+    event = body["events"][0]
+    assert event["camera_id"] is None and event["camera_group_id"] == system.group["id"]
+    assert event["matched"] is True and event["dossier_id"] == system.people["Joe Biden"]
+    both = system.api.post("/v1/events", files=photo(system.faces / "biden.jpg"),
+                           data={"camera_id": str(system.camera["id"]), "camera_group_id": str(system.group["id"])},
+                           role="operator")
+    assert both.status_code == 400 and both.json()["param"] == "camera_id"
+
+
+def test_an_unknown_filter_name_is_refused_not_ignored(system) -> None:
+    """A typo must not widen a selection: a clean-up of {"camra_id": …} would otherwise delete every event."""
+    before = _counts(system.url)
+    for kind, params in (("cleanup", {"target": "events", "filters": {"camra_id": system.camera["id"]}}),
+                         ("cleanup", {"target": "dossier_faces", "filters": {"nme": "x"}}),
+                         ("export", {"filters": {"floor": 3}})):
+        answer = system.api.post("/v1/tasks", json={"kind": kind, "params": params})
+        assert answer.status_code == 400, answer.text
+        assert "unknown filter" in answer.json()["reason"]
+    assert _counts(system.url) == before
+
+
+def test_cross_match_of_a_persons_events(system) -> None:
+    person = system.api.get(f"/v1/events/{system.events['obama2']}").json()["person_id"]
+    assert person is not None
+    task = run_task(system, "cross_match", {
+        "reference": {"target": "events", "filters": {"person_id": person}},
+        "candidates": {"target": "dossiers", "watch_list_id": system.vip["id"]}, "limit": 1})
+    assert task["status"] == "done", task
+    result = system.api.get(f"/v1/tasks/{task['id']}/result").json()
+    persons_events = {e["id"] for e in system.api.get("/v1/events", params={"person_id": person,
+                                                                             "limit": 100}).json()["results"]}
+    assert {m["reference_id"] for m in result} == persons_events and system.events["obama2"] in persons_events
+    assert {m["candidates"][0]["dossier_id"] for m in result} == {system.people["Barack Obama"]}

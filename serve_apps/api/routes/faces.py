@@ -13,6 +13,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
 
 from facewatch.errors import BadImage, BadParam, Forbidden, NoFace, NotFound, TooLarge
+from facewatch.meta import check_meta
 from models.calibration import resolve_threshold
 from serve_apps.api.deps import Media, Operator, Scope, Uow, Viewer
 from serve_apps.api.enrolment import (
@@ -25,12 +26,13 @@ from serve_apps.api.enrolment import (
     photo_extension,
     sync_dossiers,
 )
-from serve_apps.api.routes._common import ensure_visible
+from serve_apps.api.routes._common import apply_patch, ensure_visible, meta_query
 from serve_apps.api.routes.search import raw_vector
 from serve_apps.api.schemas import (
     BulkEnrolOut,
     DetectOut,
     DossierFaceOut,
+    DossierFacePatch,
     EnrolOut,
     Page,
     VerifyOut,
@@ -218,23 +220,36 @@ async def enrol_dossier_face(
     dossier_id: int, request: Request, services: Svc, uow: Uow, media: Media, _: Operator, scope: Scope,
     photo: Annotated[UploadFile, File()], face_select: FaceSelectForm = "biggest",
     bbox: Annotated[str | None, Form(description="[x1, y1, x2, y2]; wins over face_select")] = None,
+    meta: Annotated[str | None, Form(description="JSON object, at most 4 KB; every face stored carries it")] = None,
+    external_id: Annotated[str | None, Form(max_length=200)] = None,
 ) -> EnrolOut:
     dossier = _visible_dossier(uow, dossier_id, scope)
     uow.links.refuse_edit([w.id for w in dossier.watch_lists], "cannot add the photo")
+    metadata = _meta_form(meta)
     data = await read_upload(photo, _limit(request))
     rows = await enrol_photo(uow, media, services, dossier, data, limit=_limit(request),
-                             face_select=face_select, bbox=_bbox(bbox), extension=photo_extension(photo.filename))
+                             face_select=face_select, bbox=_bbox(bbox), extension=photo_extension(photo.filename),
+                             meta=metadata, external_id=external_id)
     uow.commit()
     await sync_dossiers(services.galleries)
     faces = [face_out(r, _base(request)) for r in rows]
     return EnrolOut(**faces[0].model_dump(), faces=faces)
 
 
+def _meta_form(text: str | None) -> dict[str, Any]:
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError:
+        raise BadParam("meta must be a JSON object", param="meta") from None
+    return check_meta(value)
+
+
 @router.get("/dossiers/{dossier_id}/faces", response_model=Page[DossierFaceOut])
 def list_dossier_faces(dossier_id: int, request: Request, uow: Uow, _: Viewer,
                        scope: Scope) -> Page[DossierFaceOut]:
+    """Oldest first; `meta.<key>=<v>`, `meta.<key>__gte|gt|lte|lt=<n>` and `external_id` narrow the list."""
     _visible_dossier(uow, dossier_id, scope)
-    rows = uow.dossier_faces.for_dossier(dossier_id)
+    rows = uow.dossier_faces.for_dossier(dossier_id, meta_query(request))
     return Page(results=[face_out(r, _base(request)) for r in rows], next_cursor=None)
 
 
@@ -250,6 +265,17 @@ def _face_of(uow: UnitOfWork, dossier_id: int, face_id: int, scope: VisibilitySc
 def get_dossier_face(dossier_id: int, face_id: int, request: Request, uow: Uow, _: Viewer,
                      scope: Scope) -> DossierFaceOut:
     return face_out(_face_of(uow, dossier_id, face_id, scope), _base(request))
+
+
+@router.patch("/dossiers/{dossier_id}/faces/{face_id}", response_model=DossierFaceOut)
+def patch_dossier_face(dossier_id: int, face_id: int, patch: DossierFacePatch, request: Request, uow: Uow,
+                       _: Operator, scope: Scope) -> DossierFaceOut:
+    """Sets the face's `meta` (replaced whole) and `external_id` (null clears it)."""
+    row = _face_of(uow, dossier_id, face_id, scope)
+    uow.links.refuse_edit([w.id for w in row.dossier.watch_lists], "cannot edit the photo")
+    apply_patch(row, patch)
+    uow.commit()
+    return face_out(row, _base(request))
 
 
 @router.delete("/dossiers/{dossier_id}/faces/{face_id}", status_code=204)
