@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy import case, delete, exists, func, or_, select, update
 
 from facewatch.errors import BadParam, Conflict, NotFound
 from facewatch.gallery_schema import PERSONS_GALLERY
@@ -229,10 +229,11 @@ def merge_many(uow: UnitOfWork, merges: Sequence[tuple[int, int]], max_faces: in
     by_operator=False)` applied to each (keep, other) in turn, in a few statements per chunk.
 
     `merges` are (keep, other) with `keep` a component's kept person (never itself an `other`);
-    every person is anonymous. Events, faces and exclusions move in one UPDATE per kept person (the
-    faces' gallery metadata in one bulk update), each kept person keeps its best `max_faces` faces,
-    the merged persons are deleted and the kept persons' statistics re-derived from one read of their
-    events. An exclusion inside one component is refused (409) before anything changes."""
+    every person is anonymous. Events and faces move in one UPDATE per 500 merged persons (a CASE
+    from merged to kept id), exclusions are re-pointed, each kept person keeps its best `max_faces`
+    faces (their gallery metadata in one bulk update), the merged persons are deleted and the kept
+    persons' statistics re-derived from one read of their events. An exclusion inside one component
+    is refused (409) before anything changes."""
     target = {other: keep for keep, other in merges}
     if not target:
         return 0
@@ -255,13 +256,12 @@ def merge_many(uow: UnitOfWork, merges: Sequence[tuple[int, int]], max_faces: in
         if na == nb:
             raise Conflict(f"an operator said persons {min(a, b)} and {max(a, b)} are not one")
         moved.add((min(na, nb), max(na, nb)))
-    by_keep: dict[int, list[int]] = {}
-    for other, keep in target.items():
-        by_keep.setdefault(keep, []).append(other)
-    for keep, others in by_keep.items():
-        uow.session.execute(update(orm.Event).where(orm.Event.person_id.in_(sorted(others))).values(person_id=keep))
-        uow.session.execute(update(orm.PersonFace).where(orm.PersonFace.person_id.in_(sorted(others)))
-                            .values(person_id=keep), execution_options={"synchronize_session": False})
+    for chunk in in_chunks(sorted(target), 500):
+        mapping = {other: target[other] for other in chunk}
+        for table in (orm.Event, orm.PersonFace):
+            uow.session.execute(update(table).where(table.person_id.in_(list(chunk)))
+                                .values(person_id=case(mapping, value=table.person_id)),
+                                execution_options={"synchronize_session": False})
     if rows:
         uow.session.execute(delete(orm.PersonExclusion).where(orm.PersonExclusion.id.in_([r[0] for r in rows])))
         uow.session.flush()
