@@ -175,10 +175,8 @@ class PersonClustering:
             dossiers = clustering.with_dossier(uow, involved)
             links = {pair: n for pair, n in links.items() if not (set(pair) & dossiers)}
             merges = plan_merges(links, counts, p.excluded_pairs(uow, involved), params.min_links)
-            for keep, other in merges:
-                p.merge(uow, keep, other, params.max_faces, by_operator=False)
-            for person in persons_by_ids(uow.session, set(person_ids)).values():
-                person.dirty = False
+            p.merge_many(uow, merges, params.max_faces)  # set-based: a few statements per chunk
+            clustering.mark_clean(uow, person_ids)
             run = uow.session.get(orm.PersonClusteringRun, run_id)
             assert run is not None
             run.cursor, run.done, run.merges = max(person_ids), run.done + len(person_ids), run.merges + len(merges)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from storage import orm
 from storage.unit_of_work import UnitOfWork
@@ -34,6 +34,14 @@ def with_dossier(uow: UnitOfWork, person_ids: Iterable[int]) -> set[int]:
         orm.Person.id.in_(sorted(set(person_ids))), orm.Person.dossier_id.is_not(None))))
 
 
+def mark_clean(uow: UnitOfWork, person_ids: Iterable[int]) -> None:
+    """The chunk's candidates were looked at: not `dirty` any more (one UPDATE)."""
+    ids = sorted(set(person_ids))
+    if ids:
+        uow.session.execute(update(orm.Person).where(orm.Person.id.in_(ids)).values(dirty=False),
+                            execution_options={"synchronize_session": "fetch"})
+
+
 def _candidates(full: bool, after: int) -> Any:
     stmt = select(orm.Person.id).where(orm.Person.dossier_id.is_(None), orm.Person.id > after)
     if not full:
@@ -41,4 +49,4 @@ def _candidates(full: bool, after: int) -> Any:
     return stmt.order_by(orm.Person.id)
 
 
-__all__ = ["candidate_ids", "count_candidates", "running_run", "with_dossier"]
+__all__ = ["candidate_ids", "count_candidates", "mark_clean", "running_run", "with_dossier"]

@@ -17,12 +17,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, exists, func, or_, select, update
+from sqlalchemy import case, delete, exists, func, or_, select, update
 
 from facewatch.errors import BadParam, Conflict, NotFound
 from facewatch.gallery_schema import PERSONS_GALLERY
 from storage import orm
 from storage.dossier_vectors import DOSSIERS_GALLERY, EVENTS_GALLERY, store_dossier_face_vector
+from storage.repositories import in_chunks
 from storage.unit_of_work import UnitOfWork
 
 PERSON_STATUSES = ("new", "known", "regular")
@@ -65,6 +66,10 @@ def recompute(uow: UnitOfWork, person: orm.Person) -> None:
         select(orm.Event.id, orm.Event.timestamp, orm.Event.camera_id, orm.Event.camera_group_id,
                orm.Event.quality).where(orm.Event.person_id == person.id)
     ).all()
+    _derive(person, rows)
+
+
+def _derive(person: orm.Person, rows: Sequence[Any]) -> None:
     person.event_count = len(rows)
     person.first_seen_at = min((r.timestamp for r in rows), default=None)
     person.last_seen_at = max((r.timestamp for r in rows), default=None)
@@ -219,6 +224,87 @@ def merge(uow: UnitOfWork, keep_id: int, other_id: int, max_faces: int, *, by_op
     return keep
 
 
+def merge_many(uow: UnitOfWork, merges: Sequence[tuple[int, int]], max_faces: int) -> int:
+    """Re-clustering's merges of one chunk, set-based: the same result as `merge(keep, other,
+    by_operator=False)` applied to each (keep, other) in turn, in a few statements per chunk.
+
+    `merges` are (keep, other) with `keep` a component's kept person (never itself an `other`);
+    every person is anonymous. Events and faces move in one UPDATE per 500 merged persons (a CASE
+    from merged to kept id), exclusions are re-pointed, each kept person keeps its best `max_faces`
+    faces (their gallery metadata in one bulk update), the merged persons are deleted and the kept
+    persons' statistics re-derived from one read of their events. An exclusion inside one component
+    is refused (409) before anything changes."""
+    target = {other: keep for keep, other in merges}
+    if not target:
+        return 0
+    if len(target) != len(merges) or any(keep == other or keep in target for keep, other in merges):
+        raise BadParam("merges must map each merged person to a kept person once", param="merges")
+    keeps = sorted(set(target.values()))
+    everyone = sorted(set(keeps) | set(target))
+    found = {row.id: row for row in uow.session.scalars(select(orm.Person).where(orm.Person.id.in_(everyone)))}
+    missing = [x for x in everyone if x not in found]
+    if missing:
+        raise NotFound(f"person {missing[0]} does not exist", param="id")
+    if any(found[x].dossier_id is not None for x in everyone):
+        raise Conflict("re-clustering merges anonymous persons only")
+    rows = list(uow.session.execute(select(orm.PersonExclusion.id, orm.PersonExclusion.person_id,
+                                           orm.PersonExclusion.other_person_id).where(or_(
+        orm.PersonExclusion.person_id.in_(sorted(target)), orm.PersonExclusion.other_person_id.in_(sorted(target))))))
+    moved = set()
+    for _, a, b in rows:
+        na, nb = target.get(a, a), target.get(b, b)
+        if na == nb:
+            raise Conflict(f"an operator said persons {min(a, b)} and {max(a, b)} are not one")
+        moved.add((min(na, nb), max(na, nb)))
+    for chunk in in_chunks(sorted(target), 500):
+        mapping = {other: target[other] for other in chunk}
+        for table in (orm.Event, orm.PersonFace):
+            uow.session.execute(update(table).where(table.person_id.in_(list(chunk)))
+                                .values(person_id=case(mapping, value=table.person_id)),
+                                execution_options={"synchronize_session": False})
+    if rows:
+        uow.session.execute(delete(orm.PersonExclusion).where(orm.PersonExclusion.id.in_([r[0] for r in rows])))
+        uow.session.flush()
+        moved -= excluded_pairs(uow, {x for pair in moved for x in pair})
+        for low, high in sorted(moved):
+            uow.session.add(orm.PersonExclusion(person_id=low, other_person_id=high))
+    faces = uow.session.execute(select(orm.PersonFace.id, orm.PersonFace.person_id, orm.PersonFace.quality)
+                                .where(orm.PersonFace.person_id.in_(keeps))).all()
+    per_keep: dict[int, list[tuple[float, int]]] = {}
+    for face_id, person_id, quality in faces:
+        per_keep.setdefault(person_id, []).append((-quality, face_id))
+    dropped, meta = [], {}
+    for person_id, items in per_keep.items():
+        items.sort()
+        dropped += [face_id for _, face_id in items[max_faces:]]
+        meta.update({str(face_id): face_meta(found[person_id]) for _, face_id in items[:max_faces]})
+    if dropped:
+        uow.vectors.remove(PERSONS_GALLERY, [str(f) for f in dropped])
+        uow.session.execute(delete(orm.PersonFace).where(orm.PersonFace.id.in_(dropped)))
+    uow.vectors.set_meta_bulk(PERSONS_GALLERY, meta)
+    uow.session.execute(delete(orm.Person).where(orm.Person.id.in_(sorted(target))),
+                        execution_options={"synchronize_session": False})
+    for other in target:
+        uow.session.expunge(found[other])
+    for keep in keeps:
+        found[keep].dirty = True
+    recompute_many(uow, [found[keep] for keep in keeps])
+    uow.flush()
+    return len(target)
+
+
+def recompute_many(uow: UnitOfWork, persons: Sequence[orm.Person]) -> None:
+    """`recompute` for many persons from one read of their events."""
+    rows: dict[int, list[Any]] = {person.id: [] for person in persons}
+    for chunk in in_chunks(sorted(rows)):
+        for r in uow.session.execute(select(orm.Event.person_id, orm.Event.id, orm.Event.timestamp,
+                                            orm.Event.camera_id, orm.Event.camera_group_id, orm.Event.quality)
+                                     .where(orm.Event.person_id.in_(list(chunk)))):
+            rows[r.person_id].append(r)
+    for person in persons:
+        _derive(person, rows[person.id])
+
+
 def _move_exclusions(uow: UnitOfWork, old: int, new: int) -> None:
     rows = list(uow.session.scalars(select(orm.PersonExclusion).where(
         or_(orm.PersonExclusion.person_id == old, orm.PersonExclusion.other_person_id == old))))
@@ -340,5 +426,5 @@ def count_all(uow: UnitOfWork) -> int:
 
 
 __all__ = ["DOSSIERS_GALLERY", "PERSONS_GALLERY", "PERSON_STATUSES", "add_face", "erase", "exclude", "merge",
-           "new_person", "note_event", "person_of_dossier", "promote", "prune_empty", "recompute", "scope_of",
-           "split_off", "status_at"]
+           "merge_many", "new_person", "note_event", "person_of_dossier", "promote", "prune_empty", "recompute",
+           "recompute_many", "scope_of", "split_off", "status_at"]

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from storage import orm
@@ -71,6 +71,19 @@ class VectorRepository:
             for row in rows:
                 row.meta = meta_by_item[row.item_id]
         self.log_many(gallery, item_ids, "meta")
+
+    def set_meta_bulk(self, gallery: str, meta_by_item: dict[str, dict[str, Any]]) -> None:
+        """`set_meta` without loading the rows: one bulk update by primary key (re-clustering's merges)."""
+        if not meta_by_item:
+            return
+        items = sorted(meta_by_item)
+        self.session.flush()
+        for chunk in in_chunks(items):
+            ids = self.session.execute(select(orm.FaceVector.id, orm.FaceVector.item_id).where(
+                orm.FaceVector.gallery == gallery, orm.FaceVector.item_id.in_(chunk))).all()
+            if ids:
+                self.session.execute(update(orm.FaceVector), [{"id": i, "meta": meta_by_item[item]} for i, item in ids])
+        self.log_many(gallery, items, "meta")
 
     def remove(self, gallery: str, item_ids: Sequence[str]) -> int:
         if not item_ids:
