@@ -61,7 +61,8 @@ def _check(response: httpx.Response, what: str) -> Any:
         raise PluginError(f"{what}: the plug-in's answer is not JSON", retryable=False) from None
 
 
-def _unreachable(what: str, exc: httpx.HTTPError, timeout_s: float) -> PluginError:
+def _transport_failure(what: str, exc: httpx.HTTPError, timeout_s: float) -> PluginError:
+    """No usable answer at the transport level: the plug-in timed out or could not be reached (both retried)."""
     if isinstance(exc, httpx.TimeoutException):  # the response timeout (response_timeout_s) ran out
         return PluginError(f"{what}: the plug-in did not answer within {timeout_s:g} s ({type(exc).__name__})",
                            retryable=True)
@@ -99,7 +100,7 @@ class PluginClient:
             with httpx.Client(timeout=self.address.timeout_s, headers=self.address.headers) as client:
                 return _check(client.request(method, self.address.endpoint(path), **kwargs), what)
         except httpx.HTTPError as exc:
-            raise _unreachable(what, exc, self.address.timeout_s) from exc
+            raise _transport_failure(what, exc, self.address.timeout_s) from exc
 
     def list_cameras(self) -> list[PluginCamera]:
         return _cameras(self._request("GET", "/v1/cameras", "list cameras"))
@@ -126,7 +127,7 @@ class AsyncPluginClient:
             response = await self.client.post(self.address.endpoint("/v1/events"), json={"events": events},
                                               headers=self.address.headers, timeout=self.address.timeout_s)
         except httpx.HTTPError as exc:
-            raise _unreachable(what, exc, self.address.timeout_s) from exc
+            raise _transport_failure(what, exc, self.address.timeout_s) from exc
         _check(response, what)
 
 
