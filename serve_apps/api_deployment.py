@@ -17,13 +17,16 @@ from serve_apps.api.services import Services
 API_MAX_ONGOING_REQUESTS = 1000
 
 
-def build_api_application(config: Config, services: Services | None = None, num_replicas: int = 1) -> Application:
-    """A Serve application serving the facewatch API at `/` with `config` (and face `services`)."""
+def build_api_application(config: Config, services: Services | None = None,
+                          num_replicas: int | None = None) -> Application:
+    """A Serve application serving the facewatch API at `/` with `config` (and face `services`), in
+    `num_replicas` replicas (default FACEWATCH_API_REPLICAS). Each replica runs its own live-feed poller
+    (serve_apps/api/feed_hub.py); what must run once (the linked-list scheduler) claims its work in the DB."""
     app = create_app(config, services)
 
     @serve.deployment(
         name=API_DEPLOYMENT,
-        num_replicas=num_replicas,
+        num_replicas=num_replicas or config.api_replicas,
         max_ongoing_requests=API_MAX_ONGOING_REQUESTS,
         ray_actor_options={"num_cpus": 0.25},
         health_check_period_s=5,
