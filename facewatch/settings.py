@@ -70,6 +70,9 @@ class Config(BaseSettings):
     login_max_failures_per_client: int = Field(20, ge=1,
                                                description="failed sign-ins per client address in the window")
     login_failure_window_s: float = Field(300.0, gt=0, description="the failed sign-in window, in seconds")
+    auth_cache_ttl_s: float = Field(1.0, ge=0, le=60,
+                                    description="seconds an API replica keeps a token's or session's caller and a "
+                                                "role's visibility; 0: ask the database on every request")
     # Read elsewhere before; now here too so that every variable has one definition.
     dashboard: bool = Field(True, description="a local Ray (no FACEWATCH_RAY_ADDRESS) starts its dashboard")
     dashboard_port: int = Field(8265, description="port of the local Ray dashboard")
