@@ -79,3 +79,16 @@ def test_the_api_runs_in_as_many_serve_replicas_as_configured(service: tuple) ->
             break
         time.sleep(0.5)
     assert states == {"RUNNING": 2}
+
+
+def test_requests_spread_over_the_replicas_while_a_live_feed_is_open(service: tuple) -> None:
+    """Serve's default router would send every request to the replica without the open feed (fewer
+    ongoing requests); the API's round-robin router spreads them (serve_apps/api_deployment.py)."""
+    started, config = service
+    _wait_ok(started.url)
+    auth = {"Authorization": f"Token {config.admin_token}"}
+    with httpx.stream("GET", f"{started.url}/v1/events/stream", headers=auth, timeout=30) as feed:
+        assert feed.status_code == 200
+        answered = [httpx.get(f"{started.url}/health", timeout=10).json()["components"]["api_replica"]["replica"]
+                    for _ in range(8)]
+    assert len(set(answered)) == 2, answered
