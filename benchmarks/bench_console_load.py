@@ -9,6 +9,12 @@ galleries, event pipeline and JobManager, as `facewatch serve` does), fills the 
   the first page at the end), as operators scrolling the event list;
 - a producer commits `--rate` new events a second.
 
+The clients run in this process, on the same cores as the API. Ray starts its workers (the Serve
+replicas and proxy) at niceness 15 (`RAY_worker_niceness`) so that a driver keeps priority; left at 0,
+this process's 108 clients would have about 28 times the API's CPU weight whenever both want a core
+(a console's browser runs elsewhere and takes nothing from the API). With `--server serve` the load
+therefore runs at the workers' niceness, so the clients and the API share the cores evenly.
+
 Prints the page latency (p50, p99, max), pages/s and all requests/s, and for the new events the
 delivery delay (commit → the SSE message read by a client) over every feed client: the worst, p99,
 and how many deliveries were missing. Targets: every client gets every new event within 2 s, pages
@@ -207,6 +213,17 @@ def _answers(url: str) -> bool:
         return False
 
 
+RAY_WORKER_NICENESS = 15  # Ray's default for its worker processes (ray_config_def.h `worker_niceness`)
+
+
+def match_ray_worker_niceness() -> int:
+    """Lowers this process's priority (the calling thread and the threads it starts after) to that of
+    Ray's worker processes; returns the niceness now."""
+    wanted = int(os.environ.get("RAY_worker_niceness", RAY_WORKER_NICENESS))
+    current = os.nice(0)
+    return os.nice(wanted - current) if wanted > current else current
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="how long the load runs")
@@ -250,6 +267,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 raise RuntimeError("the API did not answer")
             time.sleep(0.5)
         startup_s = time.monotonic() - t0
+        niceness = match_ray_worker_niceness() if args.server == "serve" else os.nice(0)
         group_id = seed_events(config.database_url, args.events)
         producer = Producer(config.database_url, group_id, args.rate)
         result = asyncio.run(load(url, args.feeds, args.pagers, args.seconds, producer))
@@ -261,6 +279,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             stop_service()
     result.update({"startup_s": round(startup_s, 1), "seeded_events": args.events, "rate_per_s": args.rate,
                    "full_service": args.full, "server": args.server, "database": "sqlite",
+                   "client_niceness": niceness,
                    "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, load average "
                               f"{' '.join(f'{v:.1f}' for v in os.getloadavg())}"})
     if args.json:

@@ -167,7 +167,8 @@ def start_service(config: Config, num_cpus: int | None = None, faces: bool = Tru
     services = start_face_services(config) if faces else None
     if services is not None:
         start_job_services(config, services.embedder)
-    serve.run(build_api_application(config, services), name=API_APP, route_prefix="/", blocking=False)
+    serve.run(build_api_application(config, services, num_replicas=config.api_replicas), name=API_APP,
+              route_prefix="/", blocking=False)
     return Started(url=f"http://{config.http_host}:{config.http_port}", admin_token=first.admin_token,
                    admin_password=first.admin_password, dashboard_url=dashboard_url)
 

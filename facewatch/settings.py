@@ -7,6 +7,7 @@ FACEWATCH_HOME, the public URL from host and port) are filled in after parsing.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
@@ -49,6 +50,8 @@ class Config(BaseSettings):
                                         description="GPU share each gallery shard asks Ray for (with gallery_gpu=auto)")
     event_pipelines: int = Field(1, ge=1, le=64,
                                  description="event-pipeline actors; camera groups are split among them")
+    api_replicas: int = Field(0, ge=0, le=64,
+                              description="API (Ray Serve) replicas; 0: 2 where the machine has 2 or more CPUs, else 1")
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1)
     extractor_min_replicas: int = Field(1, ge=0)
     extractor_max_replicas: int = Field(1, ge=1)
@@ -67,6 +70,9 @@ class Config(BaseSettings):
     login_max_failures_per_client: int = Field(20, ge=1,
                                                description="failed sign-ins per client address in the window")
     login_failure_window_s: float = Field(300.0, gt=0, description="the failed sign-in window, in seconds")
+    auth_cache_ttl_s: float = Field(1.0, ge=0, le=60,
+                                    description="seconds an API replica keeps a token's or session's caller and a "
+                                                "role's visibility; 0: ask the database on every request")
     # Read elsewhere before; now here too so that every variable has one definition.
     dashboard: bool = Field(True, description="a local Ray (no FACEWATCH_RAY_ADDRESS) starts its dashboard")
     dashboard_port: int = Field(8265, description="port of the local Ray dashboard")
@@ -86,6 +92,9 @@ class Config(BaseSettings):
             "media_root": (self.media_root if str(self.media_root) not in ("", ".") else home / "media").resolve(),
             "public_url": (self.public_url or f"http://{self.http_host}:{self.http_port}").rstrip("/"),
             "admin_token": self.admin_token or None,
+            # One replica runs the FastAPI app on one core (the GIL); on 2 cores a second replica took the
+            # console-load benchmark's page p99 from 402 to 254 ms (BENCHMARKS.md "Console load").
+            "api_replicas": self.api_replicas or (2 if (os.cpu_count() or 1) >= 2 else 1),
         }
         for name, value in values.items():
             object.__setattr__(self, name, value)

@@ -4,16 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import Row
+
 from storage import orm
 
 MEDIA_KINDS = ("thumbnail", "crop", "frame")
+# An Event, or a Row of VIEW_COLUMNS (EventRepository.list_views): both read the same by attribute name.
+EventView = orm.Event | Row[Any]
+# The columns event_to_dict reads: every column but `updated_at` and `gender` (read from `attributes`).
+VIEW_COLUMNS = tuple(getattr(orm.Event, c.key) for c in orm.Event.__mapper__.column_attrs
+                     if c.key not in ("updated_at", "gender"))
 
 
 def media_url(base_url: str, key: str) -> str | None:
     return f"{base_url.rstrip('/')}/v1/media/{key}" if key else None
 
 
-def event_to_dict(event: orm.Event, base_url: str = "") -> dict[str, Any]:
+def event_to_dict(event: EventView, base_url: str = "") -> dict[str, Any]:
     """The public form of an event; media are URLs under `base_url` (absolute for webhooks)."""
     gender = event.attributes.get("gender") if event.attributes else None
     return {

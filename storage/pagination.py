@@ -94,18 +94,20 @@ def _after(keys: list[SortKey], values: list[Any]) -> Any:
 
 
 def paginate(
-    session: Session, stmt: Select[Any], keys: list[SortKey], limit: int, cursor: str | None
+    session: Session, stmt: Select[Any], keys: list[SortKey], limit: int, cursor: str | None, rows: bool = False
 ) -> Page[Any]:
-    """Run `stmt` (which selects one entity) one page at a time in the order of `keys`."""
+    """Run `stmt` (which selects one entity; with `rows`, columns: the page holds the Row tuples, which
+    read like the entity for those columns) one page at a time in the order of `keys`."""
     if not 1 <= limit <= MAX_LIMIT:
         raise BadParam(f"limit must be between 1 and {MAX_LIMIT}", param="limit")
     if cursor:
         stmt = stmt.where(_after(keys, _decode(cursor, keys)))
     stmt = stmt.order_by(*(k.column.desc() if k.descending else k.column.asc() for k in keys))
-    rows = list(session.scalars(stmt.limit(limit + 1)).unique())
-    more = len(rows) > limit
-    rows = rows[:limit]
+    stmt = stmt.limit(limit + 1)
+    items = list(session.execute(stmt).all() if rows else session.scalars(stmt).unique())
+    more = len(items) > limit
+    items = items[:limit]
     next_cursor = None
-    if more and rows:
-        next_cursor = _encode([getattr(rows[-1], k.column.key) for k in keys])
-    return Page(items=rows, next_cursor=next_cursor)
+    if more and items:
+        next_cursor = _encode([getattr(items[-1], k.column.key) for k in keys])
+    return Page(items=items, next_cursor=next_cursor)

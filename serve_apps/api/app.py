@@ -19,6 +19,7 @@ from facewatch.settings import Config
 from serve_apps.api.deps import refuse_nul_in_url
 from serve_apps.api.linked_lists import start_link_scheduler
 from serve_apps.api.openapi_links import install_openapi_links
+from serve_apps.api.request_cache import TtlCache
 from serve_apps.api.routes import (
     audit,
     auth,
@@ -182,6 +183,9 @@ def install_request_id_and_audit(app: FastAPI) -> None:
         response = await call_next(request)
         response.headers["X-Request-ID"] = request_id
         if request.method in MUTATING and request.url.path.startswith("/v1/"):
+            # Any write may have revoked a token, ended a session, changed a user or hidden a group or
+            # list: before its answer leaves, this replica forgets every kept caller and scope.
+            request.app.state.request_cache.clear()
             _audit(request, response.status_code, request_id)
         return response
 
@@ -217,6 +221,7 @@ def create_app(config: Config, services: Services | None = None) -> FastAPI:
     app.state.config = config
     app.state.media = LocalMediaStore(config.media_root)
     app.state.services = services
+    app.state.request_cache = TtlCache(config.auth_cache_ttl_s)  # callers and scopes (deps.py)
     app.router.on_startup.append(lambda: start_link_scheduler(app))
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limits={"/v1/videos": 4 * 1024**3, "/v1/tasks": 4 * 1024**3 + 65536},

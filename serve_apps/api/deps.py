@@ -13,8 +13,10 @@ from fastapi.exceptions import RequestValidationError
 
 from facewatch.errors import AuthFailed, Forbidden
 from facewatch.settings import Config
+from serve_apps.api.request_cache import TtlCache
 from storage import orm
 from storage.media import LocalMediaStore
+from storage.repositories import hash_token
 from storage.unit_of_work import UnitOfWork
 from storage.visibility import VisibilityScope
 
@@ -67,64 +69,94 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
+@dataclass(frozen=True)
+class KnownCaller:
+    """A credential's caller as the database gave it (kept up to FACEWATCH_AUTH_CACHE_TTL_S), with what
+    every request still checks itself: the expiry, and for a session its CSRF token."""
+
+    caller: Caller
+    expires_at: datetime | None
+    csrf_token: str = ""
+
+
+def request_cache(request: Request) -> TtlCache[object]:
+    """This replica's cache of callers and scopes (serve_apps/api/request_cache.py)."""
+    return request.app.state.request_cache
+
+
 def get_caller(request: Request, uow: Annotated[UnitOfWork, Depends(get_uow)]) -> Caller:
     """The caller, by `Authorization: Token …` or, without that header, by the `fw_session` cookie."""
     cookie = request.cookies.get(SESSION_COOKIE)
+    by_session = bool(cookie) and "authorization" not in request.headers
+    cache = request_cache(request)
     try:
-        if cookie and "authorization" not in request.headers:
-            caller = session_caller(request, uow, cookie)
-        else:
-            caller = _token_caller(request, uow)
+        plain = cookie if by_session and cookie else _bearer(request)
+        key = ("session" if by_session else "token", hash_token(plain))
+        known = cache.get(key)
+        if not isinstance(known, KnownCaller):
+            generation = cache.generation
+            known = _session_caller(uow, plain) if by_session else _token_caller(uow, plain)
+            cache.put(key, known, generation)
     finally:
         # Hand the connection back to the pool now: the route takes one again when it needs it. Held
         # from here to the end of the request it would stay taken while the request waits for a worker
         # thread (with more requests than pooled connections, they starve each other) and for as long
         # as a live feed is open.
         uow.session.close()
-    request.state.caller = caller  # read by the audit log
-    return caller
+    # A kept answer may be older than the credential's expiry: checked on every request.
+    if known.expires_at is not None and known.expires_at <= datetime.now(UTC):
+        raise AuthFailed(SESSION_ENDED if by_session else TOKEN_UNKNOWN)
+    if by_session:
+        check_csrf(request, known.csrf_token)
+    request.state.caller = known.caller  # read by the audit log
+    return known.caller
 
 
-def _token_caller(request: Request, uow: UnitOfWork) -> Caller:
-    token = uow.tokens.by_plain_token(_bearer(request))
+TOKEN_UNKNOWN = "the token is unknown or expired"
+SESSION_ENDED = "the session is unknown, expired or signed out; sign in again"
+
+
+def _token_caller(uow: UnitOfWork, plain: str) -> KnownCaller:
+    token = uow.tokens.by_plain_token(plain)
     now = datetime.now(UTC)
     if token is None or (token.expires_at is not None and token.expires_at <= now):
-        raise AuthFailed("the token is unknown or expired")
+        raise AuthFailed(TOKEN_UNKNOWN)
     user = token.user
     if not user.active:
         raise AuthFailed("the user is deactivated")
     if uow.tokens.touch(token, now):  # shown in the token list: is this token still used by anyone?
         uow.commit()
-    return Caller(user_id=user.id, username=user.username, role=user.role, token_id=token.id)
+    return KnownCaller(Caller(user_id=user.id, username=user.username, role=user.role, token_id=token.id),
+                       token.expires_at)
 
 
 def live_session(uow: UnitOfWork, cookie: str) -> orm.UserSession:
     """The session the cookie names, if it can still be used (else AUTH_FAILED)."""
     session = uow.sessions.by_plain(cookie)
     if session is None or session.revoked or session.expires_at <= datetime.now(UTC):
-        raise AuthFailed("the session is unknown, expired or signed out; sign in again")
+        raise AuthFailed(SESSION_ENDED)
     if not session.user.active:
         raise AuthFailed("the user is deactivated")
     return session
 
 
-def check_csrf(request: Request, session: orm.UserSession) -> None:
+def check_csrf(request: Request, csrf_token: str) -> None:
     """A cookie-authenticated write must echo the session's CSRF token in X-CSRF-Token: another site can
     make a browser send the cookie, but cannot read the token (the fw_csrf cookie is same-origin)."""
     if request.method in SAFE_METHODS:
         return
     sent = request.headers.get(CSRF_HEADER, "")
-    if not hmac.compare_digest(sent.encode(), session.csrf_token.encode()):
+    if not hmac.compare_digest(sent.encode(), csrf_token.encode()):
         raise Forbidden(f"a signed-in {request.method} needs the {CSRF_HEADER} header (the fw_csrf cookie's value)")
 
 
-def session_caller(request: Request, uow: UnitOfWork, cookie: str) -> Caller:
+def _session_caller(uow: UnitOfWork, cookie: str) -> KnownCaller:
     session = live_session(uow, cookie)
-    check_csrf(request, session)
     if uow.sessions.touch(session, datetime.now(UTC)):
         uow.commit()
     user = session.user
-    return Caller(user_id=user.id, username=user.username, role=user.role, session_id=session.id)
+    return KnownCaller(Caller(user_id=user.id, username=user.username, role=user.role, session_id=session.id),
+                       session.expires_at, session.csrf_token)
 
 
 def require(*roles: str) -> Callable[..., Caller]:
@@ -151,9 +183,17 @@ def scope_of(uow: UnitOfWork, caller: Caller) -> VisibilityScope:
     return VisibilityScope.for_role(uow.session, caller.role)
 
 
-def get_scope(uow: Annotated[UnitOfWork, Depends(get_uow)],
+def get_scope(request: Request, uow: Annotated[UnitOfWork, Depends(get_uow)],
               caller: Annotated[Caller, Depends(get_caller)]) -> VisibilityScope:
-    return scope_of(uow, caller)
+    """The caller's scope, kept per role up to FACEWATCH_AUTH_CACHE_TTL_S (the list pages' dependency)."""
+    cache = request_cache(request)
+    key = ("scope", caller.role)
+    scope = cache.get(key)
+    if not isinstance(scope, VisibilityScope):
+        generation = cache.generation
+        scope = scope_of(uow, caller)
+        cache.put(key, scope, generation)
+    return scope
 
 
 Scope = Annotated[VisibilityScope, Depends(get_scope)]

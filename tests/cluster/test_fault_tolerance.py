@@ -270,7 +270,7 @@ def test_every_event_exists_once_and_is_delivered_despite_node_replica_api_datab
     from actors.job_manager import NAMESPACE
 
     _kill_named(NAMESPACE, "gallery:dossiers:")
-    # 4. The API replica dies: Serve starts another; clients see refused or failed calls meanwhile.
+    # 4. An API replica dies: Serve starts another; clients see refused or failed calls meanwhile.
     _kill_named("serve", "SERVE_REPLICA::facewatch#facewatch-api#")
     assert api.call("GET", "/health", patience_s=180)["components"]
 

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from cluster.service import start_service, stop_service
+from facewatch.names import API_APP, API_DEPLOYMENT
 from tests.conftest import make_config
 
 
@@ -22,7 +23,7 @@ def _free_port() -> int:
 def service(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("serve")
     config = make_config(tmp, f"sqlite:///{tmp / 'fw.db'}", FACEWATCH_HTTP_PORT=str(_free_port()),
-                         FACEWATCH_ADMIN_TOKEN="fw_test_admin_token")
+                         FACEWATCH_ADMIN_TOKEN="fw_test_admin_token", FACEWATCH_API_REPLICAS="2")
     started = start_service(config, num_cpus=2)
     yield started, config
     stop_service()
@@ -64,3 +65,30 @@ def test_serve_smoke_path(service: tuple) -> None:
     schema = httpx.get(f"{started.url}/openapi.json", timeout=10).json()
     assert "/v1/dossiers" in schema["paths"]
     assert httpx.get(f"{started.url}/docs", timeout=10).status_code == 200
+
+
+def test_the_api_runs_in_as_many_serve_replicas_as_configured(service: tuple) -> None:
+    from ray import serve
+
+    started, _ = service
+    _wait_ok(started.url)
+    deadline = time.monotonic() + 60
+    while True:  # serve.run(blocking=False): the second replica may still be starting
+        states = serve.status().applications[API_APP].deployments[API_DEPLOYMENT].replica_states
+        if states.get("RUNNING") == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert states == {"RUNNING": 2}
+
+
+def test_requests_spread_over_the_replicas_while_a_live_feed_is_open(service: tuple) -> None:
+    """Serve's default router would send every request to the replica without the open feed (fewer
+    ongoing requests); the API's round-robin router spreads them (serve_apps/api_deployment.py)."""
+    started, config = service
+    _wait_ok(started.url)
+    auth = {"Authorization": f"Token {config.admin_token}"}
+    with httpx.stream("GET", f"{started.url}/v1/events/stream", headers=auth, timeout=30) as feed:
+        assert feed.status_code == 200
+        answered = [httpx.get(f"{started.url}/health", timeout=10).json()["components"]["api_replica"]["replica"]
+                    for _ in range(8)]
+    assert len(set(answered)) == 2, answered

@@ -5,6 +5,7 @@ CLI (`facewatch enroll`) gets its token the same way, run after run, without FAC
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,8 @@ def test_admin_token_command_lets_the_operator_back_in(tmp_path: Path, monkeypat
         for token in uow.session.scalars(select(orm.Token)):
             uow.session.delete(token)
         uow.commit()
+    # Deleted behind the API's back: its kept caller is forgotten within FACEWATCH_AUTH_CACHE_TTL_S.
+    time.sleep(make_config(tmp_path, url).auth_cache_ttl_s + 0.1)
     assert api.client.get("/v1/users", headers=headers).status_code == 401
     again = _cli(monkeypatch, capsys, home)
     assert again["username"] == first["username"] and again["token"] != first["token"]

@@ -69,3 +69,13 @@ def test_one_backoff_rule_grows_caps_and_jitters() -> None:
     assert backoff_delay(10_000, 1.0, 2.0, 60.0) == 60.0  # no float overflow after long outages
     jittered = [backoff_delay(3, 1.0, 2.0, 60.0, jitter=0.5, rng=random.Random(i)) for i in range(50)]
     assert all(2.0 <= d <= 6.0 for d in jittered) and len(set(jittered)) > 1
+
+
+def test_api_replicas_default_to_two_on_two_cores_and_can_be_set() -> None:
+    import os
+
+    assert load_config({}).api_replicas == (2 if (os.cpu_count() or 1) >= 2 else 1)
+    assert load_config({"FACEWATCH_API_REPLICAS": "0"}).api_replicas == load_config({}).api_replicas
+    assert load_config({"FACEWATCH_API_REPLICAS": "3"}).api_replicas == 3
+    with pytest.raises(ValidationError, match="api_replicas"):
+        load_config({"FACEWATCH_API_REPLICAS": "-1"})

@@ -22,6 +22,7 @@ from facewatch.settings import Config
 from serve_apps.api.deps import (
     CSRF_COOKIE,
     SESSION_COOKIE,
+    SESSION_ENDED,
     Caller,
     Uow,
     Viewer,
@@ -155,7 +156,7 @@ def logout(request: Request, uow: Uow) -> Response:
         except AuthFailed:
             session = None
         if session is not None:
-            check_csrf(request, session)
+            check_csrf(request, session.csrf_token)
             user = session.user
             request.state.caller = Caller(user_id=user.id, username=user.username, role=user.role,
                                           session_id=session.id)
@@ -172,7 +173,8 @@ def me(uow: Uow, caller: Viewer) -> SessionOut:
     user = uow.users.get(caller.user_id)
     if caller.session_id is not None:
         session = uow.sessions.find(caller.session_id)
-        assert session is not None  # the caller was just resolved from it
+        if session is None:  # purged since this replica last looked it up (kept up to the cache's TTL)
+            raise AuthFailed(SESSION_ENDED)
         return _session_out(user, session.csrf_token, session.expires_at)
     token = uow.tokens.find(caller.token_id) if caller.token_id is not None else None
     return _session_out(user, None, token.expires_at if token else None)

@@ -29,7 +29,7 @@ def list_events(
     request: Request, uow: Uow, _: Viewer, scope: Scope, paging: Pages, filters: Annotated[EventFilters, Query()]
 ) -> dict[str, Any]:
     wanted = {**filters.model_dump(exclude_none=True), **meta_query(request)}
-    page = uow.events.list_page(wanted, paging.limit, paging.cursor, scope)
+    page = uow.events.list_views(wanted, paging.limit, paging.cursor, scope)
     url = base_url(request)
     return {"results": [event_to_dict(e, url) for e in page.items], "next_cursor": page.next_cursor}
 
