@@ -73,7 +73,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -138,6 +138,18 @@ class JobTuning:
 
 class PostFailed(RuntimeError):
     """Shots could not be handed over after every retry."""
+
+
+def detector_device(granted_gpu_ids: Sequence[Any]) -> str:
+    """"cuda" only when Ray granted this job a GPU (FACEWATCH_CAMERA_GPU_FRACTION), else "cpu": a job must
+    not take whatever CUDA device it happens to see, which Ray may have given to someone else."""
+    return "cuda" if len(granted_gpu_ids) > 0 else "cpu"
+
+
+def job_detector(name: str, settings: StreamConfig, granted_gpu_ids: Sequence[Any]) -> Any:
+    """The camera job's detector: the setting `name` ("auto": yuface on the CPU, MTCNN on a granted GPU)."""
+    return make_detector(name, min_face_size=max(int(settings.min_face_size), 1),
+                         device=detector_device(granted_gpu_ids), max_side=settings.detect_max_side)
 
 
 @ray.remote(num_cpus=0, max_concurrency=4)  # run() blocks one thread; info()/stop() answer on others
@@ -326,11 +338,7 @@ class CameraJob:
             self.poster.enqueue(self.frames.end_tracks())
 
     def _make_detector(self, settings: StreamConfig) -> Any:
-        # A GPU only when Ray gave this actor one (FACEWATCH_CAMERA_GPU_FRACTION): a job must not
-        # take whatever CUDA device it happens to see.
-        device = "cuda" if ray.get_gpu_ids() else "cpu"
-        return make_detector(self.tuning.detector, min_face_size=max(int(settings.min_face_size), 1), device=device,
-                             max_side=settings.detect_max_side)
+        return job_detector(self.tuning.detector, settings, ray.get_gpu_ids())
 
     def _frame_pipeline(self) -> FramePipeline:
         if self.frames is None:

@@ -9,8 +9,9 @@ chips of its few best frames (`actors/track_identity.py`), which every shot of t
 that its match is decided on several frames.
 
 Per frame:  MotionGate → every `detect_every_n`-th frame, in batches of `detect_batch`:
-FaceDetector.detect_batch → drop faces outside `rot` → IouTracker → face_quality → PostFilter (roi,
-min_quality, min/max face size) → best-shot policy, once the track was detected on MIN_TRACK_HITS frames.
+FaceDetector.detect_batch → drop faces outside `rot` → scene cut (ends every track) → IouTracker →
+face_quality → PostFilter (roi, min_quality, min/max face size) → best-shot policy, once the track was
+detected on MIN_TRACK_HITS frames.
 
 A live pipeline (`live=True`, a camera) detects at a target rate instead, decoupled from the decode
 rate (Frigate's `detect.fps`, default 5): a frame is detected when `detect_fps` says one is due by its
@@ -39,6 +40,7 @@ import numpy as np
 
 from actors.best_shot import EveryIntervalBest, PostFilter, ShotCandidate, best_shot_policy
 from actors.motion_gate import MotionGate
+from actors.scene_cut import SceneCuts
 from actors.track_identity import SampleChip, TrackSamples
 from actors.tracking import IouTracker, inside_region
 from actors.video_source import Frame
@@ -168,6 +170,7 @@ class FramePipeline:
         self._local_max_track = 0
         self._batch = []
         self.tracker = IouTracker(miss_interval_s=s.miss_interval_s)
+        self.scene_cuts = SceneCuts()
         self.clock = DetectClock(s.detect_fps) if self.live and s.detect_fps > 0 else None
         self.policy = best_shot_policy(s.overall_only, s.realtime_interval_s, s.realtime_every_interval)
 
@@ -239,12 +242,14 @@ class FramePipeline:
 
     def _track(self, frame: Frame, found: Detections) -> list[ShotCandidate]:
         quality = face_quality(frame.image, found) if len(found) else np.zeros(0)
+        # Another shot of an edited video: whoever stands where a track was is someone else (actors/scene_cut.py).
+        ended = self.tracker.finish() if self.scene_cuts.cut(frame.image) else []
         update = self.tracker.update(frame.pts_s, found.boxes)
         if self.on_tracked is not None:
             self.on_tracked([found.boxes[i] for _, i in update.assignments],
                             [self._track_base + t for t, _ in update.assignments])
         shots: list[ShotCandidate] = []
-        for track in update.ended:
+        for track in ended + update.ended:
             shots.extend(self._end_track(self._track_base + track.track_id))
         frame_jpeg: bytes | None = None
         every_interval = isinstance(self.policy, EveryIntervalBest)

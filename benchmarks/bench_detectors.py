@@ -5,11 +5,12 @@ Three detectors in one run, on the same images:
 - `facenet-pytorch`: facenet-pytorch's own `MTCNN.detect`, the reference (same weights);
 - `yuface`: libfacedetection (models.detector.YuFaceDetector), also at several score thresholds.
 
-Accuracy: `benchmarks/data/face_boxes.json`, 37 faces in 21 images (10 shared photos and 11 frames
+Accuracy: `benchmarks/data/face_boxes.json`, 42 faces in 26 images (10 shared photos and 16 frames
 of the clip, labelled by eye; see its "about"). A detection matches a labelled face when their IoU
 is ≥ 0.4 (the detectors draw boxes of different shapes around the same face: yuface's are taller),
 greedily, best IoU first; a detection on an "ignore" box counts neither way. Every detector looks
-for faces of 20 px and more.
+for faces of 20 px and more. (BENCHMARKS.md "Face detectors" was measured on the first 21 images,
+before the frames 18, 67, 90, 130 and 150 and the "not_faces" labels were added.)
 
 Speed: frames of the clip at 640×360 and 1280×720, one at a time, alternating rounds; the best round
 counts (other processes only ever slow a round down). CPU time per frame (all threads) is printed

@@ -6,6 +6,7 @@ from types import TracebackType
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from storage import feed_order as _feed_order  # noqa: F401 - registers the feed-position commit hook
 from storage import notices as _notices  # noqa: F401 - registers the camera-status flush hook
 from storage import repositories as r
 from storage import sign_in

@@ -1,7 +1,8 @@
 """`GET /v1/events/stream`: the live feed of new events as Server-Sent Events (SPEC §5.3, §6).
 
 One poller per API replica (serve_apps/api/feed_hub.py) looks for new events every 0.5 s, in the
-order they were committed (created_at, then id; the event pipeline commits one event at a time), and
+order they were committed (created_at, then id: an event takes its created_at at commit, in commit order,
+whatever the number of event pipelines; storage/feed_order.py), and
 fans them out to every open stream, which sends each as one SSE message::
 
     id: <feed position: creation time in µs since the epoch>~<event id>
