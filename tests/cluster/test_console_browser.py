@@ -14,6 +14,7 @@ import shutil
 import socket
 import threading
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -187,6 +188,11 @@ def sign_out(driver: WebDriver) -> None:
 def main_text(driver: WebDriver) -> str:
     """The page's text, or "" while the next page is still loading (no <main> yet)."""
     return " ".join(el.text for el in driver.find_elements(By.CSS_SELECTOR, "main"))
+
+
+def toasts(driver: WebDriver) -> str:
+    """The text of the toasts shown now ("" before the first: their container is made with it)."""
+    return driver.execute_script("const t = document.querySelector('.toasts'); return t ? t.textContent : ''")
 
 
 def nav_titles(driver: WebDriver) -> list[str]:
@@ -514,7 +520,7 @@ def test_video_wall_shows_the_cameras_the_role_reads_with_their_face_boxes(
     try:
         api.user("olga", "operator")
         sign_in(driver, app_server, "olga", PASSWORDS["operator"])
-        driver.execute_script("localStorage.setItem('fw_wall', '4')")
+        driver.execute_script("localStorage.setItem('fw_wall', '16')")  # every camera of this shared scene
         driver.get(f"{app_server}/wall")
         tiles = wait_until(lambda: {int(t.get_attribute("data-camera-id")): t for t in driver.find_elements(
             By.CSS_SELECTOR, '[data-testid="wall-tiles"] .tile[data-camera-id]')}, 20, "no camera tile")
@@ -651,8 +657,7 @@ def test_a_match_on_a_list_that_needs_acknowledgement_beeps_notifies_and_counts(
     badge = driver.find_element(By.CSS_SELECTOR, '[data-testid="unack"]')
     before = int(badge.text.rstrip("+") or 0)
     driver.find_element(By.XPATH, '//button[text()="Enable alerts"]').click()
-    wait_until(lambda: "notifications and sound are on" in driver.find_element(By.CSS_SELECTOR, ".toasts").text, 10,
-               "the alerts were not enabled")
+    wait_until(lambda: "notifications and sound are on" in toasts(driver), 10, "the alerts were not enabled")
     time.sleep(1)  # the alerts' stream is connected
     quiet = _add_events(console_home, 1, matched=True, watch_list_id=calm["id"], confidence=0.9)[0]
     loud = _add_events(console_home, 1, matched=True, watch_list_id=alarm["id"], confidence=0.91)[0]
@@ -661,6 +666,133 @@ def test_a_match_on_a_list_that_needs_acknowledgement_beeps_notifies_and_counts(
     assert driver.execute_script("return window.__tones") == 2  # one beep: two tones
     wait_until(lambda: int(badge.text.rstrip("+")) == before + 1, 10, f"the badge says {badge.text}")
     assert quiet != loud
+    sign_out(driver)
+
+
+def test_episodes_list_detail_and_acknowledge(driver: WebDriver, app_server: str, console_home: Path) -> None:
+    """Item 4: the episodes list (with its filters) leads to an episode's page with its events; an
+    operator acknowledges the episode there, and with it its events."""
+    from storage import orm
+    from storage.unit_of_work import UnitOfWork
+
+    api = Api(app_server)
+    group = api("POST", "/v1/camera-groups", json={"name": "episodes: hall"})["id"]
+    with UnitOfWork(f"sqlite:///{console_home / 'fw.db'}") as uow:
+        episode = orm.Episode(camera_group_id=group, event_count=2, open=False)
+        uow.session.add(episode)
+        uow.flush()
+        episode_id = episode.id
+        uow.commit()
+    events = _add_events(console_home, 2, camera_group_id=group, episode_id=episode_id)
+    api.user("olga", "operator")
+    sign_in(driver, app_server, "olga", PASSWORDS["operator"])
+    driver.get(f"{app_server}/episodes?open=false&acknowledged=false")
+    wait_for(driver, f'main tbody a[href="/episodes/{episode_id}"]').click()
+    wait_until(lambda: driver.current_url.endswith(f"/episodes/{episode_id}"), 10, driver.current_url)
+    wait_until(lambda: sorted(driver.execute_script(
+        "return [...document.querySelectorAll('main .feed .ev')].map((r) => r.dataset.id)")) == sorted(events), 20,
+        "the episode's events are not listed")
+    assert "not acknowledged" in main_text(driver)
+    driver.find_element(By.XPATH, '//button[text()="Acknowledge the episode"]').click()
+    wait_until(lambda: "acknowledged by olga" in main_text(driver), 20, "the episode was not acknowledged")
+    assert api("GET", f"/v1/episodes/{episode_id}")["acknowledged"] is True
+    assert all(api("GET", f"/v1/events/{e}")["acknowledged"] for e in events)
+    driver.get(f"{app_server}/episodes?acknowledged=false")
+    wait_for(driver, "main tbody tr")
+    assert not driver.find_elements(By.CSS_SELECTOR, f'main tbody a[href="/episodes/{episode_id}"]')
+    sign_out(driver)
+
+
+def test_administration_users_webhook_deliveries_settings_and_audit(
+        driver: WebDriver, app_server: str, console_home: Path) -> None:
+    """Item 10 beyond tokens and jobs: an admin creates a user with a password, deactivates them and
+    resets the password; reads a webhook's recent deliveries with their errors; changes a runtime
+    setting; and finds those calls in the audit log."""
+    from storage import orm
+    from storage.unit_of_work import UnitOfWork
+
+    api = Api(app_server)
+    admin = api.admin_username()
+    api.user(admin, "admin")
+    hook = api("POST", "/v1/webhooks", json={"title": "admin: siem", "url": "http://127.0.0.1:9/siem"})
+    with UnitOfWork(f"sqlite:///{console_home / 'fw.db'}") as uow:  # what the dispatcher records
+        uow.session.add_all([
+            orm.WebhookDelivery(webhook_id=hook["id"], event_ids=["e1", "e2"], attempt=1, ok=False,
+                                error="ConnectError: connection refused", duration_ms=3.0),
+            orm.WebhookDelivery(webhook_id=hook["id"], event_ids=["e1", "e2"], attempt=2, ok=True,
+                                status_code=204, duration_ms=12.0)])
+        uow.commit()
+    threshold = api("GET", "/v1/settings")["default_threshold"]
+    sign_in(driver, app_server, admin, PASSWORDS["admin"])
+
+    driver.get(f"{app_server}/admin/users")
+    wait_for(driver, "main tbody tr")
+    driver.find_element(By.XPATH, '//main//button[text()="New user"]').click()
+    dialog = wait_for(driver, "dialog")
+    dialog.find_element(By.CSS_SELECTOR, 'input[name="username"]').send_keys("nina")
+    dialog.find_element(By.CSS_SELECTOR, 'select[name="role"] option[value="operator"]').click()
+    dialog.find_element(By.CSS_SELECTOR, 'input[name="password"]').send_keys("nina-pass-123")
+    dialog.find_element(By.CSS_SELECTOR, 'button[type="submit"]').click()
+    nina = wait_until(lambda: {u["username"]: u for u in api("GET", "/v1/users", params={"limit": 1000})["results"]}
+                      .get("nina"), 20, "the user was not created")
+    assert (nina["role"], nina["active"], nina["has_password"]) == ("operator", True, True)
+
+    def click(xpath: str) -> None:
+        """Clicks what `xpath` finds once the list settles (a saved dialog redraws the list under it)."""
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        def clicked() -> bool:
+            try:
+                found = driver.find_elements(By.XPATH, xpath)
+                if found:
+                    found[0].click()
+                return bool(found)
+            except StaleElementReferenceException:
+                return False
+
+        wait_until(clicked, 20, f"nothing to click at {xpath}")
+
+    nina_row = '//main//tr[td[1][text()="nina"]]'
+    click(f'{nina_row}//button[text()="Edit"]')
+    dialog = wait_for(driver, "dialog")
+    dialog.find_element(By.CSS_SELECTOR, 'input[name="active"]').click()
+    dialog.find_element(By.CSS_SELECTOR, 'button[type="submit"]').click()
+    wait_until(lambda: not api("GET", f"/v1/users/{nina['id']}")["active"], 20, "nina was not deactivated")
+    click(f'{nina_row}[td[3]//text()="no"]//button[text()="Reset password"]')  # the list redrawn: inactive
+    dialog = wait_for(driver, "dialog")
+    dialog.find_element(By.CSS_SELECTOR, 'input[name="password"]').send_keys("nina-new-pass-456")
+    dialog.find_element(By.CSS_SELECTOR, 'button[type="submit"]').click()
+    wait_until(lambda: "Password set." in toasts(driver), 20, "the password was not set")
+
+    driver.get(f"{app_server}/admin/webhooks")
+    click('//main//tr[td[1][text()="admin: siem"]]//button[text()="Deliveries"]')
+    wait_until(lambda: "recent deliveries" in main_text(driver).lower(), 20, "no deliveries shown")  # h2: capitals
+    text = main_text(driver)
+    assert "ConnectError: connection refused" in text and "failed" in text and "204" in text, text
+
+    driver.get(f"{app_server}/admin/settings")
+    setting = wait_for(driver, 'input[name="default_threshold"]')
+    setting.clear()
+    setting.send_keys("0.8")
+    driver.find_element(By.XPATH, '//main//button[text()="Save"]').click()
+    try:
+        wait_until(lambda: api("GET", "/v1/settings")["default_threshold"] == 0.8, 20, "the setting was not saved")
+    finally:
+        api("PATCH", "/v1/settings", json={"default_threshold": threshold})
+
+    driver.get(f"{app_server}/admin/audit")
+    wait_for(driver, 'input[name="path_prefix"]').send_keys("/v1/users")
+    driver.find_element(By.XPATH, '//main//button[text()="Filter"]').click()
+
+    def audited() -> set[tuple[str, str]]:  # read in the page: the filter redraws the rows
+        rows = driver.execute_script("return [...document.querySelectorAll('main tbody tr')].map("
+                                     "(r) => [...r.cells].map((c) => c.textContent))")
+        return {(cells[2], cells[3]) for cells in rows if len(cells) == 6}
+
+    calls = wait_until(lambda: {("POST", "/v1/users"), ("PATCH", f"/v1/users/{nina['id']}"),
+                                ("PUT", f"/v1/users/{nina['id']}/password")} <= audited() and audited(), 20,
+                       "the user calls are not in the audit log")
+    assert all(path.startswith("/v1/users") for _, path in calls), calls
     sign_out(driver)
 
 
@@ -944,6 +1076,19 @@ def test_operator_journey_enrol_live_feed_ack_search_and_camera_roi(
     driver.find_element(By.CSS_SELECTOR, 'dialog button[type="submit"]').click()
     wait_for(driver, '[data-testid="enrol-ok"]', timeout=120)
     assert api("GET", f"/v1/dossiers/{webcam['id']}")["face_count"] == 1
+
+    # Bulk enrolment of a zip: a result per file, the refused one in words.
+    archive = tmp_path / "people.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(faces_dir / "alex-lacamoire.png", "Alex Lacamoire.png")
+        zf.write(_no_face_photo(tmp_path), "Blank Wall.png")
+    driver.get(f"{service}/dossiers/bulk")
+    wait_for(driver, ".drop input[type=file]", visible=False).send_keys(str(archive))
+    results = wait_for(driver, '[data-testid="bulk-results"]')
+    wait_until(lambda: "1 enrolled, 1 failed." in results.text, 180, "no per-file results of the zip")
+    per_file = {r.find_elements(By.TAG_NAME, "td")[0].text: r.text for r in driver.find_elements(
+        By.CSS_SELECTOR, '[data-testid="bulk-results"] tbody tr')}
+    assert "ok" in per_file["Alex Lacamoire.png"] and "No face was found" in per_file["Blank Wall.png"], per_file
 
     driver.get(f"{service}/dossiers")
     wait_until(lambda: "Lin-Manuel Miranda" in main_text(driver), 20, "no dossier list")
