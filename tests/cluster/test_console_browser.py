@@ -796,6 +796,57 @@ def test_administration_users_webhook_deliveries_settings_and_audit(
     sign_out(driver)
 
 
+def test_cameras_show_status_colours_last_error_statistics_job_and_restart(
+        driver: WebDriver, app_server: str, console_home: Path) -> None:
+    """Item 6: each camera status has its colour (disabled grey, starting yellow, ok green, degraded
+    yellow, failing red); a camera's page shows the last error, the statistics and its job (node,
+    attempt, back-off, the job's error); Restart reaches the API and its answer is shown in words (this
+    API app runs no job manager, so the answer is 503; the restart itself: tests/cluster/test_video_pipeline)."""
+    from datetime import UTC, datetime, timedelta
+
+    from storage import orm
+    from storage.unit_of_work import UnitOfWork
+
+    colours = {"disabled": "rgb(110, 118, 129)", "starting": "rgb(210, 153, 34)", "ok": "rgb(63, 185, 80)",
+               "degraded": "rgb(210, 153, 34)", "failing": "rgb(248, 81, 73)"}
+    api = Api(app_server)
+    admin = api.admin_username()
+    api.user(admin, "admin")
+    group = api("POST", "/v1/camera-groups", json={"name": "status: yard"})["id"]
+    cameras = {status: api("POST", "/v1/cameras", json={"name": f"status {status}", "camera_group_id": group,
+                                                        "url": f"rtsp://127.0.0.1:9/{status}"})["id"]
+               for status in colours}
+    failing = cameras["failing"]
+    with UnitOfWork(f"sqlite:///{console_home / 'fw.db'}") as uow:  # what the camera jobs report
+        for status, camera_id in cameras.items():
+            uow.cameras.get(camera_id).status = status
+        row = uow.cameras.get(failing)
+        row.status_error, row.stats = "RTSP 401 Unauthorized", {"fps": 12.5, "frames": 900, "faces": 31, "events": 4}
+        uow.session.add(orm.Job(kind="camera", camera_id=failing, state="pending", attempts=3, consecutive_failures=3,
+                                lease_node="node-7f3a9c2e11d4b8", last_error="decoder: connection refused",
+                                backoff_until=datetime.now(UTC) + timedelta(minutes=5)))
+        uow.commit()
+    sign_in(driver, app_server, admin, PASSWORDS["admin"])
+    driver.get(f"{app_server}/cameras")
+    wait_until(lambda: driver.find_elements(By.XPATH, '//main//tr[td[1]//text()="status failing"]'), 20, "no cameras")
+    for status, colour in colours.items():
+        tag = driver.find_element(By.XPATH, f'//main//tr[td[1]//text()="status {status}"]/td[2]/span')
+        assert tag.text == status
+        shown = driver.execute_script("return getComputedStyle(arguments[0], '::before').backgroundColor", tag)
+        assert shown == colour, (status, shown)
+    assert "RTSP 401 Unauthorized" in driver.find_element(By.XPATH, '//main//tr[td[1]//text()="status failing"]').text
+
+    driver.get(f"{app_server}/cameras/{failing}")
+    status = wait_for(driver, '[data-testid="camera-status"] dl')
+    text = status.text
+    for expected in ("failing", "RTSP 401 Unauthorized", "12.5 fps · 900 frames · 31 faces · 4 events",
+                     "pending, attempt 3, node node-7f3a9c2", "Back-off until", "decoder: connection refused"):
+        assert expected in text, (expected, text)
+    driver.find_element(By.CSS_SELECTOR, '[data-testid="restart"]').click()
+    wait_until(lambda: "the job manager is not running" in toasts(driver), 20, f"restart: {toasts(driver)!r}")
+    sign_out(driver)
+
+
 def test_keyboard_alone_signs_in_moves_through_the_feed_acknowledges_and_opens(
         driver: WebDriver, app_server: str, console_home: Path) -> None:
     """Item 11, keyboard-usable: sign in with keys only; Tab reaches the menu and Enter follows a link;
