@@ -1,9 +1,14 @@
 """The web console in a real headless Chromium (Debian's chromium + chromium-driver), over Selenium.
 
-Fast tests run the API app (no Ray) under uvicorn in a thread: sign-in, a refused password, a viewer's
-navigation. The slow test runs the whole service (`start_service`): enrol from a photo, watch a
-matched event of the Hamilton clip arrive in the live feed, open and acknowledge it, search by photo,
-draw an ROI on a camera's live snapshot. With FACEWATCH_SCREENSHOTS=1 they write docs/console/*.png.
+Fast tests run the API app (no Ray) under uvicorn in a thread, with rows written into its database where
+a Ray part would write them (events, episodes, deliveries, a camera's snapshot through the camera job's
+own writer): sign-in, a refused password, a viewer's navigation, tokens, persons, the video wall by role,
+the live feed's controls, alerts and back/forward return, episodes, administration, camera status,
+keyboard, a phone, and the requests every page makes. The slow test runs the whole service
+(`start_service`): enrol from a photo (and a zip, and the webcam), watch a matched event of the Hamilton
+clip arrive in the live feed, open and acknowledge it, search by photo and with its face, a dossier from
+its face, verify, draw an ROI on a camera's live snapshot, the wall. With FACEWATCH_SCREENSHOTS=1 they
+write docs/console/*.png.
 """
 
 from __future__ import annotations
