@@ -11,13 +11,25 @@ from storage import orm
 from storage.repositories import hash_token
 from storage.unit_of_work import UnitOfWork
 
+PREFIX_CHARS = 8
+
+
+def readable_prefix(plain: str) -> str:
+    """What is kept of a token in the clear, to tell tokens apart in lists (`GET /v1/tokens`, the console):
+    its first 8 characters ("fw_" and 5 random ones for a generated token), but never more than a quarter
+    of it. A token chosen by hand (FACEWATCH_ADMIN_TOKEN) may be short, and its first 8 characters would
+    be the whole secret, readable by every admin. The start is kept rather than the end because the start
+    is what a person matches against the token they hold; the rest of it is only ever hashed."""
+    return plain[: min(PREFIX_CHARS, len(plain) // 4)]
+
 
 def issue_token(
     uow: UnitOfWork, user: orm.User, name: str = "", expires_at: datetime | None = None, plain: str | None = None
 ) -> tuple[orm.Token, str]:
     """Creates a token for `user`; returns the row and the plain token (never stored)."""
     plain = plain or f"fw_{secrets.token_urlsafe(32)}"
-    row = orm.Token(user_id=user.id, token_hash=hash_token(plain), prefix=plain[:8], name=name, expires_at=expires_at)
+    row = orm.Token(user_id=user.id, token_hash=hash_token(plain), prefix=readable_prefix(plain), name=name,
+                    expires_at=expires_at)
     uow.tokens.add(row)
     return row, plain
 

@@ -455,7 +455,8 @@ class TokenOut(Output):
     user_id: int
     username: str = Field(description="the owner")
     name: str
-    prefix: str = Field(description="the token's first 8 characters")
+    prefix: str = Field(description="the token's first 8 characters (fewer for a token shorter than 32: never "
+                                    "more than a quarter of it); the rest is never stored")
     expires_at: datetime | None
     created_at: datetime
     last_used_at: datetime | None = Field(None, description="last authenticated request (kept to the minute)")

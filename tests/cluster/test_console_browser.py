@@ -1,9 +1,14 @@
 """The web console in a real headless Chromium (Debian's chromium + chromium-driver), over Selenium.
 
-Fast tests run the API app (no Ray) under uvicorn in a thread: sign-in, a refused password, a viewer's
-navigation. The slow test runs the whole service (`start_service`): enrol from a photo, watch a
-matched event of the Hamilton clip arrive in the live feed, open and acknowledge it, search by photo,
-draw an ROI on a camera's live snapshot. With FACEWATCH_SCREENSHOTS=1 they write docs/console/*.png.
+Fast tests run the API app (no Ray) under uvicorn in a thread, with rows written into its database where
+a Ray part would write them (events, episodes, deliveries, a camera's snapshot through the camera job's
+own writer): sign-in, a refused password, a viewer's navigation, tokens, persons, the video wall by role,
+the live feed's controls, alerts and back/forward return, episodes, administration, camera status,
+keyboard, a phone, and the requests every page makes. The slow test runs the whole service
+(`start_service`): enrol from a photo (and a zip, and the webcam), watch a matched event of the Hamilton
+clip arrive in the live feed, open and acknowledge it, search by photo and with its face, a dossier from
+its face, verify, draw an ROI on a camera's live snapshot, the wall. With FACEWATCH_SCREENSHOTS=1 they
+write docs/console/*.png.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import shutil
 import socket
 import threading
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -120,6 +126,9 @@ def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
                 # getUserMedia gets a camera without asking: the file below, else Chromium's test pattern
                 "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"):
         options.add_argument(arg)
+    # Every request the pages make, read back from the DevTools network events (test_every_page_…).
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+    options.add_experimental_option("perfLoggingPrefs", {"enableNetwork": True, "enablePage": False})
     if (webcam := _fake_webcam(tmp_path_factory.mktemp("webcam") / "webcam.y4m")) is not None:
         options.add_argument(f"--use-file-for-fake-video-capture={webcam}")
     os.environ.setdefault("SE_AVOID_STATS", "true")
@@ -184,6 +193,11 @@ def sign_out(driver: WebDriver) -> None:
 def main_text(driver: WebDriver) -> str:
     """The page's text, or "" while the next page is still loading (no <main> yet)."""
     return " ".join(el.text for el in driver.find_elements(By.CSS_SELECTOR, "main"))
+
+
+def toasts(driver: WebDriver) -> str:
+    """The text of the toasts shown now ("" before the first: their container is made with it)."""
+    return driver.execute_script("const t = document.querySelector('.toasts'); return t ? t.textContent : ''")
 
 
 def nav_titles(driver: WebDriver) -> list[str]:
@@ -261,10 +275,14 @@ def test_wrong_password_is_refused_with_a_message(driver: WebDriver, app_server:
     assert "fw_session" not in {c["name"] for c in driver.get_cookies()}
 
 
-def test_viewer_sees_no_administration_and_no_hidden_group(driver: WebDriver, app_server: str) -> None:
+def test_viewer_sees_no_administration_and_no_hidden_group(driver: WebDriver, app_server: str,
+                                                           console_home: Path) -> None:
     api = Api(app_server)
     api("POST", "/v1/watch-lists", json={"name": "Staff (viewers see it)", "color": "#2f81f7"})
     api("POST", "/v1/watch-lists", json={"name": "Secret list", "color": "#ff00ff", "hidden_from_roles": ["viewer"]})
+    lobby = api("POST", "/v1/camera-groups", json={"name": "viewer: lobby"})["id"]
+    vault = api("POST", "/v1/camera-groups", json={"name": "viewer: vault", "hidden_from_roles": ["viewer"]})["id"]
+    in_lobby, in_vault = (_add_events(console_home, 1, camera_group_id=g)[0] for g in (lobby, vault))
     api.user("vera", "viewer")
     sign_in(driver, app_server, "vera", PASSWORDS["viewer"])
     titles = nav_titles(driver)
@@ -280,6 +298,11 @@ def test_viewer_sees_no_administration_and_no_hidden_group(driver: WebDriver, ap
     options = wait_until(lambda: [o.text for o in driver.find_elements(
         By.CSS_SELECTOR, 'select[name="watch_list_id"] option')], 20, "no watch-list filter")
     assert "Staff (viewers see it)" in options and "Secret list" not in options
+    # The camera group hidden from viewers: its events are not listed, nor opened by their address.
+    wait_until(lambda: in_lobby in feed_ids(driver), 20, "the visible group's event is not listed")
+    assert in_vault not in feed_ids(driver)
+    driver.get(f"{app_server}/events/{in_vault}")
+    assert "does not exist" in wait_for(driver, "main .msg.error").text
     driver.get(f"{app_server}/admin/users")
     wait_for(driver, "main h1")
     assert driver.find_element(By.CSS_SELECTOR, "main h1").text == "Not found"
@@ -418,6 +441,591 @@ def test_persons_page_grid_timeline_and_corrections(driver: WebDriver, app_serve
     sign_out(driver)
 
 
+def _add_events(home: Path, n: int, **fields: Any) -> list[str]:
+    """`n` events committed now (the live feed's order is the commit's): unmatched unless `fields` say."""
+    import uuid
+
+    from storage import orm
+    from storage.unit_of_work import UnitOfWork
+
+    ids = []
+    with UnitOfWork(f"sqlite:///{home / 'fw.db'}") as uow:
+        for _ in range(n):
+            ids.append(f"ev-{uuid.uuid4().hex[:16]}")
+            uow.session.add(orm.Event(**{"id": ids[-1], "bbox": [40, 30, 140, 150], "quality": 0.8,
+                                         "watch_list_id": orm.UNMATCHED_WATCH_LIST_ID, **fields}))
+        uow.commit()
+    return ids
+
+
+def _event_with_media(home: Path, faces: Path, photo: str, **fields: Any) -> str:
+    """An event whose frame, thumbnail and crop are a real photo (the box: the photo's middle)."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    from storage.media import LocalMediaStore
+
+    media = LocalMediaStore(make_config(home, f"sqlite:///{home / 'fw.db'}").media_root)
+    image = Image.open(faces / photo).convert("RGB")
+    out = BytesIO()
+    image.save(out, "JPEG")
+    key = media.put(out.getvalue(), "jpg")
+    w, h = image.size
+    return _add_events(home, 1, frame_key=key, thumbnail_key=key, crop_key=key,
+                       bbox=[w * 0.3, h * 0.2, w * 0.7, h * 0.7], **fields)[0]
+
+
+def feed_ids(driver: WebDriver, testid: str = "feed") -> list[str]:
+    """The event ids of a feed's rows, newest first (read in the page: rows are added while we look)."""
+    return driver.execute_script(
+        "return [...document.querySelectorAll(`[data-testid='${arguments[0]}'] .ev`)].map((r) => r.dataset.id)", testid)
+
+
+def test_video_wall_shows_the_cameras_the_role_reads_with_their_face_boxes(
+        driver: WebDriver, app_server: str, console_home: Path, faces_dir: Path) -> None:
+    """Item 7 by the API's rules: an operator's wall has a tile for each camera the operator may read
+    (not one of a group hidden from operators), the camera's snapshot with its current face boxes, and
+    the API's reason where a camera sends none; a viewer reads no cameras (SPEC §5.2), so a viewer's
+    wall is the live feed alone, saying why, with only the events a viewer sees.
+
+    The snapshot files are written by the camera job's own writer (actors/live_view.LiveView) from a real
+    photo: this API app runs no camera jobs (the slow journey shows a live RTSP camera's snapshot)."""
+    import numpy as np
+    from PIL import Image
+
+    from actors.live_view import NOT_RUNNING, LiveView
+
+    api = Api(app_server)
+    shown = api("POST", "/v1/camera-groups", json={"name": "wall: entrance"})
+    covert = api("POST", "/v1/camera-groups", json={"name": "wall: covert",
+                                                   "hidden_from_roles": ["operator", "viewer"]})
+    door = api("POST", "/v1/cameras", json={"name": "wall door", "camera_group_id": shown["id"],
+                                            "url": "rtsp://127.0.0.1:9/door"})
+    idle = api("POST", "/v1/cameras", json={"name": "wall idle", "camera_group_id": shown["id"],
+                                            "url": "rtsp://127.0.0.1:9/idle"})
+    hidden = api("POST", "/v1/cameras", json={"name": "wall hidden", "camera_group_id": covert["id"],
+                                              "url": "rtsp://127.0.0.1:9/hidden"})
+    frame = np.asarray(Image.open(faces_dir / "obama.jpg").convert("RGB"))
+    height, width = frame.shape[:2]
+    box = [width * 0.3, height * 0.15, width * 0.7, height * 0.65]
+    media_root = make_config(console_home, f"sqlite:///{console_home / 'fw.db'}").media_root
+    views = [LiveView(media_root, camera["id"], interval_s=0.5) for camera in (door, hidden)]
+    writing = threading.Event()
+
+    def camera_jobs() -> None:  # what a running job does: faces of the latest detected frame, then the frame
+        while not writing.is_set():
+            for view in views:
+                view.faces([np.array(box)], [7])
+                view.frame(frame)
+            writing.wait(0.25)
+
+    writer = threading.Thread(target=camera_jobs, daemon=True)
+    writer.start()
+    try:
+        api.user("olga", "operator")
+        sign_in(driver, app_server, "olga", PASSWORDS["operator"])
+        driver.execute_script("localStorage.setItem('fw_wall', '16')")  # every camera of this shared scene
+        driver.get(f"{app_server}/wall")
+        tiles = wait_until(lambda: {int(t.get_attribute("data-camera-id")): t for t in driver.find_elements(
+            By.CSS_SELECTOR, '[data-testid="wall-tiles"] .tile[data-camera-id]')}, 20, "no camera tile")
+        assert door["id"] in tiles and idle["id"] in tiles and hidden["id"] not in tiles, tiles.keys()
+        assert "wall hidden" not in main_text(driver)
+        face = wait_for(driver, f'.tile[data-camera-id="{door["id"]}"] .frame .box', timeout=30)
+        assert face.text == "#7"
+        image = driver.find_element(By.CSS_SELECTOR, f'.tile[data-camera-id="{door["id"]}"] .frame img')
+        assert driver.execute_script("return arguments[0].naturalWidth", image) == width
+        rect = "const r = arguments[0].getBoundingClientRect(); return [r.left, r.top, r.width, r.height]"
+        (ix, iy, iw, ih), (tx, ty, tw, th), (fx, fy, fw, fh) = (
+            driver.execute_script(rect, el) for el in (image, tiles[door["id"]], face))
+        # The upright photo is shown whole in the 16:9 tile, in its own shape, and the box sits on the face.
+        assert tx - 1 <= ix and ix + iw <= tx + tw + 1 and ty - 1 <= iy and iy + ih <= ty + th + 1, (ix, iy, iw, ih)
+        assert abs(iw / ih - width / height) < 0.02 and ih >= th - 2, (iw, ih, tw, th)
+        scale = iw / width
+        assert abs(fx - (ix + box[0] * scale)) <= 3 and abs(fy - (iy + box[1] * scale)) <= 3, (fx, fy, ix, iy, scale)
+        assert abs(fw - (box[2] - box[0]) * scale) <= 4 and abs(fh - (box[3] - box[1]) * scale) <= 4, (fw, fh)
+        note = wait_for(driver, f'.tile[data-camera-id="{idle["id"]}"] .none')
+        assert NOT_RUNNING in note.text
+        sign_out(driver)
+
+        api.user("vera", "viewer")
+        sign_in(driver, app_server, "vera", PASSWORDS["viewer"])
+        driver.get(f"{app_server}/wall")
+        assert "does not see cameras" in wait_for(driver, '[data-testid="wall-no-cameras"]').text
+        assert not driver.find_elements(By.CSS_SELECTOR, '[data-testid="wall-tiles"], .tile, .live-view')
+        time.sleep(1)  # the feed is connected
+        unseen = _add_events(console_home, 1, camera_id=hidden["id"], camera_group_id=covert["id"])[0]
+        seen = _add_events(console_home, 1, camera_id=door["id"], camera_group_id=shown["id"])[0]
+        wait_until(lambda: seen in feed_ids(driver, "wall-feed"), 20, "the viewer's wall feed got no event")
+        assert unseen not in feed_ids(driver, "wall-feed")  # it was committed first: it would be here by now
+        assert api("GET", f"/v1/events/{unseen}")["camera_group_id"] == covert["id"]
+        sign_out(driver)
+    finally:
+        writing.set()
+        writer.join(5)
+        for view in views:
+            view.close()
+
+
+def test_live_feed_reopens_after_a_back_forward_return(driver: WebDriver, app_server: str,
+                                                       console_home: Path) -> None:
+    """A page left for another is kept in the back/forward cache with its live feed closed (see
+    test_pages_left_behind_…); back on it, the feed reopens after the last event it had: the events
+    committed while it was away arrive, then new ones, each once."""
+    api = Api(app_server)
+    admin = api.admin_username()
+    api.user(admin, "admin")
+    sign_in(driver, app_server, admin, PASSWORDS["admin"])
+    driver.get(f"{app_server}/events")
+    live = wait_for(driver, '[data-testid="live-state"]')
+    wait_until(lambda: live.text == "live", 30, "the live feed did not connect")
+    driver.execute_script("window.__not_reloaded = 11;")
+    before = _add_events(console_home, 1)[0]
+    wait_until(lambda: before in feed_ids(driver), 20, "no live event before leaving")
+    driver.get(f"{app_server}/watch-lists")
+    wait_for(driver, "main h1")
+    away = _add_events(console_home, 2)
+    driver.back()
+    wait_until(lambda: driver.execute_script("return window.__not_reloaded") == 11, 20,
+               "the events page was reloaded, not restored from the back/forward cache")
+    wait_until(lambda: set(away) <= set(feed_ids(driver)), 30, "the events committed while away did not arrive")
+    after = _add_events(console_home, 1)[0]
+    wait_until(lambda: after in feed_ids(driver), 30, "no live event after the return")
+    ids = feed_ids(driver)
+    assert all(ids.count(e) == 1 for e in (before, *away, after)), ids
+    assert ids.index(after) < ids.index(away[0]) < ids.index(before)  # newest first
+
+
+def test_live_feed_filters_counts_pauses_and_acknowledges_every_visible_event(
+        driver: WebDriver, app_server: str, console_home: Path) -> None:
+    """Item 2: the page's filters hold for the live feed too; the counters count what is shown; paused,
+    new events wait (counted on the button) and come in on resume; "acknowledge all visible"
+    acknowledges exactly the rows shown."""
+    api = Api(app_server)
+    group = api("POST", "/v1/camera-groups", json={"name": "feed: gate"})["id"]
+    other = api("POST", "/v1/camera-groups", json={"name": "feed: yard"})["id"]
+    staff = api("POST", "/v1/watch-lists", json={"name": "feed staff", "color": "#3fb950"})["id"]
+    older = _add_events(console_home, 2, camera_group_id=group)
+    api.user("olga", "operator")
+    sign_in(driver, app_server, "olga", PASSWORDS["operator"])
+    driver.get(f"{app_server}/events?camera_group_id={group}")
+    wait_until(lambda: set(older) <= set(feed_ids(driver)), 20, "the page did not list the group's events")
+
+    def counter(name: str) -> str:
+        return driver.find_element(By.CSS_SELECTOR, f'[data-testid="count-{name}"]').text
+
+    assert (counter("total"), counter("matched")) == ("2", "0")
+    wait_until(lambda: driver.find_element(By.CSS_SELECTOR, '[data-testid="live-state"]').text == "live", 30,
+               "the live feed did not connect")
+    pause = driver.find_element(By.CSS_SELECTOR, '[data-testid="pause"]')
+    pause.click()
+    elsewhere = _add_events(console_home, 1, camera_group_id=other)[0]
+    waiting = _add_events(console_home, 1, camera_group_id=group)
+    waiting += _add_events(console_home, 1, camera_group_id=group, matched=True, watch_list_id=staff, confidence=0.93)
+    wait_until(lambda: pause.text == "Resume (2)", 20, f"paused, the button says {pause.text!r}")
+    assert set(feed_ids(driver)) == set(older)
+    pause.click()
+    wait_until(lambda: set(waiting) <= set(feed_ids(driver)), 10, "resumed, the waiting events are not shown")
+    assert (counter("total"), counter("matched")) == ("4", "1") and elsewhere not in feed_ids(driver)
+    driver.find_element(By.CSS_SELECTOR, '[data-testid="ack-all"]').click()
+    wait_until(lambda: all(api("GET", f"/v1/events/{e}")["acknowledged"] for e in older + waiting), 20,
+               "not every visible event was acknowledged")
+    assert api("GET", f"/v1/events/{elsewhere}")["acknowledged"] is False
+    assert not driver.find_elements(By.CSS_SELECTOR, '[data-testid="feed"] [data-action="ack"]')
+    sign_out(driver)
+
+
+def test_a_match_on_a_list_that_needs_acknowledgement_beeps_notifies_and_counts(
+        driver: WebDriver, app_server: str, console_home: Path) -> None:
+    """Item 2's alerts: with alerts enabled (a click: browsers allow sound and the permission prompt only
+    after one), a match on a `require_ack` list sounds the two-tone beep, raises a desktop notification
+    that opens the event, and counts in the unacknowledged badge; a match on another list does none of it.
+    The page's Notification and AudioContext are the browser's own, wrapped to record their use."""
+    api = Api(app_server)
+    alarm = api("POST", "/v1/watch-lists", json={"name": "alerts: banned", "color": "#f85149", "require_ack": True})
+    calm = api("POST", "/v1/watch-lists", json={"name": "alerts: staff", "color": "#3fb950"})
+    api.user("olga", "operator")
+    sign_in(driver, app_server, "olga", PASSWORDS["operator"])
+    driver.execute_cdp_cmd("Browser.grantPermissions", {"permissions": ["notifications"], "origin": app_server})
+    driver.get(f"{app_server}/dossiers")  # any page: the alerts run beside every page
+    wait_for(driver, "main h1")
+    driver.execute_script("""
+        window.__notes = []; window.__tones = 0;
+        const Real = window.Notification;
+        window.Notification = class extends Real {
+          constructor(title, options) { super(title, options); window.__notes.push([title, options.tag]); }
+        };
+        Object.defineProperty(window.Notification, 'permission', { get: () => Real.permission });
+        window.Notification.requestPermission = (...a) => Real.requestPermission(...a);
+        const osc = AudioContext.prototype.createOscillator;
+        AudioContext.prototype.createOscillator = function () { window.__tones += 1; return osc.call(this); };""")
+    badge = driver.find_element(By.CSS_SELECTOR, '[data-testid="unack"]')
+    before = int(badge.text.rstrip("+") or 0)
+    driver.find_element(By.XPATH, '//button[text()="Enable alerts"]').click()
+    wait_until(lambda: "notifications and sound are on" in toasts(driver), 10, "the alerts were not enabled")
+    time.sleep(1)  # the alerts' stream is connected
+    quiet = _add_events(console_home, 1, matched=True, watch_list_id=calm["id"], confidence=0.9)[0]
+    loud = _add_events(console_home, 1, matched=True, watch_list_id=alarm["id"], confidence=0.91)[0]
+    wait_until(lambda: driver.execute_script("return window.__notes.length"), 20, "no desktop notification")
+    assert driver.execute_script("return window.__notes") == [["alerts: banned: match", loud]]
+    assert driver.execute_script("return window.__tones") == 2  # one beep: two tones
+    wait_until(lambda: int(badge.text.rstrip("+")) == before + 1, 10, f"the badge says {badge.text}")
+    assert quiet != loud
+    sign_out(driver)
+
+
+def test_episodes_list_detail_and_acknowledge(driver: WebDriver, app_server: str, console_home: Path) -> None:
+    """Item 4: the episodes list (with its filters) leads to an episode's page with its events; an
+    operator acknowledges the episode there, and with it its events."""
+    from storage import orm
+    from storage.unit_of_work import UnitOfWork
+
+    api = Api(app_server)
+    group = api("POST", "/v1/camera-groups", json={"name": "episodes: hall"})["id"]
+    with UnitOfWork(f"sqlite:///{console_home / 'fw.db'}") as uow:
+        episode = orm.Episode(camera_group_id=group, event_count=2, open=False)
+        uow.session.add(episode)
+        uow.flush()
+        episode_id = episode.id
+        uow.commit()
+    events = _add_events(console_home, 2, camera_group_id=group, episode_id=episode_id)
+    api.user("olga", "operator")
+    sign_in(driver, app_server, "olga", PASSWORDS["operator"])
+    driver.get(f"{app_server}/episodes?open=false&acknowledged=false")
+    wait_for(driver, f'main tbody a[href="/episodes/{episode_id}"]').click()
+    wait_until(lambda: driver.current_url.endswith(f"/episodes/{episode_id}"), 10, driver.current_url)
+    wait_until(lambda: sorted(driver.execute_script(
+        "return [...document.querySelectorAll('main .feed .ev')].map((r) => r.dataset.id)")) == sorted(events), 20,
+        "the episode's events are not listed")
+    assert "not acknowledged" in main_text(driver)
+    driver.find_element(By.XPATH, '//button[text()="Acknowledge the episode"]').click()
+    wait_until(lambda: "acknowledged by olga" in main_text(driver), 20, "the episode was not acknowledged")
+    assert api("GET", f"/v1/episodes/{episode_id}")["acknowledged"] is True
+    assert all(api("GET", f"/v1/events/{e}")["acknowledged"] for e in events)
+    driver.get(f"{app_server}/episodes?acknowledged=false")
+    wait_for(driver, "main tbody tr")
+    assert not driver.find_elements(By.CSS_SELECTOR, f'main tbody a[href="/episodes/{episode_id}"]')
+    sign_out(driver)
+
+
+def test_administration_users_webhook_deliveries_settings_and_audit(
+        driver: WebDriver, app_server: str, console_home: Path) -> None:
+    """Item 10 beyond tokens and jobs: an admin creates a user with a password, deactivates them and
+    resets the password; reads a webhook's recent deliveries with their errors; changes a runtime
+    setting; and finds those calls in the audit log."""
+    from storage import orm
+    from storage.unit_of_work import UnitOfWork
+
+    api = Api(app_server)
+    admin = api.admin_username()
+    api.user(admin, "admin")
+    hook = api("POST", "/v1/webhooks", json={"title": "admin: siem", "url": "http://127.0.0.1:9/siem"})
+    with UnitOfWork(f"sqlite:///{console_home / 'fw.db'}") as uow:  # what the dispatcher records
+        uow.session.add_all([
+            orm.WebhookDelivery(webhook_id=hook["id"], event_ids=["e1", "e2"], attempt=1, ok=False,
+                                error="ConnectError: connection refused", duration_ms=3.0),
+            orm.WebhookDelivery(webhook_id=hook["id"], event_ids=["e1", "e2"], attempt=2, ok=True,
+                                status_code=204, duration_ms=12.0)])
+        uow.commit()
+    threshold = api("GET", "/v1/settings")["default_threshold"]
+    sign_in(driver, app_server, admin, PASSWORDS["admin"])
+
+    driver.get(f"{app_server}/admin/users")
+    wait_for(driver, "main tbody tr")
+    driver.find_element(By.XPATH, '//main//button[text()="New user"]').click()
+    dialog = wait_for(driver, "dialog")
+    dialog.find_element(By.CSS_SELECTOR, 'input[name="username"]').send_keys("nina")
+    dialog.find_element(By.CSS_SELECTOR, 'select[name="role"] option[value="operator"]').click()
+    dialog.find_element(By.CSS_SELECTOR, 'input[name="password"]').send_keys("nina-pass-123")
+    dialog.find_element(By.CSS_SELECTOR, 'button[type="submit"]').click()
+    nina = wait_until(lambda: {u["username"]: u for u in api("GET", "/v1/users", params={"limit": 1000})["results"]}
+                      .get("nina"), 20, "the user was not created")
+    assert (nina["role"], nina["active"], nina["has_password"]) == ("operator", True, True)
+
+    def click(xpath: str) -> None:
+        """Clicks what `xpath` finds once the list settles (a saved dialog redraws the list under it)."""
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        def clicked() -> bool:
+            try:
+                found = driver.find_elements(By.XPATH, xpath)
+                if found:
+                    found[0].click()
+                return bool(found)
+            except StaleElementReferenceException:
+                return False
+
+        wait_until(clicked, 20, f"nothing to click at {xpath}")
+
+    nina_row = '//main//tr[td[1][text()="nina"]]'
+    click(f'{nina_row}//button[text()="Edit"]')
+    dialog = wait_for(driver, "dialog")
+    dialog.find_element(By.CSS_SELECTOR, 'input[name="active"]').click()
+    dialog.find_element(By.CSS_SELECTOR, 'button[type="submit"]').click()
+    wait_until(lambda: not api("GET", f"/v1/users/{nina['id']}")["active"], 20, "nina was not deactivated")
+    click(f'{nina_row}[td[3]//text()="no"]//button[text()="Reset password"]')  # the list redrawn: inactive
+    dialog = wait_for(driver, "dialog")
+    dialog.find_element(By.CSS_SELECTOR, 'input[name="password"]').send_keys("nina-new-pass-456")
+    dialog.find_element(By.CSS_SELECTOR, 'button[type="submit"]').click()
+    wait_until(lambda: "Password set." in toasts(driver), 20, "the password was not set")
+
+    driver.get(f"{app_server}/admin/webhooks")
+    click('//main//tr[td[1][text()="admin: siem"]]//button[text()="Deliveries"]')
+    wait_until(lambda: "recent deliveries" in main_text(driver).lower(), 20, "no deliveries shown")  # h2: capitals
+    text = main_text(driver)
+    assert "ConnectError: connection refused" in text and "failed" in text and "204" in text, text
+
+    driver.get(f"{app_server}/admin/settings")
+    setting = wait_for(driver, 'input[name="default_threshold"]')
+    setting.clear()
+    setting.send_keys("0.8")
+    driver.find_element(By.XPATH, '//main//button[text()="Save"]').click()
+    try:
+        wait_until(lambda: api("GET", "/v1/settings")["default_threshold"] == 0.8, 20, "the setting was not saved")
+    finally:
+        api("PATCH", "/v1/settings", json={"default_threshold": threshold})
+
+    driver.get(f"{app_server}/admin/audit")
+    wait_for(driver, 'input[name="path_prefix"]').send_keys("/v1/users")
+    driver.find_element(By.XPATH, '//main//button[text()="Filter"]').click()
+
+    def audited() -> set[tuple[str, str]]:  # read in the page: the filter redraws the rows
+        rows = driver.execute_script("return [...document.querySelectorAll('main tbody tr')].map("
+                                     "(r) => [...r.cells].map((c) => c.textContent))")
+        return {(cells[2], cells[3]) for cells in rows if len(cells) == 6}
+
+    calls = wait_until(lambda: {("POST", "/v1/users"), ("PATCH", f"/v1/users/{nina['id']}"),
+                                ("PUT", f"/v1/users/{nina['id']}/password")} <= audited() and audited(), 20,
+                       "the user calls are not in the audit log")
+    assert all(path.startswith("/v1/users") for _, path in calls), calls
+    sign_out(driver)
+
+
+def test_cameras_show_status_colours_last_error_statistics_job_and_restart(
+        driver: WebDriver, app_server: str, console_home: Path) -> None:
+    """Item 6: each camera status has its colour (disabled grey, starting yellow, ok green, degraded
+    yellow, failing red); a camera's page shows the last error, the statistics and its job (node,
+    attempt, back-off, the job's error); Restart reaches the API and its answer is shown in words (this
+    API app runs no job manager, so the answer is 503; the restart itself: tests/cluster/test_video_pipeline)."""
+    from datetime import UTC, datetime, timedelta
+
+    from storage import orm
+    from storage.unit_of_work import UnitOfWork
+
+    colours = {"disabled": "rgb(110, 118, 129)", "starting": "rgb(210, 153, 34)", "ok": "rgb(63, 185, 80)",
+               "degraded": "rgb(210, 153, 34)", "failing": "rgb(248, 81, 73)"}
+    api = Api(app_server)
+    admin = api.admin_username()
+    api.user(admin, "admin")
+    group = api("POST", "/v1/camera-groups", json={"name": "status: yard"})["id"]
+    cameras = {status: api("POST", "/v1/cameras", json={"name": f"status {status}", "camera_group_id": group,
+                                                        "url": f"rtsp://127.0.0.1:9/{status}"})["id"]
+               for status in colours}
+    failing = cameras["failing"]
+    with UnitOfWork(f"sqlite:///{console_home / 'fw.db'}") as uow:  # what the camera jobs report
+        for status, camera_id in cameras.items():
+            uow.cameras.get(camera_id).status = status
+        row = uow.cameras.get(failing)
+        row.status_error, row.stats = "RTSP 401 Unauthorized", {"fps": 12.5, "frames": 900, "faces": 31, "events": 4}
+        uow.session.add(orm.Job(kind="camera", camera_id=failing, state="pending", attempts=3, consecutive_failures=3,
+                                lease_node="node-7f3a9c2e11d4b8", last_error="decoder: connection refused",
+                                backoff_until=datetime.now(UTC) + timedelta(minutes=5)))
+        uow.commit()
+    sign_in(driver, app_server, admin, PASSWORDS["admin"])
+    driver.get(f"{app_server}/cameras")
+    wait_until(lambda: driver.find_elements(By.XPATH, '//main//tr[td[1]//text()="status failing"]'), 20, "no cameras")
+    for status, colour in colours.items():
+        tag = driver.find_element(By.XPATH, f'//main//tr[td[1]//text()="status {status}"]/td[2]/span')
+        assert tag.text == status
+        shown = driver.execute_script("return getComputedStyle(arguments[0], '::before').backgroundColor", tag)
+        assert shown == colour, (status, shown)
+    assert "RTSP 401 Unauthorized" in driver.find_element(By.XPATH, '//main//tr[td[1]//text()="status failing"]').text
+
+    driver.get(f"{app_server}/cameras/{failing}")
+    status = wait_for(driver, '[data-testid="camera-status"] dl')
+    text = status.text
+    for expected in ("failing", "RTSP 401 Unauthorized", "12.5 fps · 900 frames · 31 faces · 4 events",
+                     "pending, attempt 3, node node-7f3a9c2", "Back-off until", "decoder: connection refused"):
+        assert expected in text, (expected, text)
+    driver.find_element(By.CSS_SELECTOR, '[data-testid="restart"]').click()
+    wait_until(lambda: "the job manager is not running" in toasts(driver), 20, f"restart: {toasts(driver)!r}")
+    sign_out(driver)
+
+
+def test_keyboard_alone_signs_in_moves_through_the_feed_acknowledges_and_opens(
+        driver: WebDriver, app_server: str, console_home: Path) -> None:
+    """Item 11, keyboard-usable: sign in with keys only; Tab reaches the menu and Enter follows a link;
+    on the live events j/k move between rows, a acknowledges the row in focus, Enter opens it."""
+    from selenium.webdriver.common.keys import Keys
+
+    api = Api(app_server)
+    group = api("POST", "/v1/camera-groups", json={"name": "keys: hall"})["id"]
+    events = _add_events(console_home, 3, camera_group_id=group)
+    api.user("olga", "operator")
+    driver.delete_all_cookies()
+    driver.get(f"{app_server}/signin")
+    wait_for(driver, "#username")
+    assert driver.switch_to.active_element.get_attribute("id") == "username"
+    ActionChains(driver).send_keys("olga", Keys.TAB, PASSWORDS["operator"], Keys.ENTER).perform()
+    wait_for(driver, '[data-testid="whoami"]')
+
+    focused = []
+    for _ in range(12):  # Tab from the top of the page into the menu
+        ActionChains(driver).send_keys(Keys.TAB).perform()
+        element = driver.switch_to.active_element
+        focused.append(element.text.split("\n")[0])
+        if element.text.startswith("Dossiers"):
+            break
+    assert focused[-1] == "Dossiers" and "Live events" in focused, focused
+    ActionChains(driver).send_keys(Keys.ENTER).perform()
+    wait_until(lambda: driver.current_url.endswith("/dossiers"), 10, driver.current_url)
+
+    driver.get(f"{app_server}/events?camera_group_id={group}")
+    wait_until(lambda: len(feed_ids(driver)) == 3, 20, "the events are not listed")
+    rows = feed_ids(driver)
+
+    def in_focus() -> str | None:
+        return driver.execute_script("const r = document.activeElement.closest('.ev'); return r && r.dataset.id")
+
+    ActionChains(driver).send_keys("j").perform()
+    assert in_focus() == rows[0]
+    ActionChains(driver).send_keys("j", "j", "k").perform()
+    assert in_focus() == rows[1]
+    ActionChains(driver).send_keys("a").perform()
+    wait_until(lambda: api("GET", f"/v1/events/{rows[1]}")["acknowledged"], 20, "a did not acknowledge")
+    assert not api("GET", f"/v1/events/{rows[0]}")["acknowledged"]
+    ActionChains(driver).send_keys(Keys.ENTER).perform()
+    wait_until(lambda: driver.current_url.endswith(f"/events/{rows[1]}"), 10, driver.current_url)
+    assert set(rows) == set(events)
+    sign_out(driver)
+
+
+def test_phone_shows_the_live_feed_and_an_event_on_one_narrow_screen(
+        driver: WebDriver, app_server: str, console_home: Path, faces_dir: Path) -> None:
+    """Item 11, usable on a phone (390×844, touch): the menu folds behind its button, the filters fold
+    away so the feed is on the first screen, nothing is wider than the screen; the event's frame and
+    its details stack, and it can be acknowledged there."""
+    api = Api(app_server)
+    group = api("POST", "/v1/camera-groups", json={"name": "phone: gate"})["id"]
+    event = _event_with_media(console_home, faces_dir, "biden.jpg", camera_group_id=group)
+    api.user("olga", "operator")
+    sign_in(driver, app_server, "olga", PASSWORDS["operator"])
+    overflow = "return document.documentElement.scrollWidth - window.innerWidth"
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True})
+    driver.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": True})
+    try:
+        driver.get(f"{app_server}/events")
+        row = wait_for(driver, f'[data-testid="feed"] .ev[data-id="{event}"]')
+        assert driver.execute_script(overflow) <= 0
+        assert not driver.find_element(By.CSS_SELECTOR, "details.filters").get_attribute("open")
+        assert row.location["y"] + row.size["height"] <= 844, row.location
+        menu = driver.find_element(By.CSS_SELECTOR, ".menu-toggle")
+        links = driver.find_elements(By.CSS_SELECTOR, ".nav nav a")
+        assert menu.is_displayed() and not any(a.is_displayed() for a in links)
+        menu.click()
+        assert "Live events" in [a.text.split("\n")[0] for a in driver.find_elements(By.CSS_SELECTOR, ".nav nav a")
+                                 if a.is_displayed()]
+        menu.click()
+
+        row.find_element(By.CSS_SELECTOR, "a.name").click()
+        wait_until(lambda: driver.current_url.endswith(f"/events/{event}"), 10, driver.current_url)
+        frame = wait_for(driver, ".detail .frame img")
+        wait_until(lambda: driver.execute_script("return arguments[0].naturalWidth", frame) > 0, 20, "no frame")
+        assert driver.execute_script(overflow) <= 0
+        details = driver.find_element(By.CSS_SELECTOR, ".detail .panel")
+        assert details.location["y"] >= frame.location["y"] + frame.size["height"] - 1  # stacked, not beside
+        assert frame.size["width"] <= 390
+        wait_for(driver, ".frame .box")
+        driver.find_element(By.CSS_SELECTOR, '[data-testid="ack"]').click()
+        wait_until(lambda: api("GET", f"/v1/events/{event}")["acknowledged"], 20, "not acknowledged on the phone")
+    finally:
+        driver.execute_cdp_cmd("Emulation.setTouchEmulationEnabled", {"enabled": False})
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                               {"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": False})
+    sign_out(driver)
+
+
+def _requested_urls(driver: WebDriver) -> list[str]:
+    """The URLs requested since the last call, from Chromium's DevTools network events (every request:
+    documents, modules, images, fetches, event streams, and those a Content-Security-Policy blocks)."""
+    import json
+
+    urls = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+        elif message["method"] == "Network.webSocketCreated":
+            urls.append(message["params"]["url"])
+    return urls
+
+
+def _refusals(driver: WebDriver) -> list[str]:
+    """The Content-Security-Policy refusals the page reported since the last call (a request the policy
+    stops before it is sent is not in the network events, but the console says so)."""
+    return [e["message"] for e in driver.get_log("browser") if "Content Security Policy" in e["message"]]
+
+
+def test_every_page_requests_only_the_facewatch_origin(driver: WebDriver, app_server: str, console_home: Path,
+                                                       faces_dir: Path) -> None:
+    """Item 11, "no request to any other host": every page of the console, as an admin (who sees them
+    all), with something on it, makes requests only to the origin that served it (data: and blob: URLs
+    are the page's own). The recorder is shown to catch a request to another host first."""
+    from urllib.parse import urlsplit
+
+    api = Api(app_server)
+    admin = api.admin_username()
+    api.user(admin, "admin")
+    group = api("POST", "/v1/camera-groups", json={"name": "hosts: hall"})
+    camera = api("POST", "/v1/cameras", json={"name": "hosts cam", "camera_group_id": group["id"],
+                                              "url": "rtsp://127.0.0.1:9/x"})
+    dossier = api("POST", "/v1/dossiers", json={"name": "hosts dossier"})
+    event = _event_with_media(console_home, faces_dir, "obama.jpg", camera_group_id=group["id"],
+                              camera_id=camera["id"])
+    api("POST", "/v1/webhooks", json={"title": "hosts hook", "url": "http://127.0.0.1:9/hook"})
+    origin = urlsplit(app_server)[:2]
+
+    def foreign(urls: list[str]) -> list[str]:
+        return [u for u in urls if urlsplit(u).scheme not in ("data", "blob") and urlsplit(u)[:2] != origin]
+
+    driver.delete_all_cookies()
+    driver.get(f"{app_server}/signin")
+    wait_for(driver, "#username")
+    _requested_urls(driver), _refusals(driver)  # what earlier tests left in the logs
+    driver.execute_script("fetch('https://cdn.example.net/lib.js').catch(() => {});"
+                          "document.body.append(Object.assign(new Image(), {src: 'https://fonts.example.org/f.png'}));")
+    caught: list[str] = []
+
+    def both_caught() -> bool:
+        caught.extend(foreign(_requested_urls(driver)) + _refusals(driver))
+        return all(any(host in c for c in caught) for host in ("cdn.example.net", "fonts.example.org"))
+
+    wait_until(both_caught, 10, f"the recorder missed a request to another host: {caught}")
+
+    pages = ["/signin", "/events", f"/events/{event}", "/episodes", "/persons", "/wall", "/search", "/verify",
+             "/dossiers", f"/dossiers/{dossier['id']}", "/dossiers/bulk", "/watch-lists", "/cameras",
+             f"/cameras/{camera['id']}", "/videos", "/account", *(f"/admin/{tab}" for tab in
+                                                                 ("users", "tokens", "webhooks", "settings",
+                                                                  "audit", "jobs"))]
+    seen: list[str] = []
+    for n, page in enumerate(pages):
+        if n == 1:
+            sign_in(driver, app_server, admin, PASSWORDS["admin"])
+        driver.get(f"{app_server}{page}")
+        wait_for(driver, "main h1, .signin form")
+        wait_until(lambda: "Loading" not in main_text(driver), 20, f"{page} did not load")
+        time.sleep(0.8)  # images, the live view's first snapshot and the streams start
+        seen += _requested_urls(driver)
+        assert not foreign(seen), (page, foreign(seen))
+        assert not (refused := _refusals(driver)), (page, refused)
+    paths = {urlsplit(u).path for u in seen}
+    assert {"/console/app.js", "/console/style.css", "/v1/events/stream",
+            f"/v1/cameras/{camera['id']}/snapshot"} <= paths
+    assert any(p.startswith("/v1/media/") for p in paths), "no event image was requested"
+    sign_out(driver)
+
+
 # -- the whole service (slow) ----------------------------------------------------------------------
 
 
@@ -525,6 +1133,19 @@ def test_operator_journey_enrol_live_feed_ack_search_and_camera_roi(
     wait_for(driver, '[data-testid="enrol-ok"]', timeout=120)
     assert api("GET", f"/v1/dossiers/{webcam['id']}")["face_count"] == 1
 
+    # Bulk enrolment of a zip: a result per file, the refused one in words.
+    archive = tmp_path / "people.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(faces_dir / "alex-lacamoire.png", "Alex Lacamoire.png")
+        zf.write(_no_face_photo(tmp_path), "Blank Wall.png")
+    driver.get(f"{service}/dossiers/bulk")
+    wait_for(driver, ".drop input[type=file]", visible=False).send_keys(str(archive))
+    results = wait_for(driver, '[data-testid="bulk-results"]')
+    wait_until(lambda: "1 enrolled, 1 failed." in results.text, 180, "no per-file results of the zip")
+    per_file = {r.find_elements(By.TAG_NAME, "td")[0].text: r.text for r in driver.find_elements(
+        By.CSS_SELECTOR, '[data-testid="bulk-results"] tbody tr')}
+    assert "ok" in per_file["Alex Lacamoire.png"] and "No face was found" in per_file["Blank Wall.png"], per_file
+
     driver.get(f"{service}/dossiers")
     wait_until(lambda: "Lin-Manuel Miranda" in main_text(driver), 20, "no dossier list")
     shot(driver, "dossiers")
@@ -586,6 +1207,32 @@ def test_operator_journey_enrol_live_feed_ack_search_and_camera_roi(
     assert event_id in wait_until(found, 120, "search by photo did not find the event")
     shot(driver, "search")
 
+    # From the event: "search with this face" finds it; "create a dossier from this face" enrols its face.
+    driver.get(f"{service}/events/{event_id}")
+    wait_for(driver, '[data-testid="search-face"]').click()
+    wait_until(lambda: f"event_id={event_id}" in driver.current_url, 10, driver.current_url)
+    assert event_id in wait_until(found, 120, "search with the event's face did not find the event")
+    driver.get(f"{service}/events/{event_id}")
+    wait_for(driver, '[data-testid="dossier-from-face"]').click()
+    dialog = wait_for(driver, "dialog")
+    dialog.find_element(By.CSS_SELECTOR, 'input[name="name"]').send_keys("Miranda, from the clip")
+    dialog.find_element(By.CSS_SELECTOR, 'button[type="submit"]').click()
+    wait_until(lambda: "/dossiers/" in driver.current_url and driver.current_url.rsplit("/", 1)[-1].isdigit(),
+               120, f"no dossier page: {driver.current_url}")
+    from_face = api("GET", f"/v1/dossiers/{driver.current_url.rsplit('/', 1)[-1]}")
+    assert (from_face["name"], from_face["face_count"]) == ("Miranda, from the clip", 1), from_face
+
+    # Verify two photos side by side: the same person, then two people.
+    driver.get(f"{service}/verify")
+    photos = wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, ".drop input[type=file]"), 20, "no drop zones")
+    photos[0].send_keys(str(faces_dir / "obama.jpg"))
+    photos[1].send_keys(str(faces_dir / "obama2.jpg"))
+    verdict = wait_for(driver, '[data-testid="verify-result"] .msg', timeout=120)
+    assert verdict.text.startswith("Same person"), verdict.text
+    driver.find_elements(By.CSS_SELECTOR, ".drop input[type=file]")[1].send_keys(str(faces_dir / "biden.jpg"))
+    wait_until(lambda: driver.find_element(By.CSS_SELECTOR, '[data-testid="verify-result"]').text.startswith(
+        "Different people"), 120, "obama and biden were not told apart")
+
     # A live RTSP camera shows its snapshot (served by its running job); an ROI drawn with the mouse is
     # saved to its stream settings.
     camera = api("POST", "/v1/cameras", json={"name": "lobby door", "camera_group_id": lobby["id"],
@@ -608,7 +1255,9 @@ def test_operator_journey_enrol_live_feed_ack_search_and_camera_roi(
     assert abs((roi[2] - roi[0]) - 240 * scale) <= 4 * scale and abs((roi[3] - roi[1]) - 120 * scale) <= 4 * scale, roi
     shot(driver, "camera")
     driver.get(f"{service}/wall")
-    wait_for(driver, ".tile img", visible=False)
+    tile_image = wait_for(driver, f'.tile[data-camera-id="{camera["id"]}"] .frame img', timeout=30, visible=False)
+    wait_until(lambda: driver.execute_script("return arguments[0].naturalWidth", tile_image) > 0, 60,
+               "the wall shows no picture of the live camera")
     time.sleep(3)
     shot(driver, "video-wall")
     # Administration of the running service: its jobs (the video's, the camera's) with their nodes.

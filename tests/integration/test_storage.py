@@ -225,6 +225,22 @@ def test_ensure_admin_only_at_first_start(db_url: str) -> None:
         assert token is not None and token.user.role == "admin"
 
 
+def test_a_short_chosen_token_is_never_kept_readable_whole(db_url: str) -> None:
+    """The readable prefix of a token (listed to admins) was its first 8 characters: a chosen admin token
+    of 8 characters or fewer was stored, and listed, whole."""
+    with UnitOfWork(db_url) as uow:
+        ensure_admin(uow, token="letmein1")
+        user = uow.users.by_username("admin")
+        generated, plain = issue_token(uow, user, name="generated")
+        uow.commit()
+    with UnitOfWork(db_url) as uow:
+        chosen = uow.tokens.by_plain_token("letmein1")
+        assert chosen is not None and chosen.prefix == "le"  # a quarter of it
+        assert uow.tokens.by_plain_token(plain).prefix == plain[:8] and plain.startswith("fw_")
+        for row in uow.session.scalars(select(orm.Token)):  # no column of any token holds the chosen secret
+            assert all("letmein1" not in str(getattr(row, c.key)) for c in orm.Token.__table__.columns)
+
+
 @pytest.mark.parametrize(
     ("make", "again"),
     [

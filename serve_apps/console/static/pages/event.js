@@ -57,7 +57,7 @@ export async function render(main, { id }, { navigate }) {
   const actions = h("div", { class: "toolbar" }, ackButton, rejectButton,
     h("a", { class: "button", href: `/search?event_id=${encodeURIComponent(e.id)}&target=events`, "data-testid": "search-face" }, "Search with this face"),
     h("a", { class: "button", href: `/search?event_id=${encodeURIComponent(e.id)}&target=dossiers` }, "Find in dossiers"),
-    can.write() ? h("button", { onclick: () => dossierFromFace(e, lists, navigate) }, "Create a dossier from this face") : null,
+    can.write() ? h("button", { "data-testid": "dossier-from-face", onclick: () => dossierFromFace(e, lists, navigate) }, "Create a dossier from this face") : null,
     e.media.frame ? h("a", { class: "button", href: e.media.frame, target: "_blank", rel: "noopener" }, "Open the frame") : null);
 
   clear(main, h("h1", {}, d ? d.name : e.matched ? "Match" : "Unmatched face", " ", h("span", { class: "dim" }, fmtTime(e.timestamp))),
