@@ -7,6 +7,7 @@ source hands them: lazily converted frames that say how many wait behind them.
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import subprocess
 import time
@@ -21,7 +22,7 @@ from actors.decode_lag import DecodeLag
 from actors.frame_pipeline import Counters, DetectClock, FramePipeline, StreamConfig
 from actors.job_status import DECODE_BEHIND_ERROR, DROPPING_ERROR, JobHealth
 from actors.tracking import IouTracker
-from actors.video_source import Frame, VideoSource
+from actors.video_source import DETECT_LAG_TOLERANCE_S, Frame, VideoSource
 from models.embedders import embedder_spec
 from tests.rtsp_server import RtspCamera, gstreamer_missing
 
@@ -215,6 +216,44 @@ def test_status_names_the_kind_of_drop() -> None:
     assert health.status(True, decode_behind=True) == ("degraded", DECODE_BEHIND_ERROR)
 
 
+def _looped_clip(data_dir: Path, folder: Path, loops: int) -> Path:
+    """The clip (29.97 fps) repeated, sent as it is by a copy-mode server: a cheap live camera."""
+    looped = folder / "looped.mp4"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-stream_loop", str(loops), "-i",
+                    str(data_dir / "video" / "short_hamilton_clip.mp4"), "-c", "copy", str(looped)], check=True)
+    return looped
+
+
+def test_an_rtsp_stream_that_declares_its_end_catches_up_after_a_gil_stall(data_dir: Path, tmp_path: Path) -> None:
+    """An RTSP server serving a recording declares its end, and VideoSource used to pace it as a file
+    played live: after a stall of the decoding thread (a detection holding the GIL, here a C call that
+    holds it) the pacer restarted its clock later, so the decoder stayed that far behind the packets
+    waiting in the socket for good, and the live pipeline, which does not detect while the decoder is
+    behind, stopped detecting (the density benchmark's cameras at N >= 2). The server paces RTSP: after
+    the stall the decoder reads what waited and is back at the live edge at once."""
+    missing = gstreamer_missing()
+    if missing:
+        pytest.skip(missing)
+    hold_gil = ctypes.PyDLL(None).usleep  # (PyDLL: the call keeps the GIL, as yuface does)
+    with RtspCamera(_looped_clip(data_dir, tmp_path, 2), copy=True) as camera, VideoSource(camera.url) as source:
+        assert source.duration_s is not None and source.pace_speed is None  # an end declared, not paced
+        frames = iter(source)
+        for _ in itertools.islice(frames, 30):  # past the server's opening burst
+            pass
+        for _ in range(2):
+            hold_gil(800_000)
+            until = time.monotonic() + 1.0
+            while time.monotonic() < until:
+                next(frames)
+        until, backlogs = time.monotonic() + 2.0, []
+        while time.monotonic() < until:
+            backlogs.append(next(frames).backlog)
+        assert source.decode_lag is not None
+        lag_s = source.decode_lag.lag_s
+    assert lag_s < DETECT_LAG_TOLERANCE_S, lag_s
+    assert backlogs.count(0) >= 0.9 * len(backlogs), backlogs  # a detection could start on them
+
+
 @pytest.mark.slow
 def test_a_live_rtsp_camera_at_30_fps_keeps_up_on_default_settings(data_dir: Path, tmp_path: Path) -> None:
     """Issue 14: a 640×360, 30 fps RTSP camera ran at 20.9 fps with 12 % dropped on default settings.
@@ -224,9 +263,7 @@ def test_a_live_rtsp_camera_at_30_fps_keeps_up_on_default_settings(data_dir: Pat
     missing = gstreamer_missing()
     if missing:
         pytest.skip(missing)
-    looped = tmp_path / "looped.mp4"  # the clip (29.97 fps) repeated, sent as it is: a cheap server
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-stream_loop", "8", "-i",
-                    str(data_dir / "video" / "short_hamilton_clip.mp4"), "-c", "copy", str(looped)], check=True)
+    looped = _looped_clip(data_dir, tmp_path, 8)
     counters = Counters()
     pipe = FramePipeline(StreamConfig(), EMBEDDER, counters, live=True)
     with RtspCamera(looped, copy=True) as camera, VideoSource(camera.url) as source:
