@@ -12,9 +12,13 @@ Behaviour decided here:
 - **Live or not.** A source is live when it is not a local file (override with `live=`, e.g. to read
   an HTTP video as a file, or to simulate a camera with a file).
 - **Pacing.** `play_speed` > 0 releases frames at that multiple of real time; <= 0 (the default -1)
-  means as fast as possible for files and real time for live sources. A live stream with no known
-  end (RTSP, RTMP, live HLS) is never paced here: it arrives in real time by itself, and pacing it
-  again would only add latency when the camera's clock runs a little fast.
+  means as fast as possible for files and real time for live sources. A stream its server sends in
+  real time (RTSP, RTMP: `SERVER_PACED_SCHEMES`, also when the server declares an end, as one
+  serving a recording does) and a live stream with no known end (live HLS) are never paced here:
+  they arrive in real time by themselves. Pacing them again only adds latency, and it never gives
+  it back: after a stall (a detection holding the GIL on a busy node) the pacer restarts its clock
+  later, so the decoder stays that much behind the packets waiting in the socket for good, and a
+  live pipeline, which does not detect while the decoder is behind, stops detecting.
 - **Drops.** A live source never falls behind: when the consumer is slower than the source, the
   OLDEST queued frame is dropped and counted in `frames_dropped`, unless `disable_drops`; when the
   decoder itself falls more than four seconds behind the stream's clock, packets are dropped BEFORE
@@ -64,6 +68,8 @@ LIVE_QUEUE_S = 1.0
 # How far the decoder may run behind a live stream before frames say so in their `backlog`: an RTSP
 # server sends its first ~0.4 s at once, which the lag measure counts as lag until its baseline moves.
 DETECT_LAG_TOLERANCE_S = 0.5
+# Protocols whose server sends the stream in real time: the reader must never hold them back.
+SERVER_PACED_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps"})
 
 # A stream that yields nothing but undecodable packets is broken, not merely damaged.
 _MAX_CONSECUTIVE_DECODE_ERRORS = 100
@@ -263,6 +269,7 @@ class VideoSource:
         self.url = name or redact_url(url)
         target, scheme = video_container.resolve(url, self.url)
         self.is_local = scheme == "file"
+        self.server_paced = scheme in SERVER_PACED_SCHEMES
         self.is_live = (not self.is_local) if live is None else live
         self.play_speed = play_speed
         self.disable_drops = disable_drops
@@ -352,7 +359,7 @@ class VideoSource:
     def pace_speed(self) -> float | None:
         """The multiple of real time frames are released at, or None when not paced here."""
         endless = self.is_live and not self.is_local and self.duration_s is None
-        if endless:
+        if endless or self.server_paced:
             return None
         if self.play_speed > 0:
             return self.play_speed

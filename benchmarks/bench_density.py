@@ -13,15 +13,16 @@ warm-up, the cameras' heartbeat counters are read over a window:
 - CPU per stream = CPU seconds of the CameraJob worker processes per second / N, and of everything
   this run started (Ray, Serve, extractor, pipeline, RTSP server) / N.
 
-A level passes with < 1 % dropped and ≥ 5 detections/s on every camera; the result is the largest
+A level passes with < 1 % dropped and ≥ 5 detections/s on every camera (less 1 % of measuring
+tolerance: `DETECT_FPS_TOLERANCE`); the result is the largest
 passing N. Reference in the same run: a plain PyAV decode-only loop of one stream (no conversion,
 no detection): its CPU per second gives the ratio "a whole camera job costs k × decoding alone".
 
 The machine's load average is printed with every level: on a shared machine the figures are a lower
 bound; rerun on a quiet one.
 
-    /work/raylock .venv/bin/python benchmarks/bench_density.py [--max-cameras 6] [--window-s 30]
-        [--detect-max-side 960] [--detect-fps 5] [--json]
+    /work/quiet env PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_density.py [--max-cameras 5]
+        [--warmup-s 20] [--window-s 30] [--keep-going] [--detect-max-side 640] [--detect-fps 5] [--json]
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ from tests.rtsp_server import RtspCamera, gstreamer_missing  # noqa: E402
 DEFAULT_CLIP = ROOT.parent / "shared" / "data" / "video" / "short_hamilton_clip.mp4"
 MAX_DROPPED = 0.01
 MIN_DETECT_FPS = 5.0
+# The product's detect_fps is 5 per second of STREAM time, and a camera's counters span its heartbeats:
+# a camera that kept its rate measures 4.96-5.01 a second (2026-12-02 run), never reliably 5.00. A level
+# passes with at least 5 less this tolerance, and the table prints the measured rate as it is.
+DETECT_FPS_TOLERANCE = 0.01
 
 
 def make_stream_file(clip: Path, folder: Path, seconds: float) -> Path:
@@ -215,8 +220,8 @@ def measure_level(config: Any, manager: Any, camera_ids: list[int], warmup_s: fl
                         "faces": b["faces_detected"] - a["faces_detected"], "status": status, "error": error})
     wall = t1 - t0
     n = len(camera_ids)
-    ok = all(c.get("dropped_pct", 100.0) < 100 * MAX_DROPPED and c.get("detect_fps", 0.0) >= MIN_DETECT_FPS
-             for c in cameras)
+    least = MIN_DETECT_FPS * (1 - DETECT_FPS_TOLERANCE)
+    ok = all(c.get("dropped_pct", 100.0) < 100 * MAX_DROPPED and c.get("detect_fps", 0.0) >= least for c in cameras)
     return {"cameras": n, "passed": ok, "load_avg": [round(v, 2) for v in os.getloadavg()],
             "worst_dropped_pct": max(c.get("dropped_pct", 100.0) for c in cameras),
             "least_detect_fps": min(c.get("detect_fps", 0.0) for c in cameras),

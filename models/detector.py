@@ -25,8 +25,9 @@ Frames of different sizes in one call are grouped by size and each group is batc
 
 from __future__ import annotations
 
+import ctypes
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -372,6 +373,8 @@ class YuFaceDetector:
         if min_face_size < 1:
             raise ValueError(f"min_face_size must be >= 1, got {min_face_size}")
         self._detect = _load_yuface(threads)
+        self.threads = max(1, int(threads))
+        self._set_openmp_threads = _global_openmp_threads()
         self.min_face_size = int(min_face_size)
         self.score_threshold = float(score_threshold)
         self.max_side = int(max_side)
@@ -388,6 +391,8 @@ class YuFaceDetector:
         bgr = np.ascontiguousarray(frame[:, :, ::-1])
         if scale < 1.0:
             bgr = cv2.resize(bgr, (round(width * scale), round(height * scale)), interpolation=cv2.INTER_AREA)
+        if self._set_openmp_threads is not None:  # per call: OpenMP's thread count is per calling thread
+            self._set_openmp_threads(self.threads)
         rows = np.asarray(self._detect(bgr), np.float32).reshape(-1, 16)
         if not len(rows):
             return Detections.empty()
@@ -416,6 +421,24 @@ def _load_yuface(threads: int) -> Any:
         else:
             os.environ["OMP_NUM_THREADS"] = saved
     return c_detect
+
+
+def _global_openmp_threads() -> Callable[[int], None] | None:
+    """`omp_set_num_threads` of the OpenMP runtime in the process's global symbol scope, if any.
+
+    torch loads its own libgomp globally (RTLD_GLOBAL) when it is imported, which this module does
+    before yuface: libfacedetection's OpenMP calls then bind to torch's runtime, not to the one its
+    wheel brings, so the OMP_NUM_THREADS set in `_load_yuface` does not reach them, and every
+    detection ran on torch's pool of one thread per core, whose idle workers spin. Measured on one
+    720p camera (640 px detection, 5/s): 0.53 CPU s/s with a second thread spinning 0.2 of it, 0.37
+    with one thread (BENCHMARKS.md, "Camera density"). Looking the function up the way the dynamic
+    linker bound libfacedetection's calls (global scope first) reaches the runtime that serves them."""
+    try:
+        function = ctypes.CDLL(None).omp_set_num_threads
+    except AttributeError:  # no OpenMP runtime in the global scope: OMP_NUM_THREADS reached yuface's own
+        return None
+    function.argtypes, function.restype = [ctypes.c_int], None
+    return function
 
 
 def resolve_detector(name: str, device: str | torch.device | None = None) -> str:

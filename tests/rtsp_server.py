@@ -38,6 +38,16 @@ def gstreamer_missing() -> str | None:
     return None
 
 
+def looped_copy(clip: Path, folder: Path, loops: int) -> Path:
+    """`clip` repeated `loops` more times without re-encoding, for a copy-mode server: video only, since
+    with the clip's audio (0.8 s longer than its video) every join left a 0.8 s gap in the video's
+    timestamps, which the server sends as a pause (27.5 instead of 29.97 fps on average)."""
+    looped = folder / "looped.mp4"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-stream_loop", str(loops), "-i", str(clip), "-an",
+                    "-c", "copy", str(looped)], check=True)
+    return looped
+
+
 class RtspCamera:
     """`with RtspCamera(clip) as cam: cam.url` — a live RTSP stream of `clip` on a free loopback port."""
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.server
 import re
-import subprocess
 import time
 from collections.abc import Iterator
 from fractions import Fraction
@@ -40,7 +39,7 @@ from storage.media import LocalMediaStore
 from storage.unit_of_work import UnitOfWork
 from tests.helpers import local_ray, wait_for
 from tests.http_range_server import RangeHandler, SwitchableServer
-from tests.rtsp_server import RtspCamera, gstreamer_missing
+from tests.rtsp_server import RtspCamera, gstreamer_missing, looped_copy
 from tests.vms_parties import ThreadedServer, write_declaration
 
 EMBEDDER = "dlib_resnet_v1"
@@ -375,9 +374,8 @@ def test_a_live_rtsp_camera_keeps_up_on_default_settings(world: World, data_dir:
     missing = gstreamer_missing()
     if missing:
         pytest.skip(missing)
-    looped = tmp_path / "looped.mp4"  # the clip (29.97 fps) repeated and sent as it is: a cheap server
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-stream_loop", "8", "-i",
-                    str(data_dir / "video" / "short_hamilton_clip.mp4"), "-c", "copy", str(looped)], check=True)
+    # the clip (29.97 fps) repeated and sent as it is: a cheap server
+    looped = looped_copy(data_dir / "video" / "short_hamilton_clip.mp4", tmp_path, 8)
     with RtspCamera(looped, copy=True) as camera:
         camera_id = world.camera(camera.url)
         spec = world.spec(job_id=105, attempt=1, url=camera.url, camera_id=camera_id, stream_settings={})
@@ -397,10 +395,9 @@ def test_a_live_rtsp_camera_keeps_up_on_default_settings(world: World, data_dir:
     received = sum(b[k] - a[k] for k in ("frames_decoded", "frames_dropped_undecoded"))
     dropped = b["frames_dropped"] - a["frames_dropped"]
     detected = b["frames_processed"] - a["frames_processed"]
-    assert received >= 0.8 * 29.97 * seconds, (received, seconds)  # the stream flowed at about its rate
+    assert received >= 0.97 * 29.97 * seconds, (received, seconds)  # the job kept up with the stream
     assert dropped <= 0.01 * received, (dropped, received)
-    # 5 detections a second at most; fewer only on a starved CPU (they wait for the decoder to catch up)
-    assert 1 <= detected <= 5.2 * seconds, detected
-    if dropped == 0:  # degraded means frames were lost, nothing else
-        assert [x["status"] for x in beats] == ["ok"] * len(beats)
+    # detect_fps 5 is kept (4/s at least: the counters span heartbeats), never more
+    assert 4 * seconds <= detected <= 5.2 * seconds, (detected, seconds)
+    assert [x["status"] for x in beats] == ["ok"] * len(beats)  # never degraded on default settings
     assert b["faces_detected"] > a["faces_detected"]

@@ -7,8 +7,8 @@ source hands them: lazily converted frames that say how many wait behind them.
 
 from __future__ import annotations
 
+import ctypes
 import itertools
-import subprocess
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,9 +21,9 @@ from actors.decode_lag import DecodeLag
 from actors.frame_pipeline import Counters, DetectClock, FramePipeline, StreamConfig
 from actors.job_status import DECODE_BEHIND_ERROR, DROPPING_ERROR, JobHealth
 from actors.tracking import IouTracker
-from actors.video_source import Frame, VideoSource
+from actors.video_source import DETECT_LAG_TOLERANCE_S, Frame, VideoSource
 from models.embedders import embedder_spec
-from tests.rtsp_server import RtspCamera, gstreamer_missing
+from tests.rtsp_server import RtspCamera, gstreamer_missing, looped_copy
 
 EMBEDDER = embedder_spec("dlib_resnet_v1")
 FPS = 29.97
@@ -215,18 +215,47 @@ def test_status_names_the_kind_of_drop() -> None:
     assert health.status(True, decode_behind=True) == ("degraded", DECODE_BEHIND_ERROR)
 
 
+def test_an_rtsp_stream_that_declares_its_end_catches_up_after_a_gil_stall(data_dir: Path, tmp_path: Path) -> None:
+    """An RTSP server serving a recording declares its end, and VideoSource used to pace it as a file
+    played live: after a stall of the decoding thread (a detection holding the GIL, here a C call that
+    holds it) the pacer restarted its clock later, so the decoder stayed that far behind the packets
+    waiting in the socket for good, and the live pipeline, which does not detect while the decoder is
+    behind, stopped detecting (the density benchmark's cameras at N >= 2). The server paces RTSP: after
+    the stall the decoder reads what waited and is back at the live edge at once."""
+    missing = gstreamer_missing()
+    if missing:
+        pytest.skip(missing)
+    hold_gil = ctypes.PyDLL(None).usleep  # (PyDLL: the call keeps the GIL, as yuface does)
+    looped = looped_copy(data_dir / "video" / "short_hamilton_clip.mp4", tmp_path, 2)
+    with RtspCamera(looped, copy=True) as camera, VideoSource(camera.url) as source:
+        assert source.duration_s is not None and source.pace_speed is None  # an end declared, not paced
+        frames = iter(source)
+        for _ in itertools.islice(frames, 30):  # past the server's opening burst
+            pass
+        for _ in range(2):
+            hold_gil(800_000)
+            until = time.monotonic() + 1.0
+            while time.monotonic() < until:
+                next(frames)
+        until, backlogs = time.monotonic() + 2.0, []
+        while time.monotonic() < until:
+            backlogs.append(next(frames).backlog)
+        assert source.decode_lag is not None
+        lag_s = source.decode_lag.lag_s
+    assert lag_s < DETECT_LAG_TOLERANCE_S, lag_s
+    assert backlogs.count(0) >= 0.9 * len(backlogs), backlogs  # a detection could start on them
+
+
 @pytest.mark.slow
 def test_a_live_rtsp_camera_at_30_fps_keeps_up_on_default_settings(data_dir: Path, tmp_path: Path) -> None:
     """Issue 14: a 640×360, 30 fps RTSP camera ran at 20.9 fps with 12 % dropped on default settings.
     The capture/detect side alone (the real decoder, yuface, tracker, best shot), 30 s of a real RTSP
-    camera: every frame comes in, under 1 % is dropped, detection runs at `detect_fps` at most (on a quiet
-    machine at that rate: BENCHMARKS.md, "Camera density")."""
+    camera: every frame comes in, the decoder stays at the live edge, under 1 % is dropped, and detection
+    runs at `detect_fps` (a quiet machine's figures: asserted as the issue asks, not loosened for load)."""
     missing = gstreamer_missing()
     if missing:
         pytest.skip(missing)
-    looped = tmp_path / "looped.mp4"  # the clip (29.97 fps) repeated, sent as it is: a cheap server
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-stream_loop", "8", "-i",
-                    str(data_dir / "video" / "short_hamilton_clip.mp4"), "-c", "copy", str(looped)], check=True)
+    looped = looped_copy(data_dir / "video" / "short_hamilton_clip.mp4", tmp_path, 8)  # 29.97 fps, sent as it is
     counters = Counters()
     pipe = FramePipeline(StreamConfig(), EMBEDDER, counters, live=True)
     with RtspCamera(looped, copy=True) as camera, VideoSource(camera.url) as source:
@@ -247,11 +276,10 @@ def test_a_live_rtsp_camera_at_30_fps_keeps_up_on_default_settings(data_dir: Pat
         lag_s = source.decode_lag.lag_s
     print(f"received {received / seconds:.1f} fps, dropped {dropped}, detections {detected / seconds:.2f}/s, "
           f"decoder {lag_s:.2f} s behind")
-    # The stream flowed at about its rate (a starved RTSP server sends late, which the decoder cannot tell
-    # from being late itself), and next to nothing of it was dropped.
-    assert received >= 0.8 * 29.97 * seconds, (received, seconds, lag_s)
+    # No falling behind: every frame of the stream came in, the decoder is at the live edge, next to
+    # nothing was dropped, and detection kept its target rate.
+    assert received >= 0.97 * 29.97 * seconds, (received, seconds, lag_s)
+    assert lag_s < DETECT_LAG_TOLERANCE_S, lag_s
     assert dropped <= 0.01 * received, (dropped, received)
-    # 5 detections a second at most; on a starved CPU (other test runs on a 2-core machine) fewer, on the
-    # newest frames, rather than any drop.
-    assert 1 <= detected <= 5.2 * seconds, detected
+    assert 4.5 * seconds <= detected <= 5.2 * seconds, (detected, seconds)
     assert counters.faces_detected > 0 and counters.tracks > 0

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from pathlib import Path
 
 import av
@@ -63,3 +66,53 @@ def test_auto_is_yuface_on_cpu_and_mtcnn_on_gpu() -> None:
     assert isinstance(make_detector(min_face_size=40), YuFaceDetector)
     with pytest.raises(ValueError, match="unknown face detector"):
         resolve_detector("hog")
+
+
+def _thread_cpu_s() -> dict[int, float]:
+    """CPU seconds of every thread of this process (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    cpu = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            fields = Path(f"/proc/self/task/{tid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        cpu[int(tid)] = (int(fields[11]) + int(fields[12])) / ticks
+    return cpu
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2 or not Path("/proc/self/task").is_dir(),
+                    reason="needs several cores and Linux /proc")
+def test_yuface_detects_on_the_calling_thread_only(yu: YuFaceDetector, data_dir: Path) -> None:
+    """torch (imported first) makes libfacedetection's OpenMP calls run on torch's pool of one thread per
+    core, whose idle workers spin: a camera job paid a second thread for every detection. On one thread,
+    the threads other than the caller use next to no CPU while it detects."""
+    with av.open(str(data_dir / "video" / "short_hamilton_clip.mp4")) as container:
+        frame = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    frame = cv2.resize(frame, (1280, 720))
+    yu.detect(frame)  # (a first call may start threads)
+    before, caller = _thread_cpu_s(), threading.get_native_id()
+    started = time.thread_time()
+    while time.thread_time() - started < 1.5:
+        yu.detect(frame)
+    after = _thread_cpu_s()
+    others = sum(after[t] - before.get(t, 0.0) for t in after if t != caller)
+    assert others < 0.1 * (after[caller] - before[caller]), (others, after[caller] - before[caller])
+
+
+def test_the_default_detection_size_finds_every_labelled_face_of_a_720p_camera() -> None:
+    """`detect_max_side` 640 (the default: a third of 960's CPU) on the hand-labelled clip frames as a
+    720p camera gives them (the clip upscaled ×2) and the shared photos: every labelled face found, no
+    false one. At 960 yuface missed 4 of the clip's 23 (the close-ups of frames 30 and 45 among them)."""
+    from benchmarks.bench_detectors import accuracy, load_labelled
+    from facewatch.stream_settings import StreamSettings
+
+    labelled = []
+    for key, image, entry in load_labelled():
+        if "#" in key:  # a frame of the 640×360 clip
+            image = cv2.resize(image, (1280, 720), interpolation=cv2.INTER_CUBIC)
+            entry = {k: (np.asarray(entry[k], float) * 2).tolist() for k in ("faces", "ignore") if k in entry}
+        labelled.append((key, image, entry))
+    detector = YuFaceDetector(min_face_size=20, max_side=StreamSettings().detect_max_side)
+    found = accuracy(lambda image: detector.detect(image).boxes, labelled)
+    assert (found["recall"], found["precision"]) == (1.0, 1.0), found
