@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import case, delete, exists, func, or_, select, update
+from sqlalchemy import String, and_, case, cast, delete, exists, func, or_, select, update
 
 from facewatch.errors import BadParam, Conflict, NotFound
 from facewatch.gallery_schema import PERSONS_GALLERY
@@ -114,23 +114,68 @@ def new_person(uow: UnitOfWork, scope: int) -> orm.Person:
     return person
 
 
-def add_face(uow: UnitOfWork, person: orm.Person, event_id: str | None, quality: float, model: str,
-             vector: np.ndarray) -> orm.PersonFace:
+STATISTICS = ("event_count", "first_seen_at", "last_seen_at", "camera_ids", "camera_group_ids", "seen_days",
+              "days_seen", "best_event_id", "best_quality")
+
+
+def start_person(uow: UnitOfWork, scope: int, event: orm.Event, model: str, vector: np.ndarray) -> tuple[int, int]:
+    """A new anonymous person founded by `event` (its statistics are this one event's), with the event's
+    face as its first representative: (person id, face id). The online path's write for a newcomer, as
+    plain inserts with RETURNING: through the ORM it was a flush for the person's id, another for the
+    face's, and an UPDATE of the statistics at commit, ~2 ms of Python a face (docs/persons.md)."""
+    draft = orm.Person(scope=scope, camera_ids=[], camera_group_ids=[], seen_days=[])  # never added: a calculator
+    note_event(draft, event)
+    now = orm.utcnow()
+    table = orm.Person.__table__
+    person_id = int(uow.session.connection().execute(table.insert().returning(table.c.id), {
+        **{name: getattr(draft, name) for name in STATISTICS}, "scope": scope, "dirty": True,
+        "created_at": now, "updated_at": now}).scalar_one())
+    return person_id, insert_face(uow, person_id, scope, event.id, event.quality, model, vector)
+
+
+def insert_face(uow: UnitOfWork, person_id: int, scope: int, event_id: str | None, quality: float, model: str,
+                vector: np.ndarray) -> int:
+    """A representative face and its gallery vector, written at once (no ORM object): the face id."""
     array = np.ascontiguousarray(vector, dtype=np.float32).ravel()
-    face = orm.PersonFace(person_id=person.id, event_id=event_id, quality=float(quality))
-    uow.session.add(face)
-    uow.flush()
+    table = orm.PersonFace.__table__
+    face_id = int(uow.session.connection().execute(table.insert().returning(table.c.id), {
+        "person_id": person_id, "event_id": event_id, "quality": float(quality), "created_at": orm.utcnow()
+    }).scalar_one())
     # face ids are never reused (NEVER_REUSE), so the new face has no vector to look up first
-    uow.vectors.add_new(PERSONS_GALLERY, str(face.id), model, array.tobytes(), int(array.size), face_meta(person))
+    uow.vectors.add_new(PERSONS_GALLERY, str(face_id), model, array.tobytes(), int(array.size),
+                        {"person_id": int(person_id), "scope": int(scope)})
+    return face_id
+
+
+def add_face(uow: UnitOfWork, person: orm.Person, event_id: str | None, quality: float, model: str,
+             vector: np.ndarray) -> int:
+    """A new representative face of `person` (marked dirty for re-clustering): the face id."""
+    face_id = insert_face(uow, person.id, person.scope, event_id, quality, model, vector)
     person.dirty = True
-    return face
+    return face_id
 
 
 def remove_faces(uow: UnitOfWork, faces: Sequence[orm.PersonFace]) -> None:
-    if not faces:
+    remove_face_ids(uow, [f.id for f in faces])
+
+
+def remove_face_ids(uow: UnitOfWork, face_ids: Sequence[int]) -> None:
+    if not face_ids:
         return
-    uow.vectors.remove(PERSONS_GALLERY, [str(f.id) for f in faces])
-    uow.session.execute(delete(orm.PersonFace).where(orm.PersonFace.id.in_([f.id for f in faces])))
+    uow.vectors.remove(PERSONS_GALLERY, [str(f) for f in face_ids])
+    uow.session.execute(delete(orm.PersonFace).where(orm.PersonFace.id.in_(list(face_ids))))
+
+
+def representatives(uow: UnitOfWork, person_id: int, model: str) -> list[tuple[int, float, np.ndarray | None]]:
+    """(face id, quality, vector under `model` or None) of a person's representative faces, in id order,
+    in one read of plain rows (the online join's read: no ORM objects are built for them)."""
+    faces, vectors = orm.PersonFace.__table__, orm.FaceVector.__table__
+    stmt = (select(faces.c.id, faces.c.quality, vectors.c.vector).select_from(faces)
+            .outerjoin(vectors, and_(vectors.c.gallery == PERSONS_GALLERY, vectors.c.model == model,
+                                     vectors.c.item_id == cast(faces.c.id, String)))
+            .where(faces.c.person_id == person_id).order_by(faces.c.id))
+    return [(int(face_id), float(quality), None if blob is None else np.frombuffer(blob, dtype=np.float32))
+            for face_id, quality, blob in uow.session.connection().execute(stmt)]
 
 
 def faces_of(uow: UnitOfWork, person_ids: Iterable[int]) -> list[orm.PersonFace]:
@@ -427,4 +472,4 @@ def count_all(uow: UnitOfWork) -> int:
 
 __all__ = ["DOSSIERS_GALLERY", "PERSONS_GALLERY", "PERSON_STATUSES", "add_face", "erase", "exclude", "merge",
            "merge_many", "new_person", "note_event", "person_of_dossier", "promote", "prune_empty", "recompute",
-           "recompute_many", "scope_of", "split_off", "status_at"]
+           "recompute_many", "representatives", "scope_of", "split_off", "start_person", "status_at"]
