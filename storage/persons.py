@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import String, and_, case, cast, delete, exists, func, or_, select, update
+from sqlalchemy import String, and_, bindparam, case, cast, delete, exists, func, or_, select, update
 
 from facewatch.errors import BadParam, Conflict, NotFound
 from facewatch.gallery_schema import PERSONS_GALLERY
@@ -126,8 +126,7 @@ def start_person(uow: UnitOfWork, scope: int, event: orm.Event, model: str, vect
     draft = orm.Person(scope=scope, camera_ids=[], camera_group_ids=[], seen_days=[])  # never added: a calculator
     note_event(draft, event)
     now = orm.utcnow()
-    table = orm.Person.__table__
-    person_id = int(uow.session.connection().execute(table.insert().returning(table.c.id), {
+    person_id = int(uow.session.connection().execute(_INSERT_PERSON, {
         **{name: getattr(draft, name) for name in STATISTICS}, "scope": scope, "dirty": True,
         "created_at": now, "updated_at": now}).scalar_one())
     return person_id, insert_face(uow, person_id, scope, event.id, event.quality, model, vector)
@@ -137,8 +136,7 @@ def insert_face(uow: UnitOfWork, person_id: int, scope: int, event_id: str | Non
                 vector: np.ndarray) -> int:
     """A representative face and its gallery vector, written at once (no ORM object): the face id."""
     array = np.ascontiguousarray(vector, dtype=np.float32).ravel()
-    table = orm.PersonFace.__table__
-    face_id = int(uow.session.connection().execute(table.insert().returning(table.c.id), {
+    face_id = int(uow.session.connection().execute(_INSERT_FACE, {
         "person_id": person_id, "event_id": event_id, "quality": float(quality), "created_at": orm.utcnow()
     }).scalar_one())
     # face ids are never reused (NEVER_REUSE), so the new face has no vector to look up first
@@ -166,16 +164,27 @@ def remove_face_ids(uow: UnitOfWork, face_ids: Sequence[int]) -> None:
     uow.session.execute(delete(orm.PersonFace).where(orm.PersonFace.id.in_(list(face_ids))))
 
 
+_FACES, _VECTORS = orm.PersonFace.__table__, orm.FaceVector.__table__
+# The online path's statements, built once: building a statement costs about as much Python as
+# running it (these run once or twice per unmatched face).
+_INSERT_PERSON = orm.Person.__table__.insert().returning(orm.Person.__table__.c.id)
+_INSERT_FACE = _FACES.insert().returning(_FACES.c.id)
+_REPRESENTATIVES = (
+    select(_FACES.c.id, _FACES.c.quality, _VECTORS.c.vector).select_from(_FACES)
+    .outerjoin(_VECTORS, and_(_VECTORS.c.gallery == PERSONS_GALLERY, _VECTORS.c.model == bindparam("model"),
+                              _VECTORS.c.item_id == cast(_FACES.c.id, String)))
+    .where(_FACES.c.person_id == bindparam("person_id")).order_by(_FACES.c.id))
+_ANONYMOUS_OWNERS = (
+    select(orm.PersonFace.id, orm.Person).join(orm.Person, orm.Person.id == orm.PersonFace.person_id)
+    .where(orm.PersonFace.id.in_(bindparam("face_ids", expanding=True)), orm.Person.dossier_id.is_(None)))
+
+
 def representatives(uow: UnitOfWork, person_id: int, model: str) -> list[tuple[int, float, np.ndarray | None]]:
     """(face id, quality, vector under `model` or None) of a person's representative faces, in id order,
     in one read of plain rows (the online join's read: no ORM objects are built for them)."""
-    faces, vectors = orm.PersonFace.__table__, orm.FaceVector.__table__
-    stmt = (select(faces.c.id, faces.c.quality, vectors.c.vector).select_from(faces)
-            .outerjoin(vectors, and_(vectors.c.gallery == PERSONS_GALLERY, vectors.c.model == model,
-                                     vectors.c.item_id == cast(faces.c.id, String)))
-            .where(faces.c.person_id == person_id).order_by(faces.c.id))
+    rows = uow.session.connection().execute(_REPRESENTATIVES, {"person_id": int(person_id), "model": model})
     return [(int(face_id), float(quality), None if blob is None else np.frombuffer(blob, dtype=np.float32))
-            for face_id, quality, blob in uow.session.connection().execute(stmt)]
+            for face_id, quality, blob in rows]
 
 
 def faces_of(uow: UnitOfWork, person_ids: Iterable[int]) -> list[orm.PersonFace]:
@@ -204,9 +213,8 @@ def anonymous_owners(uow: UnitOfWork, face_ids: Sequence[int]) -> dict[int, orm.
     online decision's only read; faces deleted since the shard synced are left out)."""
     if not face_ids:
         return {}
-    stmt = (select(orm.PersonFace.id, orm.Person).join(orm.Person, orm.Person.id == orm.PersonFace.person_id)
-            .where(orm.PersonFace.id.in_(list(face_ids)), orm.Person.dossier_id.is_(None)))
-    return {face_id: person for face_id, person in uow.session.execute(stmt)}
+    rows = uow.session.execute(_ANONYMOUS_OWNERS, {"face_ids": [int(f) for f in face_ids]})
+    return {face_id: person for face_id, person in rows}
 
 
 def excluded_pairs(uow: UnitOfWork, person_ids: Iterable[int] | None = None) -> set[tuple[int, int]]:

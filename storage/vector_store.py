@@ -13,6 +13,9 @@ from sqlalchemy.orm import Session
 from storage import orm
 from storage.repositories import Repository, in_chunks
 
+_INSERT_VECTOR = orm.FaceVector.__table__.insert()  # built once: `add_new` is on the event pipeline's hot path
+_INSERT_CHANGE = orm.GalleryChange.__table__.insert()
+
 
 class GalleryRepository(Repository[orm.Gallery]):
     """User galleries (the built-in `dossiers` and `events` galleries have no row)."""
@@ -55,10 +58,10 @@ class VectorRepository:
         path is a query and a flush's worth of Python less per face. The session is not flushed first:
         the log only has to keep one item's changes in order, and a fresh id has no earlier change."""
         connection, now = self.session.connection(), orm.utcnow()
-        connection.execute(orm.FaceVector.__table__.insert(), {
+        connection.execute(_INSERT_VECTOR, {
             "gallery": gallery, "item_id": item_id, "model": model, "vector": vector, "dim": dim,
             "meta": meta or {}, "created_at": now})
-        connection.execute(orm.GalleryChange.__table__.insert(), {
+        connection.execute(_INSERT_CHANGE, {
             "gallery": gallery, "item_id": item_id, "op": "add", "created_at": now})
 
     def find(self, gallery: str, item_id: str, model: str) -> orm.FaceVector | None:
