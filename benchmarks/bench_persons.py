@@ -12,14 +12,16 @@ looks up the person's representative vectors and finds none, the same indexed qu
 
 Re-clustering: M faces, one per person, in M/2 pairs that are one identity (cosine 0.95), all in the
 DB and a DB-backed persons gallery; one full pass (`PersonClustering.run_async(full=True)`, Ray tasks
-of `--chunk` candidates). Reported: seconds, faces per second, merges (M/2 expected).
+of `--chunk` candidates). Reported: seconds, faces per second, merges (M/2 expected), and whether each
+merge joined a true pair (`merge_check`: wrong merges, missed pairs with their exact cosine).
 
 The decision at 10^6 (`--decision N`, no Ray, nothing else started):
 
     OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 PYTHONPATH=$PWD .venv/bin/python benchmarks/bench_persons.py \
         --decision 1000000 --persons 0 --cluster-faces 0 --json
 
-(one BLAS thread: the NumPy reference then uses one core, like each shard's search.)
+(one BLAS thread: the NumPy reference then uses one core, like each shard's search; `--cache DIR`
+keeps the DB and shard indexes for later runs, which then take about a minute.)
 
 N persons with one representative face each, with the structure real embeddings have: every face
 shares a common direction (two different people at cosine ≈ 0.5, as dlib's are), and a returning
@@ -53,7 +55,7 @@ from typing import Any
 
 import numpy as np
 import ray
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
 from actors.galleries import Galleries
 from actors.gallery import SearchResult, create_gallery, merge_hits
@@ -187,7 +189,32 @@ async def recluster(tmp: Path, faces: int, chunk: int, seed: int) -> dict[str, A
     (await galleries.router_async(PERSONS_GALLERY)).kill()
     return {"faces": len(vectors), "gallery_load_s": round(load_s, 1), "seconds": round(seconds, 1),
             "faces_per_s": round(len(vectors) / seconds, 1), "merges": report["merges"],
-            "expected_merges": len(vectors) // 2, "chunk": chunk}
+            "expected_merges": len(vectors) // 2, "chunk": chunk, **merge_check(url, vectors)}
+
+
+def merge_check(url: str, vectors: np.ndarray) -> dict[str, Any]:
+    """Which merges joined a true pair: faces 2j+1 and 2j+2 (rows 2j, 2j+1) are one identity, so every
+    person must hold faces of one pair only. Reports the persons holding one whole pair, any holding
+    faces of two pairs (a wrong merge), and the pairs left in two persons (a missed merge) with their
+    exact cosine, to tell a search's miss from a rule's refusal."""
+    with UnitOfWork(url) as uow:
+        rows = uow.session.execute(select(orm.PersonFace.id, orm.PersonFace.person_id)).all()
+    faces: dict[int, list[int]] = {}
+    for face_id, person_id in rows:
+        faces.setdefault(person_id, []).append(face_id)
+    pair_persons: dict[int, set[int]] = {}
+    whole = wrong = 0
+    for person_id, members in faces.items():
+        pairs = {(f - 1) // 2 for f in members}
+        wrong += len(pairs) > 1
+        whole += len(pairs) == 1 and len(members) == 2
+        for pair in pairs:
+            pair_persons.setdefault(pair, set()).add(person_id)
+    missed = sorted(pair for pair, persons in pair_persons.items() if len(persons) > 1)
+    return {"merged_true_pairs": whole, "wrong_merges": wrong, "missed_pairs": len(missed),
+            "missed_examples": [{"faces": [2 * j + 1, 2 * j + 2],
+                                 "cosine": round(float(vectors[2 * j] @ vectors[2 * j + 1]), 4)}
+                                for j in missed[:10]]}
 
 
 class LocalRouter:

@@ -269,7 +269,7 @@ def merge(uow: UnitOfWork, keep_id: int, other_id: int, max_faces: int, *, by_op
         remove_faces(uow, faces[max_faces:])
         kept = faces[:max_faces]
         if kept:
-            uow.vectors.set_meta(PERSONS_GALLERY, [str(f.id) for f in kept], {str(f.id): face_meta(keep) for f in kept})
+            uow.vectors.set_meta(PERSONS_GALLERY, {str(f.id): face_meta(keep) for f in kept})
         keep.dirty = True
     uow.session.delete(other)
     uow.flush()
@@ -334,7 +334,7 @@ def merge_many(uow: UnitOfWork, merges: Sequence[tuple[int, int]], max_faces: in
     if dropped:
         uow.vectors.remove(PERSONS_GALLERY, [str(f) for f in dropped])
         uow.session.execute(delete(orm.PersonFace).where(orm.PersonFace.id.in_(dropped)))
-    uow.vectors.set_meta_bulk(PERSONS_GALLERY, meta)
+    uow.vectors.set_meta(PERSONS_GALLERY, meta)
     uow.session.execute(delete(orm.Person).where(orm.Person.id.in_(sorted(target))),
                         execution_options={"synchronize_session": False})
     for other in target:
@@ -384,7 +384,7 @@ def split_off(uow: UnitOfWork, event: orm.Event, model: str) -> orm.Person:
                                                             orm.PersonFace.event_id == event.id))
     if face is not None:
         face.person_id = person.id
-        uow.vectors.set_meta(PERSONS_GALLERY, [str(face.id)], {str(face.id): face_meta(person)})
+        uow.vectors.set_meta(PERSONS_GALLERY, {str(face.id): face_meta(person)})
     else:
         vector = uow.vectors.find(EVENTS_GALLERY, event.id, model)
         if vector is not None:

@@ -70,17 +70,12 @@ class VectorRepository:
         )
         return self.session.scalar(stmt)
 
-    def set_meta(self, gallery: str, item_ids: Sequence[str], meta_by_item: dict[str, dict[str, Any]]) -> None:
-        for chunk in in_chunks(item_ids):
-            rows = self.session.scalars(
-                select(orm.FaceVector).where(orm.FaceVector.gallery == gallery, orm.FaceVector.item_id.in_(chunk))
-            )
-            for row in rows:
-                row.meta = meta_by_item[row.item_id]
-        self.log_many(gallery, item_ids, "meta")
-
-    def set_meta_bulk(self, gallery: str, meta_by_item: dict[str, dict[str, Any]]) -> None:
-        """`set_meta` without loading the rows: one bulk update by primary key (re-clustering's merges)."""
+    def set_meta(self, gallery: str, meta_by_item: dict[str, dict[str, Any]]) -> None:
+        """Replace the metadata of these items (their rows under every model) and log a `meta` change for
+        each: one bulk UPDATE by primary key per chunk, without loading the rows (re-clustering moves
+        thousands of faces at once). SQLAlchemy's ORM bulk UPDATE by primary key also sets the new value
+        on rows already loaded in the session, so a caller reading one back sees it (as `set_meta` did
+        when it loaded the rows and assigned each; tests/integration/test_vector_meta.py checks it)."""
         if not meta_by_item:
             return
         items = sorted(meta_by_item)
