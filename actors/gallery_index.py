@@ -278,13 +278,16 @@ class ShardIndex:
         queries = normalise(queries, self.config.dim)
         if k < 1:
             raise BadParam("k must be at least 1", param="k")
+        if filters and self.columns.passes_all(filters, len(self)):
+            # Every item passes (the persons gallery's one installation-wide scope), known without
+            # building the mask; a selector would only make FAISS test each candidate against a bitmap
+            # that lets all of them through.
+            filters = None
         mask = self.columns.mask(filters, self.ids.size) if filters else None
         if len(self) == 0 or (mask is not None and not mask.any()):
             return [[] for _ in range(len(queries))]
         if mask is not None and mask.all():
-            # Every item passes (the persons gallery's one installation-wide scope): a selector would
-            # only make FAISS test each candidate against a bitmap that lets all of them through.
-            mask = None
+            mask = None  # the same, found by the mask
         share = 1.0 if mask is None else min(1.0, int(mask.sum()) / len(self))
         found = self.gpu.search(self.index, queries, min(k, len(self)), mask, share) if self.gpu else None
         if found is not None:

@@ -93,17 +93,25 @@ class PersonAssigner:
         else:
             person = self.best_person(uow, hits)
             if person is None:
-                if event.quality < float(settings["person_min_quality"]):
-                    self.personless += 1
-                    return
-                person, created = p.new_person(uow, p.scope_of(settings, event.camera_group_id)), True
-                self._add_face(uow, person, event, embedding, model)
-                self.created += 1
-            else:
-                self._maybe_represent(uow, person, event, embedding, model, settings)
+                self._start(uow, event, embedding, model, settings)
+                return
+            self._maybe_represent(uow, person, event, embedding, model, settings)
         event.person_status = p.status_at(person, event.timestamp, created, settings)
         event.person_id = person.id
         p.note_event(person, event)
+        self.assigned += 1
+
+    def _start(self, uow: UnitOfWork, event: orm.Event, embedding: np.ndarray, model: str,
+               settings: dict[str, Any]) -> None:
+        """A newcomer: a new person represented by this face, if it is good enough to found one."""
+        if event.quality < float(settings["person_min_quality"]):
+            self.personless += 1
+            return
+        scope = p.scope_of(settings, event.camera_group_id)
+        person_id, face_id = p.start_person(uow, scope, event, model, embedding)
+        self._pending.append(_Pending(face_id, scope, np.asarray(embedding, dtype=np.float32)))
+        event.person_status, event.person_id = "new", person_id
+        self.created += 1
         self.assigned += 1
 
     def best_person(self, uow: UnitOfWork, hits: list[tuple[int, float]]) -> orm.Person | None:
@@ -122,26 +130,21 @@ class PersonAssigner:
                          model: str, settings: dict[str, Any]) -> None:
         if event.quality < float(settings["person_min_quality"]):
             return
-        faces = p.faces_of(uow, [person.id])
-        vectors = p.face_vectors(uow, model, faces)
-        known = [f for f in faces if f.id in vectors]
-        if known:
-            scores = np.array([float(np.dot(embedding, vectors[f.id])) for f in known])
+        faces = p.representatives(uow, person.id, model)  # (face id, quality, vector or None)
+        vectors = [vector for _, _, vector in faces if vector is not None]
+        if vectors:
+            scores = np.stack(vectors) @ np.asarray(embedding, dtype=np.float32)
             threshold = float(self.calibration.cosine(float(settings["person_threshold"])))
             if scores.mean() < threshold or scores.max() >= NEAR_COPY_COSINE:
                 return
         if len(faces) >= int(settings["person_max_faces"]):
-            poorest = min(faces, key=lambda f: (f.quality, -f.id))
-            if poorest.quality >= event.quality:
+            poorest, quality, _ = min(faces, key=lambda f: (f[1], -f[0]))
+            if quality >= event.quality:
                 return
-            p.remove_faces(uow, [poorest])
-            self._pending = [f for f in self._pending if f.face_id != poorest.id]
-        self._add_face(uow, person, event, embedding, model)
-
-    def _add_face(self, uow: UnitOfWork, person: orm.Person, event: orm.Event, embedding: np.ndarray,
-                  model: str) -> None:
-        face = p.add_face(uow, person, event.id, event.quality, model, embedding)
-        self._pending.append(_Pending(face.id, int(person.scope), np.asarray(embedding, dtype=np.float32)))
+            p.remove_face_ids(uow, [poorest])
+            self._pending = [f for f in self._pending if f.face_id != poorest]
+        face_id = p.add_face(uow, person, event.id, event.quality, model, embedding)
+        self._pending.append(_Pending(face_id, int(person.scope), np.asarray(embedding, dtype=np.float32)))
 
     def forget(self, event_id: str) -> None:
         """Drop what `prepare` found for an event that was not committed after all."""

@@ -51,7 +51,7 @@ def refresh_dossier_meta(uow: UnitOfWork, dossier_ids: Iterable[int]) -> int:
                                                               .options(selectinload(orm.Dossier.watch_lists)))})
     metas = {str(face_id): dossier_face_meta(dossiers[dossier_id]) for face_id, dossier_id in faces}
     if metas:
-        uow.vectors.set_meta(DOSSIERS_GALLERY, list(metas), metas)
+        uow.vectors.set_meta(DOSSIERS_GALLERY, metas)
     return len(metas)
 
 

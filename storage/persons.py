@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import case, delete, exists, func, or_, select, update
+from sqlalchemy import String, and_, bindparam, case, cast, delete, exists, func, or_, select, update
 
 from facewatch.errors import BadParam, Conflict, NotFound
 from facewatch.gallery_schema import PERSONS_GALLERY
@@ -114,23 +114,77 @@ def new_person(uow: UnitOfWork, scope: int) -> orm.Person:
     return person
 
 
-def add_face(uow: UnitOfWork, person: orm.Person, event_id: str | None, quality: float, model: str,
-             vector: np.ndarray) -> orm.PersonFace:
+STATISTICS = ("event_count", "first_seen_at", "last_seen_at", "camera_ids", "camera_group_ids", "seen_days",
+              "days_seen", "best_event_id", "best_quality")
+
+
+def start_person(uow: UnitOfWork, scope: int, event: orm.Event, model: str, vector: np.ndarray) -> tuple[int, int]:
+    """A new anonymous person founded by `event` (its statistics are this one event's), with the event's
+    face as its first representative: (person id, face id). The online path's write for a newcomer, as
+    plain inserts with RETURNING: through the ORM it was a flush for the person's id, another for the
+    face's, and an UPDATE of the statistics at commit, ~2 ms of Python a face (docs/persons.md)."""
+    draft = orm.Person(scope=scope, camera_ids=[], camera_group_ids=[], seen_days=[])  # never added: a calculator
+    note_event(draft, event)
+    now = orm.utcnow()
+    person_id = int(uow.session.connection().execute(_INSERT_PERSON, {
+        **{name: getattr(draft, name) for name in STATISTICS}, "scope": scope, "dirty": True,
+        "created_at": now, "updated_at": now}).scalar_one())
+    return person_id, insert_face(uow, person_id, scope, event.id, event.quality, model, vector)
+
+
+def insert_face(uow: UnitOfWork, person_id: int, scope: int, event_id: str | None, quality: float, model: str,
+                vector: np.ndarray) -> int:
+    """A representative face and its gallery vector, written at once (no ORM object): the face id."""
     array = np.ascontiguousarray(vector, dtype=np.float32).ravel()
-    face = orm.PersonFace(person_id=person.id, event_id=event_id, quality=float(quality))
-    uow.session.add(face)
-    uow.flush()
+    face_id = int(uow.session.connection().execute(_INSERT_FACE, {
+        "person_id": person_id, "event_id": event_id, "quality": float(quality), "created_at": orm.utcnow()
+    }).scalar_one())
     # face ids are never reused (NEVER_REUSE), so the new face has no vector to look up first
-    uow.vectors.add_new(PERSONS_GALLERY, str(face.id), model, array.tobytes(), int(array.size), face_meta(person))
+    uow.vectors.add_new(PERSONS_GALLERY, str(face_id), model, array.tobytes(), int(array.size),
+                        {"person_id": int(person_id), "scope": int(scope)})
+    return face_id
+
+
+def add_face(uow: UnitOfWork, person: orm.Person, event_id: str | None, quality: float, model: str,
+             vector: np.ndarray) -> int:
+    """A new representative face of `person` (marked dirty for re-clustering): the face id."""
+    face_id = insert_face(uow, person.id, person.scope, event_id, quality, model, vector)
     person.dirty = True
-    return face
+    return face_id
 
 
 def remove_faces(uow: UnitOfWork, faces: Sequence[orm.PersonFace]) -> None:
-    if not faces:
+    remove_face_ids(uow, [f.id for f in faces])
+
+
+def remove_face_ids(uow: UnitOfWork, face_ids: Sequence[int]) -> None:
+    if not face_ids:
         return
-    uow.vectors.remove(PERSONS_GALLERY, [str(f.id) for f in faces])
-    uow.session.execute(delete(orm.PersonFace).where(orm.PersonFace.id.in_([f.id for f in faces])))
+    uow.vectors.remove(PERSONS_GALLERY, [str(f) for f in face_ids])
+    uow.session.execute(delete(orm.PersonFace).where(orm.PersonFace.id.in_(list(face_ids))))
+
+
+_FACES, _VECTORS = orm.PersonFace.__table__, orm.FaceVector.__table__
+# The online path's statements, built once: building a statement costs about as much Python as
+# running it (these run once or twice per unmatched face).
+_INSERT_PERSON = orm.Person.__table__.insert().returning(orm.Person.__table__.c.id)
+_INSERT_FACE = _FACES.insert().returning(_FACES.c.id)
+_REPRESENTATIVES = (
+    select(_FACES.c.id, _FACES.c.quality, _VECTORS.c.vector).select_from(_FACES)
+    .outerjoin(_VECTORS, and_(_VECTORS.c.gallery == PERSONS_GALLERY, _VECTORS.c.model == bindparam("model"),
+                              _VECTORS.c.item_id == cast(_FACES.c.id, String)))
+    .where(_FACES.c.person_id == bindparam("person_id")).order_by(_FACES.c.id))
+_ANONYMOUS_OWNERS = (
+    select(orm.PersonFace.id, orm.Person).join(orm.Person, orm.Person.id == orm.PersonFace.person_id)
+    .where(orm.PersonFace.id.in_(bindparam("face_ids", expanding=True)), orm.Person.dossier_id.is_(None)))
+
+
+def representatives(uow: UnitOfWork, person_id: int, model: str) -> list[tuple[int, float, np.ndarray | None]]:
+    """(face id, quality, vector under `model` or None) of a person's representative faces, in id order,
+    in one read of plain rows (the online join's read: no ORM objects are built for them)."""
+    rows = uow.session.connection().execute(_REPRESENTATIVES, {"person_id": int(person_id), "model": model})
+    return [(int(face_id), float(quality), None if blob is None else np.frombuffer(blob, dtype=np.float32))
+            for face_id, quality, blob in rows]
 
 
 def faces_of(uow: UnitOfWork, person_ids: Iterable[int]) -> list[orm.PersonFace]:
@@ -159,9 +213,8 @@ def anonymous_owners(uow: UnitOfWork, face_ids: Sequence[int]) -> dict[int, orm.
     online decision's only read; faces deleted since the shard synced are left out)."""
     if not face_ids:
         return {}
-    stmt = (select(orm.PersonFace.id, orm.Person).join(orm.Person, orm.Person.id == orm.PersonFace.person_id)
-            .where(orm.PersonFace.id.in_(list(face_ids)), orm.Person.dossier_id.is_(None)))
-    return {face_id: person for face_id, person in uow.session.execute(stmt)}
+    rows = uow.session.execute(_ANONYMOUS_OWNERS, {"face_ids": [int(f) for f in face_ids]})
+    return {face_id: person for face_id, person in rows}
 
 
 def excluded_pairs(uow: UnitOfWork, person_ids: Iterable[int] | None = None) -> set[tuple[int, int]]:
@@ -216,7 +269,7 @@ def merge(uow: UnitOfWork, keep_id: int, other_id: int, max_faces: int, *, by_op
         remove_faces(uow, faces[max_faces:])
         kept = faces[:max_faces]
         if kept:
-            uow.vectors.set_meta(PERSONS_GALLERY, [str(f.id) for f in kept], {str(f.id): face_meta(keep) for f in kept})
+            uow.vectors.set_meta(PERSONS_GALLERY, {str(f.id): face_meta(keep) for f in kept})
         keep.dirty = True
     uow.session.delete(other)
     uow.flush()
@@ -281,7 +334,7 @@ def merge_many(uow: UnitOfWork, merges: Sequence[tuple[int, int]], max_faces: in
     if dropped:
         uow.vectors.remove(PERSONS_GALLERY, [str(f) for f in dropped])
         uow.session.execute(delete(orm.PersonFace).where(orm.PersonFace.id.in_(dropped)))
-    uow.vectors.set_meta_bulk(PERSONS_GALLERY, meta)
+    uow.vectors.set_meta(PERSONS_GALLERY, meta)
     uow.session.execute(delete(orm.Person).where(orm.Person.id.in_(sorted(target))),
                         execution_options={"synchronize_session": False})
     for other in target:
@@ -331,7 +384,7 @@ def split_off(uow: UnitOfWork, event: orm.Event, model: str) -> orm.Person:
                                                             orm.PersonFace.event_id == event.id))
     if face is not None:
         face.person_id = person.id
-        uow.vectors.set_meta(PERSONS_GALLERY, [str(face.id)], {str(face.id): face_meta(person)})
+        uow.vectors.set_meta(PERSONS_GALLERY, {str(face.id): face_meta(person)})
     else:
         vector = uow.vectors.find(EVENTS_GALLERY, event.id, model)
         if vector is not None:
@@ -427,4 +480,4 @@ def count_all(uow: UnitOfWork) -> int:
 
 __all__ = ["DOSSIERS_GALLERY", "PERSONS_GALLERY", "PERSON_STATUSES", "add_face", "erase", "exclude", "merge",
            "merge_many", "new_person", "note_event", "person_of_dossier", "promote", "prune_empty", "recompute",
-           "recompute_many", "scope_of", "split_off", "status_at"]
+           "recompute_many", "representatives", "scope_of", "split_off", "start_person", "status_at"]

@@ -72,7 +72,7 @@ def delete(url: str, gallery: str, ids: list[str]) -> None:
 
 def set_meta(url: str, gallery: str, metas: dict[str, dict[str, Any]]) -> None:
     with UnitOfWork(url) as uow:
-        uow.vectors.set_meta(gallery, list(metas), metas)
+        uow.vectors.set_meta(gallery, metas)
         uow.commit()
 
 

@@ -480,7 +480,7 @@ def test_vector_repository_appends_every_change_to_the_log_in_order(db_url: str)
         uow.commit()
     with UnitOfWork(db_url) as uow:
         uow.vectors.upsert("dossiers", "a", "m1", vec[::-1], 4, meta={"dossier_id": 2})  # an update
-        uow.vectors.set_meta("dossiers", ["a", "b"], {"a": {"active": False}, "b": {"active": True}})
+        uow.vectors.set_meta("dossiers", {"a": {"active": False}, "b": {"active": True}})
         assert uow.vectors.remove("dossiers", ["b", "missing"]) == 1
         assert uow.vectors.remove("dossiers", []) == 0
         uow.commit()
