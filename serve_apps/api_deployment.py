@@ -31,10 +31,11 @@ def replica_probe() -> dict[str, Any]:
 
 
 def build_api_application(config: Config, services: Services | None = None,
-                          num_replicas: int | None = None) -> Application:
+                          num_replicas: int | None = None, env: dict[str, str] | None = None) -> Application:
     """A Serve application serving the facewatch API at `/` with `config` (and face `services`), in
     `num_replicas` replicas (default FACEWATCH_API_REPLICAS). Each replica runs its own live-feed poller
-    (serve_apps/api/feed_hub.py); what must run once (the linked-list scheduler) claims its work in the DB."""
+    (serve_apps/api/feed_hub.py); what must run once (the linked-list scheduler) claims its work in the DB.
+    `env` is the ingress environment (cluster/ingress.py): with HAProxy, each replica serves HTTP itself."""
     app = create_app(config, services)
     # GET /health names the replica that answered (set before serve.ingress copies the app).
     app.state.health_probes = {**getattr(app.state, "health_probes", {}), "api_replica": replica_probe}
@@ -44,7 +45,7 @@ def build_api_application(config: Config, services: Services | None = None,
         num_replicas=num_replicas or config.api_replicas,
         max_ongoing_requests=API_MAX_ONGOING_REQUESTS,
         request_router_config=RequestRouterConfig(request_router_class=API_REQUEST_ROUTER),
-        ray_actor_options={"num_cpus": 0.25},
+        ray_actor_options={"num_cpus": 0.25, **({"runtime_env": {"env_vars": env}} if env else {})},
         health_check_period_s=5,
     )
     @serve.ingress(app)

@@ -92,3 +92,20 @@ def test_requests_spread_over_the_replicas_while_a_live_feed_is_open(service: tu
         answered = [httpx.get(f"{started.url}/health", timeout=10).json()["components"]["api_replica"]["replica"]
                     for _ in range(8)]
     assert len(set(answered)) == 2, answered
+
+
+def _listener_names(port: int) -> set[str]:
+    import psutil
+
+    names = set()
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.pid:
+            names.add(psutil.Process(conn.pid).name())
+    return names
+
+
+def test_http_is_served_by_haproxy_not_serves_python_proxy(service: tuple) -> None:
+    """The default ingress (cluster/ingress.py): HAProxy, not Serve's Python proxy, holds FACEWATCH_HTTP_PORT."""
+    started, config = service
+    _wait_ok(started.url)
+    assert _listener_names(config.http_port) == {"haproxy"}
