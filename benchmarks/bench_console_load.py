@@ -152,12 +152,12 @@ async def load(url: str, feeds: int, pagers: int, seconds: float, producer: Prod
     limits = httpx.Limits(max_connections=feeds + pagers + 10, max_keepalive_connections=feeds + pagers + 10)
     headers = {"Authorization": f"Token {TOKEN}"}
     async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=30) as client:
-        done = asyncio.Event()
+        done, feeds_done = asyncio.Event(), asyncio.Event()
         errors: list[str] = []
         received: list[dict[str, float]] = [{} for _ in range(feeds)]
         readiness = [asyncio.Event() for _ in range(feeds)]
         orders: list[list[str]] = [[] for _ in range(feeds)]
-        feed_tasks = [asyncio.create_task(feed_client(client, received[i], orders[i], readiness[i], done, errors))
+        feed_tasks = [asyncio.create_task(feed_client(client, received[i], orders[i], readiness[i], feeds_done, errors))
                       for i in range(feeds)]
         await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readiness)), timeout=120)
         latencies: list[float] = []
@@ -169,7 +169,11 @@ async def load(url: str, feeds: int, pagers: int, seconds: float, producer: Prod
         elapsed = time.monotonic() - started
         done.set()
         await asyncio.gather(*page_tasks, return_exceptions=True)
-        await asyncio.sleep(3.0)  # the last events reach the feeds
+        # The feeds keep reading until the last committed event has had its 2 s to reach them (a feed that
+        # stopped at the pagers' end would count the final event as missing).
+        await asyncio.sleep(2.5)
+        feeds_done.set()
+        await asyncio.sleep(0.5)
         for task in feed_tasks:
             task.cancel()
         await asyncio.gather(*feed_tasks, return_exceptions=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
@@ -24,9 +24,12 @@ SESSION_COOKIE = "fw_session"
 CSRF_COOKIE = "fw_csrf"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Dependencies that only read the request are `async def`: FastAPI runs a plain `def` dependency in its
+# thread pool, and those hops, several per request, showed in the console-load benchmark's page p99.
+# Whatever touches the database stays a plain `def`, off the event loop.
 
 
-def refuse_nul_in_url(request: Request) -> None:
+async def refuse_nul_in_url(request: Request) -> None:
     """PostgreSQL cannot compare text holding NUL (it would answer 400 there and match nothing on
     SQLite): a NUL in a path or query parameter is a 422, like one in a body, on every database."""
     errors = [
@@ -39,7 +42,7 @@ def refuse_nul_in_url(request: Request) -> None:
         raise RequestValidationError(errors)
 
 
-def get_config(request: Request) -> Config:
+async def get_config(request: Request) -> Config:
     return request.app.state.config
 
 
@@ -48,7 +51,7 @@ def get_uow(request: Request) -> Iterator[UnitOfWork]:
         yield uow
 
 
-def get_media(request: Request) -> LocalMediaStore:
+async def get_media(request: Request) -> LocalMediaStore:
     return request.app.state.media
 
 
@@ -159,10 +162,10 @@ def _session_caller(uow: UnitOfWork, cookie: str) -> KnownCaller:
                        session.expires_at, session.csrf_token)
 
 
-def require(*roles: str) -> Callable[..., Caller]:
+def require(*roles: str) -> Callable[..., Awaitable[Caller]]:
     """A dependency that lets only callers with one of `roles` through (403 otherwise)."""
 
-    def check(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
+    async def check(caller: Annotated[Caller, Depends(get_caller)]) -> Caller:
         if caller.role not in roles:
             raise Forbidden(f"the {caller.role} role may not do this")
         return caller
@@ -205,7 +208,7 @@ class Paging:
     cursor: str | None
 
 
-def get_paging(
+async def get_paging(
     limit: Annotated[int, Query(ge=1, le=1000, description="page size")] = 20,
     cursor: Annotated[str | None, Query(max_length=1000, description="from the previous page")] = None,
 ) -> Paging:

@@ -14,7 +14,8 @@ camera groups hidden from the caller's role are never sent). It starts with the 
 the connection opened, or after `since` (ISO 8601), or after the event named by the standard
 `Last-Event-ID` header (what a browser's EventSource sends when it reconnects), so a client that
 reconnects misses nothing. A comment line (`: keep-alive`) goes out every 15 s of silence so proxies
-keep the connection open. The stream ends when the client disconnects, or after `max_events` events or
+keep the connection open; a client that went away is noticed then at the latest. The stream ends when
+the client disconnects, or after `max_events` events or
 `timeout_s` seconds when given (handy for scripts and long polling).
 """
 
@@ -138,8 +139,14 @@ async def stream_events(
                          if cursor < head else None)
                 if not batch:
                     head = cursor  # caught up: from now on only the hub's batches
+                    # Sleep until the hub's next batch, the keep-alive or the end: a feed that woke every
+                    # poll to ask whether its client had gone cost 100 open consoles 200 wake-ups a second.
+                    now = time.monotonic()
+                    wait_s = KEEPALIVE_S - (now - last_sent)
+                    if timeout_s is not None:
+                        wait_s = min(wait_s, timeout_s - (now - started))
                     try:
-                        batch = await asyncio.wait_for(subscriber.queue.get(), timeout=POLL_S)
+                        batch = await asyncio.wait_for(subscriber.queue.get(), timeout=max(0.01, wait_s))
                     except TimeoutError:
                         batch = []
                 for position, message in batch:
@@ -159,8 +166,9 @@ async def stream_events(
                 if now - last_sent >= KEEPALIVE_S:
                     yield ": keep-alive\n\n"
                     last_sent = now
-                if await request.is_disconnected():
-                    return
+                    # A gone client is noticed here at the latest (writing to it fails sooner or later too).
+                    if await request.is_disconnected():
+                        return
         finally:
             hub.unsubscribe(subscriber)
 
