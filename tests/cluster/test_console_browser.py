@@ -635,6 +635,71 @@ def test_live_feed_filters_counts_pauses_and_acknowledges_every_visible_event(
     sign_out(driver)
 
 
+def _dossier_face(home: Path, faces: Path, dossier_id: int, photo: str) -> tuple[int, bytes]:
+    """A face of a dossier as enrolment stores it (its photo and a 150-px crop in the media store):
+    the face's id and the crop's bytes."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    from storage import orm
+    from storage.media import LocalMediaStore
+    from storage.unit_of_work import UnitOfWork
+
+    media = LocalMediaStore(make_config(home, f"sqlite:///{home / 'fw.db'}").media_root)
+    image = Image.open(faces / photo).convert("RGB")
+    side = min(image.size)
+    out = BytesIO()
+    image.crop((0, 0, side, side)).resize((150, 150)).save(out, "PNG")
+    crop = out.getvalue()
+    with UnitOfWork(f"sqlite:///{home / 'fw.db'}") as uow:
+        face = orm.DossierFace(dossier_id=dossier_id, source_key=media.put((faces / photo).read_bytes(), "jpg"),
+                               crop_key=media.put(crop, "png"), bbox=[0, 0, side, side], quality=0.9)
+        uow.dossier_faces.add(face)
+        uow.flush()
+        face_id = face.id
+        uow.commit()
+    return face_id, crop
+
+
+def test_a_matched_row_shows_the_dossier_photo_its_confidence_and_the_lists_colour(
+        driver: WebDriver, app_server: str, console_home: Path, faces_dir: Path) -> None:
+    """Item 2's matched row: beside the event's face, the photo of the dossier face it matched (not the
+    dossier's first photo, not the event's own image), the confidence, and the watch list's colour on
+    the row's edge and its swatch."""
+    api = Api(app_server)
+    group = api("POST", "/v1/camera-groups", json={"name": "row: porch"})["id"]
+    vip = api("POST", "/v1/watch-lists", json={"name": "row: vip", "color": "#a371f7"})
+    dossier = api("POST", "/v1/dossiers", json={"name": "Row Obama", "watch_list_ids": [vip["id"]]})
+    _dossier_face(console_home, faces_dir, dossier["id"], "biden.jpg")  # the first photo: not the one matched
+    face_id, crop = _dossier_face(console_home, faces_dir, dossier["id"], "obama.jpg")
+    event = _event_with_media(console_home, faces_dir, "obama2.jpg", camera_group_id=group, matched=True,
+                              watch_list_id=vip["id"], dossier_id=dossier["id"], matched_face_id=face_id,
+                              confidence=0.8734)
+    photo_url = api("GET", f"/v1/dossiers/{dossier['id']}/faces/{face_id}")["crop"]
+    api.user("olga", "operator")
+    sign_in(driver, app_server, "olga", PASSWORDS["operator"])
+    driver.get(f"{app_server}/events?camera_group_id={group}")
+    row = wait_for(driver, f'[data-testid="feed"] .ev[data-id="{event}"]')
+    beside = wait_until(lambda: row.find_elements(By.CSS_SELECTOR, ".ref img"), 20, "no dossier photo in the row")[0]
+    wait_until(lambda: driver.execute_script("return arguments[0].naturalWidth", beside) > 0, 20,
+               "the dossier photo did not load in the page")
+    assert beside.get_attribute("src") == photo_url
+    answer = api.client.get(photo_url)
+    assert answer.status_code == 200 and answer.content == crop
+    own = row.find_element(By.CSS_SELECTOR, ":scope > img").get_attribute("src")
+    assert own != photo_url and own == api("GET", f"/v1/events/{event}")["media"]["thumbnail"]
+    assert row.find_element(By.CSS_SELECTOR, ".conf").text == "87.3%"
+    wait_until(lambda: "Row Obama" in row.text, 20, "the dossier's name is not shown")
+    purple = "rgb(163, 113, 247)"  # #a371f7
+    edge, swatch = driver.execute_script("return [getComputedStyle(arguments[0]).borderLeftColor, "
+                                         "getComputedStyle(arguments[0].querySelector('.swatch')).backgroundColor]",
+                                         row)
+    assert (edge, swatch) == (purple, purple)
+    assert "row: vip" in row.find_element(By.CSS_SELECTOR, ".meta").text
+    sign_out(driver)
+
+
 def test_a_match_on_a_list_that_needs_acknowledgement_beeps_notifies_and_counts(
         driver: WebDriver, app_server: str, console_home: Path) -> None:
     """Item 2's alerts: with alerts enabled (a click: browsers allow sound and the permission prompt only
