@@ -1407,3 +1407,81 @@ def test_photos_chosen_at_once_each_get_their_own_answer_in_words(
                "the enrolled face is not shown")
     sign_out(driver)
 
+
+# What the videos page does with its progress bar and message during an upload, recorded in the page
+# (the console's own bar and message element; the recorder only listens).
+UPLOAD_RECORDER = """
+const bar = document.querySelector('[data-testid="upload-progress"]');
+const msg = bar.nextElementSibling;
+window.__upload = { values: [], shown: [], words: [] };
+const own = Object.getOwnPropertyDescriptor(HTMLProgressElement.prototype, "value");
+Object.defineProperty(bar, "value", { get() { return own.get.call(this); },
+                                      set(v) { window.__upload.values.push(v); own.set.call(this, v); } });
+new MutationObserver(() => window.__upload.shown.push(!bar.classList.contains("hidden")))
+  .observe(bar, { attributes: true, attributeFilter: ["class"] });
+new MutationObserver(() => window.__upload.words.push(msg.textContent))
+  .observe(msg, { childList: true, subtree: true, characterData: true });
+"""
+
+
+@pytest.mark.slow
+def test_video_upload_shows_its_progress_then_the_processing_then_its_events(
+        driver: WebDriver, service: str, data_dir: Path) -> None:
+    """Item 5 of issue #12: uploading a video shows the upload's progress, then, on the video's page, the
+    processing (status and progress, polled), the final status, and the video's events as they come."""
+    api = Api(service)
+    admin = api.admin_username()
+    api.user(admin, "admin")
+    api("POST", "/v1/camera-groups", json={"name": "videos: foyer"})
+    clip = data_dir / "video" / "short_hamilton_clip.mp4"
+    sign_in(driver, service, admin, PASSWORDS["admin"])
+    driver.get(f"{service}/videos")
+    wait_for(driver, '[data-testid="video-file"]').send_keys(str(clip))
+    for option in driver.find_elements(By.CSS_SELECTOR, 'select[name="camera_group_id"] option'):
+        if option.text == "videos: foyer":
+            option.click()
+    driver.execute_script(UPLOAD_RECORDER)
+    # Slowed to 256 KB/s, the 0.6 MB clip takes a few seconds to go up: the bar has something to show.
+    unthrottled = {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd("Network.emulateNetworkConditions", {**unthrottled, "uploadThroughput": 256 * 1024})
+    try:
+        driver.find_element(By.CSS_SELECTOR, '[data-testid="upload-video"]').click()
+        wait_until(lambda: "/videos/" in driver.current_url, 120, "the upload did not finish")
+    finally:
+        driver.execute_cdp_cmd("Network.emulateNetworkConditions", unthrottled)
+    upload = driver.execute_script("return window.__upload")
+    assert upload["shown"][:1] == [True] and upload["shown"][-1] is False, upload  # shown, then put away
+    assert upload["words"][:1] == ["Uploading…"], upload
+    values = upload["values"]
+    assert len(values) >= 2 and values == sorted(values) and values[-1] == 1, upload
+    video_id = int(driver.current_url.rsplit("/", 1)[-1])
+
+    seen: list[tuple[str, float, int]] = []
+
+    def finished() -> bool:
+        status, fraction, rows = driver.execute_script("""
+            const s = document.querySelector('[data-testid="video-status"] .status');
+            const p = document.querySelector('[data-testid="video-status"] progress');
+            const rows = document.querySelectorAll('[data-testid="video-events"] .ev');
+            return [s && s.textContent, p && p.value, rows.length];""")
+        if status:
+            seen.append((status, fraction, rows))
+        return status in ("done", "failed", "cancelled")
+
+    wait_until(finished, 600, f"the video was not processed: {seen[-3:]}")
+    statuses = [s for s, _, _ in seen]
+    assert statuses[-1] == "done", seen
+    assert "running" in statuses and set(statuses) <= {"queued", "running", "done"}, seen
+    fractions = [f for _, f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1, seen
+    assert any(s == "running" and f < 1 for s, f, _ in seen), seen  # the processing was shown under way
+    shot(driver, "video-processed")
+    events = {e["id"] for e in api("GET", "/v1/events", params={"video_id": video_id, "limit": 500})["results"]}
+    assert events, "the clip gave no event"
+    wait_until(lambda: set(feed_ids(driver, "video-events")) == events, 30,
+               f"the video's page does not list its {len(events)} events: {len(feed_ids(driver, 'video-events'))}")
+    video = api("GET", f"/v1/videos/{video_id}")
+    head = driver.find_element(By.CSS_SELECTOR, '[data-testid="video-status"]').text
+    assert f"{video['matched_count']} matched of {video['events_count']} events" in head, head
+    sign_out(driver)
