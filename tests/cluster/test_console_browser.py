@@ -4,11 +4,12 @@ Fast tests run the API app (no Ray) under uvicorn in a thread, with rows written
 a Ray part would write them (events, episodes, deliveries, a camera's snapshot through the camera job's
 own writer): sign-in, a refused password, a viewer's navigation, tokens, persons, the video wall by role,
 the live feed's controls, alerts and back/forward return, episodes, administration, camera status,
-keyboard, a phone, and the requests every page makes. The slow test runs the whole service
-(`start_service`): enrol from a photo (and a zip, and the webcam), watch a matched event of the Hamilton
-clip arrive in the live feed, open and acknowledge it, search by photo and with its face, a dossier from
-its face, verify, draw an ROI on a camera's live snapshot, the wall. With FACEWATCH_SCREENSHOTS=1 they
-write docs/console/*.png.
+keyboard, a phone, a matched row's dossier photo, confidence and colour, and the requests every page
+makes. The slow tests run the whole service (`start_service`, its settings in `service_config`): enrol
+from a photo (and a zip, and the webcam), watch a matched event of the Hamilton clip arrive in the live
+feed, open and acknowledge it, search by photo and with its face, a dossier from its face, verify, draw
+an ROI on a camera's live snapshot, the wall; several photos chosen at once, each answered in words; a
+video's upload, processing and events. With FACEWATCH_SCREENSHOTS=1 they write docs/console/*.png.
 """
 
 from __future__ import annotations
