@@ -124,13 +124,21 @@ def load_config(env: Mapping[str, str] | None = None) -> Config:
         _ENV.reset(token)
 
 
+def variable(field: str) -> str:
+    """The environment variable of a `Config` field (KeyError for a field that does not exist), for
+    messages that tell the operator which setting to change."""
+    if field not in Config.model_fields:
+        raise KeyError(field)
+    return f"{PREFIX}{field.upper()}"
+
+
 def variables() -> list[tuple[str, str, str]]:
     """(variable, default, meaning) of every setting, for the README table and `facewatch config`."""
     rows = []
     for name, info in Config.model_fields.items():
         default = "" if info.default is None else str(info.default)
-        rows.append((f"{PREFIX}{name.upper()}", default, info.description or ""))
+        rows.append((variable(name), default, info.description or ""))
     return rows
 
 
-__all__ = ["Config", "load_config", "variables"]
+__all__ = ["Config", "load_config", "variable", "variables"]

@@ -51,7 +51,7 @@ from serve_apps.api.routes import (
     webhooks,
 )
 from serve_apps.api.schemas import ErrorOut
-from serve_apps.api.services import Services
+from serve_apps.api.services import UPLOAD_LIMIT_SETTING, Services
 from serve_apps.console import mount_console
 from storage.media import LocalMediaStore
 from storage.unit_of_work import UnitOfWork
@@ -120,16 +120,26 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 class BodyLimit:
-    """Rejects oversize bodies with 413 before they are read into memory (ASGI middleware)."""
+    """Rejects oversize bodies with 413 before they are read into memory (ASGI middleware).
 
-    def __init__(self, app: ASGIApp, limits: dict[str, int], default: int) -> None:
-        self.app, self.limits, self.default = app, limits, default
+    `upload_note` is added to the refusal of a form upload (multipart) held to the default limit: that
+    limit follows the upload setting, and the reason should name what to change."""
+
+    def __init__(self, app: ASGIApp, limits: dict[str, int], default: int, upload_note: str = "") -> None:
+        self.app, self.limits, self.default, self.upload_note = app, limits, default, upload_note
 
     def limit_for(self, path: str) -> int:
         for prefix, limit in self.limits.items():
             if path.startswith(prefix):
                 return limit
         return self.default
+
+    def refusal(self, scope: Scope, limit: int) -> JSONResponse:
+        reason = f"the body is larger than {limit} bytes"
+        content_type = dict(scope.get("headers") or []).get(b"content-type", b"")
+        if self.upload_note and limit == self.default and content_type.lower().startswith(b"multipart/form-data"):
+            reason += f"; {self.upload_note}"
+        return error_response(413, "TOO_LARGE", reason)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -138,7 +148,7 @@ class BodyLimit:
         limit = self.limit_for(scope["path"])
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await error_response(413, "TOO_LARGE", f"the body is larger than {limit} bytes")(scope, receive, send)
+            await self.refusal(scope, limit)(scope, receive, send)
             return
         seen, exceeded, started = 0, False, False
 
@@ -167,7 +177,7 @@ class BodyLimit:
             if not exceeded or started:  # (_BodyTooLarge itself, possibly wrapped by a middleware)
                 raise
         if exceeded and not started:
-            await error_response(413, "TOO_LARGE", f"the body is larger than {limit} bytes")(scope, receive, send)
+            await self.refusal(scope, limit)(scope, receive, send)
 
 
 class _BodyTooLarge(Exception):
@@ -241,7 +251,8 @@ def create_app(config: Config, services: Services | None = None) -> FastAPI:
     app.router.on_startup.append(lambda: start_link_scheduler(app))
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limits={"/v1/videos": 4 * 1024**3, "/v1/tasks": 4 * 1024**3 + 65536},
-                       default=max(config.max_upload_bytes + 65536, JSON_BODY_LIMIT))
+                       default=max(config.max_upload_bytes + 65536, JSON_BODY_LIMIT),
+                       upload_note=f"a file may be at most {config.max_upload_bytes} bytes ({UPLOAD_LIMIT_SETTING})")
     # Added last, so outermost: every answer, the body limit's 413 included, gets a request id and an audit row.
     app.add_middleware(RequestIdAndAudit)
     app.include_router(health.router)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ValidationError
 
 from actors.galleries import Galleries
 from facewatch.errors import BadImage, BadParam, FacewatchError, NoFace, ServiceUnavailable, TooLarge, TooManyFaces
+from facewatch.settings import variable
 from models.calibration import Calibration
 from models.embedders import EmbedderSpec, embedder_spec
 from models.face_analysis import NoFaceError, TooManyFacesError
@@ -90,11 +91,18 @@ def get_galleries(request: Request) -> Galleries:
     return galleries
 
 
-async def read_upload(upload: UploadFile, limit: int, param: str = "photo") -> bytes:
-    """The bytes of an uploaded file, refusing more than `limit` without reading it all."""
+UPLOAD_LIMIT_SETTING = variable("max_upload_bytes")
+
+
+async def read_upload(upload: UploadFile, limit: int, param: str = "photo",
+                      setting: str | None = UPLOAD_LIMIT_SETTING) -> bytes:
+    """The bytes of an uploaded file, refusing more than `limit` without reading it all. `setting`: the
+    variable that sets `limit` (None for a fixed limit), named in the refusal so that whoever reads it
+    knows what to raise."""
     data = await upload.read(limit + 1)
     if len(data) > limit:
-        raise TooLarge(f"{param} is larger than {limit} bytes", param=param)
+        where = f", the limit set by {setting}" if setting else ""
+        raise TooLarge(f"{param} is larger than {limit} bytes{where}", param=param)
     return data
 
 

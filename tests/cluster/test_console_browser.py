@@ -4,11 +4,12 @@ Fast tests run the API app (no Ray) under uvicorn in a thread, with rows written
 a Ray part would write them (events, episodes, deliveries, a camera's snapshot through the camera job's
 own writer): sign-in, a refused password, a viewer's navigation, tokens, persons, the video wall by role,
 the live feed's controls, alerts and back/forward return, episodes, administration, camera status,
-keyboard, a phone, and the requests every page makes. The slow test runs the whole service
-(`start_service`): enrol from a photo (and a zip, and the webcam), watch a matched event of the Hamilton
-clip arrive in the live feed, open and acknowledge it, search by photo and with its face, a dossier from
-its face, verify, draw an ROI on a camera's live snapshot, the wall. With FACEWATCH_SCREENSHOTS=1 they
-write docs/console/*.png.
+keyboard, a phone, a matched row's dossier photo, confidence and colour, and the requests every page
+makes. The slow tests run the whole service (`start_service`, its settings in `service_config`): enrol
+from a photo (and a zip, and the webcam), watch a matched event of the Hamilton clip arrive in the live
+feed, open and acknowledge it, search by photo and with its face, a dossier from its face, verify, draw
+an ROI on a camera's live snapshot, the wall; several photos chosen at once, each answered in words; a
+video's upload, processing and events. With FACEWATCH_SCREENSHOTS=1 they write docs/console/*.png.
 """
 
 from __future__ import annotations
@@ -635,6 +636,71 @@ def test_live_feed_filters_counts_pauses_and_acknowledges_every_visible_event(
     sign_out(driver)
 
 
+def _dossier_face(home: Path, faces: Path, dossier_id: int, photo: str) -> tuple[int, bytes]:
+    """A face of a dossier as enrolment stores it (its photo and a 150-px crop in the media store):
+    the face's id and the crop's bytes."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    from storage import orm
+    from storage.media import LocalMediaStore
+    from storage.unit_of_work import UnitOfWork
+
+    media = LocalMediaStore(make_config(home, f"sqlite:///{home / 'fw.db'}").media_root)
+    image = Image.open(faces / photo).convert("RGB")
+    side = min(image.size)
+    out = BytesIO()
+    image.crop((0, 0, side, side)).resize((150, 150)).save(out, "PNG")
+    crop = out.getvalue()
+    with UnitOfWork(f"sqlite:///{home / 'fw.db'}") as uow:
+        face = orm.DossierFace(dossier_id=dossier_id, source_key=media.put((faces / photo).read_bytes(), "jpg"),
+                               crop_key=media.put(crop, "png"), bbox=[0, 0, side, side], quality=0.9)
+        uow.dossier_faces.add(face)
+        uow.flush()
+        face_id = face.id
+        uow.commit()
+    return face_id, crop
+
+
+def test_a_matched_row_shows_the_dossier_photo_its_confidence_and_the_lists_colour(
+        driver: WebDriver, app_server: str, console_home: Path, faces_dir: Path) -> None:
+    """Item 2's matched row: beside the event's face, the photo of the dossier face it matched (not the
+    dossier's first photo, not the event's own image), the confidence, and the watch list's colour on
+    the row's edge and its swatch."""
+    api = Api(app_server)
+    group = api("POST", "/v1/camera-groups", json={"name": "row: porch"})["id"]
+    vip = api("POST", "/v1/watch-lists", json={"name": "row: vip", "color": "#a371f7"})
+    dossier = api("POST", "/v1/dossiers", json={"name": "Row Obama", "watch_list_ids": [vip["id"]]})
+    _dossier_face(console_home, faces_dir, dossier["id"], "biden.jpg")  # the first photo: not the one matched
+    face_id, crop = _dossier_face(console_home, faces_dir, dossier["id"], "obama.jpg")
+    event = _event_with_media(console_home, faces_dir, "obama2.jpg", camera_group_id=group, matched=True,
+                              watch_list_id=vip["id"], dossier_id=dossier["id"], matched_face_id=face_id,
+                              confidence=0.8734)
+    photo_url = api("GET", f"/v1/dossiers/{dossier['id']}/faces/{face_id}")["crop"]
+    api.user("olga", "operator")
+    sign_in(driver, app_server, "olga", PASSWORDS["operator"])
+    driver.get(f"{app_server}/events?camera_group_id={group}")
+    row = wait_for(driver, f'[data-testid="feed"] .ev[data-id="{event}"]')
+    beside = wait_until(lambda: row.find_elements(By.CSS_SELECTOR, ".ref img"), 20, "no dossier photo in the row")[0]
+    wait_until(lambda: driver.execute_script("return arguments[0].naturalWidth", beside) > 0, 20,
+               "the dossier photo did not load in the page")
+    assert beside.get_attribute("src") == photo_url
+    answer = api.client.get(photo_url)
+    assert answer.status_code == 200 and answer.content == crop
+    own = row.find_element(By.CSS_SELECTOR, ":scope > img").get_attribute("src")
+    assert own != photo_url and own == api("GET", f"/v1/events/{event}")["media"]["thumbnail"]
+    assert row.find_element(By.CSS_SELECTOR, ".conf").text == "87.3%"
+    wait_until(lambda: "Row Obama" in row.text, 20, "the dossier's name is not shown")
+    purple = "rgb(163, 113, 247)"  # #a371f7
+    edge, swatch = driver.execute_script("return [getComputedStyle(arguments[0]).borderLeftColor, "
+                                         "getComputedStyle(arguments[0].querySelector('.swatch')).backgroundColor]",
+                                         row)
+    assert (edge, swatch) == (purple, purple)
+    assert "row: vip" in row.find_element(By.CSS_SELECTOR, ".meta").text
+    sign_out(driver)
+
+
 def test_a_match_on_a_list_that_needs_acknowledgement_beeps_notifies_and_counts(
         driver: WebDriver, app_server: str, console_home: Path) -> None:
     """Item 2's alerts: with alerts enabled (a click: browsers allow sound and the permission prompt only
@@ -1030,13 +1096,21 @@ def test_every_page_requests_only_the_facewatch_origin(driver: WebDriver, app_se
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def service_config() -> dict[str, str]:
+    """The whole service's settings beyond the defaults, for its tests to read back. The upload limit is
+    small, so that a photo over it is still a small file, yet above every shared photo the journey
+    uploads (the largest, lin-manuel-miranda.png, is 504 KB); a video is held to a limit of its own."""
+    return {"FACEWATCH_MAX_UPLOAD_BYTES": "600000"}
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory, service_config: dict[str, str]) -> Iterator[str]:
     from cluster.http_client import wait_healthy
     from cluster.service import start_service, stop_service
 
     tmp = tmp_path_factory.mktemp("console-service")
     config = make_config(tmp, f"sqlite:///{tmp / 'fw.db'}", FACEWATCH_HTTP_PORT=str(_free_port()),
-                         FACEWATCH_ADMIN_TOKEN=ADMIN_TOKEN, FACEWATCH_GALLERY_SHARDS="1")
+                         FACEWATCH_ADMIN_TOKEN=ADMIN_TOKEN, FACEWATCH_GALLERY_SHARDS="1", **service_config)
     try:
         started = start_service(config, num_cpus=4)
     except Exception as exc:  # noqa: BLE001 - Ray gives its raylet 30 s; a loaded machine can miss that once
@@ -1264,3 +1338,151 @@ def test_operator_journey_enrol_live_feed_ack_search_and_camera_roi(
     driver.get(f"{service}/admin/jobs")
     wait_until(lambda: f"camera {camera['id']}" in main_text(driver), 20, "the camera's job is not listed")
     shot(driver, "admin-jobs")
+
+
+def _photos_enrolment_refuses(tmp: Path, faces: Path, limit: int) -> dict[str, Path]:
+    """One photo for each reason enrolment refuses one, by file name: a face too small (about 22 px;
+    enrolment needs 30), a face too blurred (quality about 0.22, under the default minimum 0.3), a file
+    that is not an image, and an image over the upload limit `limit` (but under the body limit)."""
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    obama = Image.open(faces / "obama.jpg").convert("RGB")
+    small = obama.copy()
+    small.thumbnail((80, 80))
+    tiny = Image.new("RGB", (200, 200), (120, 120, 120))
+    tiny.paste(small, (50, 50))
+    paths = {name: tmp / name for name in ("tiny face.png", "blurred.jpg", "notes.jpg", "too large.png")}
+    tiny.save(paths["tiny face.png"])
+    obama.filter(ImageFilter.GaussianBlur(20)).save(paths["blurred.jpg"])
+    paths["notes.jpg"].write_text("a shopping list, not a photo\n")
+    noise = np.random.default_rng(12).integers(0, 256, (480, 480, 3), dtype=np.uint8)  # PNG cannot shrink it
+    Image.fromarray(noise).save(paths["too large.png"])
+    assert limit < paths["too large.png"].stat().st_size < 1024 * 1024, paths["too large.png"].stat().st_size
+    return paths
+
+
+@pytest.mark.slow
+def test_photos_chosen_at_once_each_get_their_own_answer_in_words(
+        driver: WebDriver, service: str, service_config: dict[str, str], faces_dir: Path, tmp_path: Path) -> None:
+    """Items 2 and 3 of issue #12: several photos chosen at once in a dossier's photo input are each
+    answered on a line of their own, and every refusal is in words: a face too small, a face too
+    blurred, not an image, a file over the upload limit (naming the setting to raise)."""
+    api = Api(service)
+    admin = api.admin_username()
+    api.user(admin, "admin")
+    dossier = api("POST", "/v1/dossiers", json={"name": "Several photos at once"})
+    minimum = api("GET", "/v1/settings")["min_dossier_photo_quality"]
+    refused = _photos_enrolment_refuses(tmp_path, faces_dir, int(service_config["FACEWATCH_MAX_UPLOAD_BYTES"]))
+    chosen = [faces_dir / "obama.jpg", *refused.values()]
+    sign_in(driver, service, admin, PASSWORDS["admin"])
+    driver.get(f"{service}/dossiers/{dossier['id']}")
+    wait_for(driver, ".drop input[type=file]", visible=False).send_keys("\n".join(str(p) for p in chosen))
+
+    def answers() -> dict[str, tuple[str, str | None, str]] | None:
+        """file → (its answer's test id, error code, the line's words), once every line has its answer."""
+        lines = driver.execute_script("""
+            const lines = document.querySelectorAll('[data-testid="enrol-result"] [data-testid="enrol-line"]');
+            return [...lines].map((l) => {
+              const m = l.querySelector('.msg');
+              return [l.dataset.file, m && m.dataset.testid, m && (m.dataset.code || null), l.innerText];
+            });""")
+        if len(lines) != len(chosen) or not all(testid for _, testid, _, _ in lines):
+            return None
+        return {name: (testid, code, words) for name, testid, code, words in lines}
+
+    got = wait_until(answers, 240, "not every photo got its answer")
+    assert list(got) == [p.name for p in chosen]  # one line per file, in the order chosen
+    assert got["obama.jpg"][:2] == ("enrol-ok", None) and "Face enrolled" in got["obama.jpg"][2], got
+    codes = {name: code for name, (_, code, _) in got.items()}
+    assert codes == {"obama.jpg": None, "tiny face.png": "LOW_QUALITY", "blurred.jpg": "LOW_QUALITY",
+                     "notes.jpg": "BAD_IMAGE", "too large.png": "TOO_LARGE"}, got
+    words = {name: text for name, (_, _, text) in got.items()}
+    assert "too low a quality" in words["tiny face.png"] and "enrolment needs at least 30 px" in words["tiny face.png"]
+    assert "too low a quality" in words["blurred.jpg"] and f"below the minimum {minimum:.2f}" in words["blurred.jpg"]
+    assert "not an image facewatch can read" in words["notes.jpg"], words
+    assert "The file is too large" in words["too large.png"] and "FACEWATCH_MAX_UPLOAD_BYTES" in words["too large.png"]
+    shot(driver, "dossier-several-photos")
+    assert api("GET", f"/v1/dossiers/{dossier['id']}")["face_count"] == 1
+    wait_until(lambda: len(driver.find_elements(By.CSS_SELECTOR, '[data-testid="dossier-faces"] .card')) == 1, 20,
+               "the enrolled face is not shown")
+    sign_out(driver)
+
+
+# What the videos page does with its progress bar and message during an upload, recorded in the page
+# (the console's own bar and message element; the recorder only listens).
+UPLOAD_RECORDER = """
+const bar = document.querySelector('[data-testid="upload-progress"]');
+const msg = bar.nextElementSibling;
+window.__upload = { values: [], shown: [], words: [] };
+const own = Object.getOwnPropertyDescriptor(HTMLProgressElement.prototype, "value");
+Object.defineProperty(bar, "value", { get() { return own.get.call(this); },
+                                      set(v) { window.__upload.values.push(v); own.set.call(this, v); } });
+new MutationObserver(() => window.__upload.shown.push(!bar.classList.contains("hidden")))
+  .observe(bar, { attributes: true, attributeFilter: ["class"] });
+new MutationObserver(() => window.__upload.words.push(msg.textContent))
+  .observe(msg, { childList: true, subtree: true, characterData: true });
+"""
+
+
+@pytest.mark.slow
+def test_video_upload_shows_its_progress_then_the_processing_then_its_events(
+        driver: WebDriver, service: str, data_dir: Path) -> None:
+    """Item 5 of issue #12: uploading a video shows the upload's progress, then, on the video's page, the
+    processing (status and progress, polled), the final status, and the video's events as they come."""
+    api = Api(service)
+    admin = api.admin_username()
+    api.user(admin, "admin")
+    api("POST", "/v1/camera-groups", json={"name": "videos: foyer"})
+    clip = data_dir / "video" / "short_hamilton_clip.mp4"
+    sign_in(driver, service, admin, PASSWORDS["admin"])
+    driver.get(f"{service}/videos")
+    wait_for(driver, '[data-testid="video-file"]').send_keys(str(clip))
+    for option in driver.find_elements(By.CSS_SELECTOR, 'select[name="camera_group_id"] option'):
+        if option.text == "videos: foyer":
+            option.click()
+    driver.execute_script(UPLOAD_RECORDER)
+    # Slowed to 256 KB/s, the 0.6 MB clip takes a few seconds to go up: the bar has something to show.
+    unthrottled = {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd("Network.emulateNetworkConditions", {**unthrottled, "uploadThroughput": 256 * 1024})
+    try:
+        driver.find_element(By.CSS_SELECTOR, '[data-testid="upload-video"]').click()
+        wait_until(lambda: "/videos/" in driver.current_url, 120, "the upload did not finish")
+    finally:
+        driver.execute_cdp_cmd("Network.emulateNetworkConditions", unthrottled)
+    upload = driver.execute_script("return window.__upload")
+    assert upload["shown"][:1] == [True] and upload["shown"][-1] is False, upload  # shown, then put away
+    assert upload["words"][:1] == ["Uploading…"], upload
+    values = upload["values"]
+    assert len(values) >= 2 and values == sorted(values) and values[-1] == 1, upload
+    video_id = int(driver.current_url.rsplit("/", 1)[-1])
+
+    seen: list[tuple[str, float, int]] = []
+
+    def finished() -> bool:
+        status, fraction, rows = driver.execute_script("""
+            const s = document.querySelector('[data-testid="video-status"] .status');
+            const p = document.querySelector('[data-testid="video-status"] progress');
+            const rows = document.querySelectorAll('[data-testid="video-events"] .ev');
+            return [s && s.textContent, p && p.value, rows.length];""")
+        if status:
+            seen.append((status, fraction, rows))
+        return status in ("done", "failed", "cancelled")
+
+    wait_until(finished, 600, f"the video was not processed: {seen[-3:]}")
+    statuses = [s for s, _, _ in seen]
+    assert statuses[-1] == "done", seen
+    assert "running" in statuses and set(statuses) <= {"queued", "running", "done"}, seen
+    fractions = [f for _, f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1, seen
+    assert any(s == "running" and f < 1 for s, f, _ in seen), seen  # the processing was shown under way
+    shot(driver, "video-processed")
+    events = {e["id"] for e in api("GET", "/v1/events", params={"video_id": video_id, "limit": 500})["results"]}
+    assert events, "the clip gave no event"
+    wait_until(lambda: set(feed_ids(driver, "video-events")) == events, 30,
+               f"the video's page does not list its {len(events)} events: {len(feed_ids(driver, 'video-events'))}")
+    video = api("GET", f"/v1/videos/{video_id}")
+    head = driver.find_element(By.CSS_SELECTOR, '[data-testid="video-status"]').text
+    assert f"{video['matched_count']} matched of {video['events_count']} events" in head, head
+    sign_out(driver)

@@ -747,12 +747,36 @@ def test_oversize_body_is_413(shared: ApiClient, chunked: bool) -> None:
         response = shared.post("/v1/dossiers", content=content, headers={"Content-Type": "application/json"})
     else:
         response = shared.post("/v1/dossiers", content=payload, headers={"Content-Type": "application/json"})
-    assert_error(response, 413, "TOO_LARGE")
+    body = assert_error(response, 413, "TOO_LARGE")
+    assert "FACEWATCH_MAX_UPLOAD_BYTES" not in body["reason"]  # a JSON body, not a file: the setting is no help
     assert snapshot(shared) == before
     # Refused before authentication, so no user; still traced and audited like every mutating call.
     request_id = response.headers["X-Request-ID"]
     audited = [r for r in audit_rows(shared) if r.request_id == request_id]
     assert [(r.method, r.path, r.status, r.user_id) for r in audited] == [("POST", "/v1/dossiers", 413, None)]
+
+
+def test_a_form_upload_over_the_limit_names_the_setting(tmp_path: Path, sqlite_url: str) -> None:
+    """A photo over FACEWATCH_MAX_UPLOAD_BYTES is refused with a reason that names the setting, whether
+    the route refuses it (over the setting) or the body limit does (over the setting + 64 KiB, or 1 MiB)."""
+    from fastapi.testclient import TestClient
+
+    from serve_apps.api.app import create_app
+    from serve_apps.api.services import Services
+    from tests.conftest import make_config, role_tokens
+
+    config = make_config(tmp_path, sqlite_url, FACEWATCH_MAX_UPLOAD_BYTES="2000")
+    # Services without a running extractor: the size is refused before any model is asked.
+    app = create_app(config, Services("dlib_resnet_v1"))
+    api = ApiClient(TestClient(app, raise_server_exceptions=False), role_tokens(sqlite_url))
+    dossier = api.post("/v1/dossiers", json={"name": "too large"}).json()
+    path = f"/v1/dossiers/{dossier['id']}/faces"
+    before = snapshot(api)
+    for size in (3000, 2 * 1024 * 1024):  # the route's refusal, then the body limit's
+        response = api.post(path, role="operator", files={"photo": ("big.jpg", b"\xff" * size, "image/jpeg")})
+        reason = assert_error(response, 413, "TOO_LARGE")["reason"]
+        assert "FACEWATCH_MAX_UPLOAD_BYTES" in reason and "2000 bytes" in reason, (size, reason)
+    assert snapshot(api) == before
 
 
 def test_viewer_write_is_403_and_writes_nothing(api: ApiClient) -> None:

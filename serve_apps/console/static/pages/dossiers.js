@@ -2,7 +2,7 @@
 import { api, get, upload } from "../api.js";
 import { h, clear, field, dialog, confirmDialog, formValues, checkGroup, toast, errorText, errorBox, dropZone, fmtTime, emptyRow } from "../ui.js";
 import { can, lookup, forgetDossier } from "../state.js";
-import { enrolPhoto } from "../enrol.js";
+import { enrolPhotos } from "../enrol.js";
 import { webcamButton } from "../webcam.js";
 
 export async function render(main, params, ctx) {
@@ -86,12 +86,18 @@ async function detail(main, id, { navigate }) {
         if (!await confirmDialog("Remove this photo from the dossier?", "Remove")) return;
         try { await api("DELETE", `/v1/dossiers/${id}/faces/${f.id}`); forgetDossier(id); refresh(); } catch (x) { toast(errorText(x), "error"); }
       } }, "Remove") : null))) : h("p", { class: "dim" }, "No photo yet: a dossier without a face cannot match."));
-  const refresh = async () => drawFaces((await get(`/v1/dossiers/${id}/faces`)).results);
+  // Several photos enrolled in a row each ask for a redraw: only the latest asked is drawn, so that a slow
+  // early answer cannot draw fewer faces over a later one.
+  let asked = 0;
+  const refresh = async () => {
+    const n = ++asked;
+    const page = await get(`/v1/dossiers/${id}/faces`);
+    if (n === asked) drawFaces(page.results);
+  };
   drawFaces(faces.results);
 
-  const enrolAll = async (files) => {
-    for (const file of files) { if (await enrolPhoto(id, file, out)) { forgetDossier(id); await refresh(); } }
-  };
+  const enrolled = () => { forgetDossier(id); refresh(); };
+  const enrolAll = (files) => enrolPhotos(id, files, out, enrolled);
   const add = dropZone("Drop photos here, or choose files", enrolAll, { multiple: true });
   const webcam = webcamButton((file) => enrolAll([file]));
 
