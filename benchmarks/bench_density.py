@@ -13,8 +13,9 @@ warm-up, the cameras' heartbeat counters are read over a window:
 - CPU per stream = CPU seconds of the CameraJob worker processes per second / N, and of everything
   this run started (Ray, Serve, extractor, pipeline, RTSP server) / N;
 - where the CPU goes: CPU seconds per second of every kind of process this run started (camera jobs,
-  extractor, event pipeline, gallery shards, Serve controller/proxy, job manager, raylet/GCS/dashboard
-  agent/log monitor as `ray_system`, the RTSP server, other), `cpu_s_per_s_by_kind`.
+  extractor, event pipeline, gallery shards, Serve controller/proxy, job manager, the other actors
+  (webhooks, VMS, maintenance, tasks), Ray's idle workers, raylet/GCS/dashboard agent/log monitor as
+  `ray_system`, the RTSP server, other), `cpu_s_per_s_by_kind`.
 
 A level passes with < 1 % dropped and ≥ 5 detections/s on every camera (less 1 % of measuring
 tolerance: `DETECT_FPS_TOLERANCE`); the result is the largest
@@ -101,6 +102,9 @@ PROCESS_KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("gallery_shards", ("ray::GalleryShard",)),
     ("serve_controller_proxy", ("ray::ServeController", "ray::ProxyActor", "ray::ServeReplica")),
     ("job_manager", ("ray::JobManager",)),
+    # The installation's other actors, idle in this run (webhooks, VMS, maintenance, tasks).
+    ("background_actors", ("ray::WebhookDispatcher", "ray::VmsAgent", "ray::Maintenance", "ray::TaskSupervisor")),
+    ("idle_workers", ("ray::IDLE",)),
     ("ray_system", ("/raylet", "gcs_server", "/dashboard/", "log_monitor", "runtime_env", "/autoscaler/",
                     "monitor.py")),
     ("rtsp_server", ("rtsp_server.py",)),

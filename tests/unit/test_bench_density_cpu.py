@@ -21,7 +21,9 @@ def test_process_kinds_by_command_line() -> None:
     assert process_kind("python /x/ray/dashboard/agent.py --node-ip-address=127.0.0.1") == "ray_system"
     assert process_kind("python /x/ray/_private/log_monitor.py --logs-dir=/tmp") == "ray_system"
     assert process_kind("/usr/bin/python3 tests/rtsp_server.py clip.mp4 8554 copy") == "rtsp_server"
-    assert process_kind("ray::IDLE") == "other"
+    assert process_kind("ray::TaskSupervisor.run") == "background_actors"
+    assert process_kind("ray::IDLE") == "idle_workers"
+    assert process_kind("/usr/bin/ffmpeg -i x") == "other"
 
 
 def test_cpu_of_child_processes_is_split_by_kind() -> None:
