@@ -77,7 +77,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import ray
 
 from actors.face_posting import FacePoster, SightingSource
@@ -88,6 +87,7 @@ from actors.live_view import LiveView
 from actors.pipeline_router import PipelineRouter
 from actors.video_source import SourceError, SourceOpenError, SourceReadError, VideoSource, reopen_delays
 from actors.vms_cameras import resolve_source_url
+from facewatch.chips import ChipBatch
 from facewatch.names import EVENT_PIPELINE
 from facewatch.sightings import FaceSighting
 from models.detector import make_detector
@@ -421,7 +421,7 @@ class CameraJob:
 
     # -- posting (the Ray side of FacePoster) ------------------------------------------------------------
 
-    def _extract(self, chips: np.ndarray) -> dict[str, Any]:
+    def _extract(self, chips: ChipBatch) -> dict[str, Any]:
         if self._extractor is None:
             from ray import serve
 

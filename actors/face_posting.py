@@ -1,7 +1,7 @@
 """Posting a job's best shots: media to the store, chips to the extractor, sightings to the pipeline.
 
 `FacePoster` runs in its own thread so extraction latency does not stall decoding. It is Ray-free:
-the job hands it two callables, `extract(chips) -> {"embeddings", "attributes", "model"}` and
+the job hands it two callables, `extract(ChipBatch) -> {"embeddings", "attributes", "model"}` and
 `hand_over(sightings) -> [event id or None]` (in production a Ray Serve handle call and an
 `EventPipeline.post` call, in tests plain functions). Both are retried with back-off
 (`attempts`, `backoff_s` doubling); the event ids make retries idempotent. Shots that still fail
@@ -25,6 +25,7 @@ import numpy as np
 from actors.best_shot import ShotCandidate
 from actors.frame_pipeline import Counters, ShotPayload
 from actors.job_status import JobHealth, short_error
+from facewatch.chips import ChipBatch
 from facewatch.sightings import FaceSighting, event_id_for
 from models.images import encode_jpeg
 from storage.media import LocalMediaStore
@@ -35,7 +36,7 @@ LIVE_POST_QUEUE = 32
 SAMPLE_VECTORS_KEPT = 4096  # vectors of tracks' best frames, so a track's later shots embed only new frames
 T = TypeVar("T")
 
-Extract = Callable[[np.ndarray], dict[str, Any]]
+Extract = Callable[[ChipBatch], dict[str, Any]]
 HandOver = Callable[[list[FaceSighting]], Sequence[str | None]]
 
 
@@ -156,8 +157,10 @@ class FacePoster:
         # The shots' chips, then those of their tracks' best frames not embedded before (one extractor call).
         wanted = self._new_samples(shots)
         chips = np.stack([shot.payload.chip for shot in shots] + [chip for _, chip in wanted])
+        # Attributes only for the shots: the best frames' chips are embedded for the match alone.
+        batch = ChipBatch(chips, attributes_for=len(shots))
         prefix = f"job {self.source.job_id}: "
-        extracted = retry("the extractor pool", lambda: self.extract(chips), self.attempts, self.backoff_s,
+        extracted = retry("the extractor pool", lambda: self.extract(batch), self.attempts, self.backoff_s,
                           self.stop, self.touch, prefix)
         vectors = [np.asarray(v, np.float32) for v in extracted["embeddings"]]
         for shot, vector in zip(shots, vectors[:len(shots)], strict=True):

@@ -11,7 +11,11 @@ warm-up, the cameras' heartbeat counters are read over a window:
 - dropped % = frames dropped (after or before decoding) / frames received, per camera (the worst);
 - detections/s per camera (frames the detector ran on, per second; the least);
 - CPU per stream = CPU seconds of the CameraJob worker processes per second / N, and of everything
-  this run started (Ray, Serve, extractor, pipeline, RTSP server) / N.
+  this run started (Ray, Serve, extractor, pipeline, RTSP server) / N;
+- where the CPU goes: CPU seconds per second of every kind of process this run started (camera jobs,
+  extractor, event pipeline, gallery shards, Serve controller/proxy, job manager, the other actors
+  (webhooks, VMS, maintenance, tasks), Ray's idle workers, raylet/GCS/dashboard agent/log monitor as
+  `ray_system`, the RTSP server, other), `cpu_s_per_s_by_kind`.
 
 A level passes with < 1 % dropped and ≥ 5 detections/s on every camera (less 1 % of measuring
 tolerance: `DETECT_FPS_TOLERANCE`); the result is the largest
@@ -87,46 +91,71 @@ def decode_only(url: str, seconds: float) -> dict[str, float]:
     return {"fps": round(frames / wall, 2), "cpu_per_s": round(cpu / wall, 3)}
 
 
-# -- CPU of this run's processes (from /proc: no psutil here) --------------------------------------------
+# -- CPU of this run's processes, by kind (psutil, which Ray brings) ------------------------------------
+
+# (kind, substrings of the command line that mark it), first match wins. Ray's workers name themselves
+# "ray::Class.method" (setproctitle); Serve's replicas "ray::ServeReplica:<app>:<deployment>".
+PROCESS_KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("camera_job", ("ray::CameraJob",)),
+    ("extractor", ("ray::ServeReplica:facewatch-extractor",)),
+    ("event_pipeline", ("ray::EventPipeline",)),
+    ("gallery_shards", ("ray::GalleryShard",)),
+    ("serve_controller_proxy", ("ray::ServeController", "ray::ProxyActor", "ray::ServeReplica")),
+    ("job_manager", ("ray::JobManager",)),
+    # The installation's other actors, idle in this run (webhooks, VMS, maintenance, tasks).
+    ("background_actors", ("ray::WebhookDispatcher", "ray::VmsAgent", "ray::Maintenance", "ray::TaskSupervisor")),
+    ("idle_workers", ("ray::IDLE",)),
+    ("ray_system", ("/raylet", "gcs_server", "/dashboard/", "log_monitor", "runtime_env", "/autoscaler/",
+                    "monitor.py")),
+    ("rtsp_server", ("rtsp_server.py",)),
+)
+OTHER_KIND = "other"
+KINDS = tuple(kind for kind, _ in PROCESS_KINDS) + (OTHER_KIND,)
 
 
-def _descendants(root: int) -> dict[int, str]:
-    """pid -> command line of every process below `root` (Ray's processes are started by this one)."""
-    parents: dict[int, int] = {}
-    names: dict[int, str] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+def process_kind(cmdline: str) -> str:
+    """Which part of the installation a process of this run is, by its command line."""
+    for kind, marks in PROCESS_KINDS:
+        if any(mark in cmdline for mark in marks):
+            return kind
+    return OTHER_KIND
+
+
+def _psutil() -> Any:
+    """psutil, the copy Ray bundles (on the path once ray is imported)."""
+    import importlib
+
+    import ray  # noqa: F401
+
+    return importlib.import_module("psutil")
+
+
+def cpu_snapshot() -> dict[tuple[int, float], tuple[str, float]]:
+    """(pid, start time) -> (kind, CPU seconds) of every process this run started (Ray's processes are
+    started by this one). The start time tells a reused pid from the process that had it before."""
+    psutil = _psutil()
+
+    taken: dict[tuple[int, float], tuple[str, float]] = {}
+    for process in psutil.Process().children(recursive=True):
         try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            names[int(entry)] = cmdline.replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
+            with process.oneshot():
+                times = process.cpu_times()
+                taken[(process.pid, process.create_time())] = (process_kind(" ".join(process.cmdline())),
+                                                               times.user + times.system)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
-        parents[int(entry)] = int(stat[stat.rindex(")") + 2:].split()[1])
-    below, frontier = {}, [root]
-    while frontier:
-        parent = frontier.pop()
-        for pid, ppid in parents.items():
-            if ppid == parent and pid not in below:
-                below[pid] = names.get(pid, "")
-                frontier.append(pid)
-    return below
+    return taken
 
 
-def _cpu_s(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def cpu_snapshot() -> tuple[float, float]:
-    """(CPU seconds of the CameraJob workers, of every process this run started)."""
-    processes = _descendants(os.getpid())
-    jobs = sum(_cpu_s(pid) for pid, cmd in processes.items() if cmd.startswith("ray::CameraJob"))
-    return jobs, sum(_cpu_s(pid) for pid in processes)
+def cpu_by_kind(before: dict[tuple[int, float], tuple[str, float]],
+                after: dict[tuple[int, float], tuple[str, float]], wall_s: float) -> dict[str, float]:
+    """CPU seconds per second of each kind between two snapshots. A process started in between counts
+    from zero; one that ended in between is lost (its last seconds: a small undercount). The kind is
+    the one at the end (a Ray worker names itself when it becomes an actor)."""
+    used = dict.fromkeys(KINDS, 0.0)
+    for key, (kind, cpu) in after.items():
+        used[kind] += max(0.0, cpu - before.get(key, (kind, 0.0))[1])
+    return {kind: round(cpu / max(wall_s, 1e-9), 3) for kind, cpu in used.items()}
 
 
 # -- the installation ----------------------------------------------------------------------------------
@@ -202,6 +231,7 @@ def measure_level(config: Any, manager: Any, camera_ids: list[int], warmup_s: fl
     first, cpu0, t0 = job_counters(manager), cpu_snapshot(), time.monotonic()
     time.sleep(window_s)
     last, cpu1, t1 = job_counters(manager), cpu_snapshot(), time.monotonic()
+    by_kind = cpu_by_kind(cpu0, cpu1, t1 - t0)
     cameras = []
     for camera_id in camera_ids:
         a, b = first[camera_id]["stats"], last[camera_id]["stats"]
@@ -218,15 +248,15 @@ def measure_level(config: Any, manager: Any, camera_ids: list[int], warmup_s: fl
                         "dropped_pct": round(100 * dropped / max(received, 1), 2),
                         "detect_fps": round((b["frames_processed"] - a["frames_processed"]) / span, 2),
                         "faces": b["faces_detected"] - a["faces_detected"], "status": status, "error": error})
-    wall = t1 - t0
     n = len(camera_ids)
     least = MIN_DETECT_FPS * (1 - DETECT_FPS_TOLERANCE)
     ok = all(c.get("dropped_pct", 100.0) < 100 * MAX_DROPPED and c.get("detect_fps", 0.0) >= least for c in cameras)
     return {"cameras": n, "passed": ok, "load_avg": [round(v, 2) for v in os.getloadavg()],
             "worst_dropped_pct": max(c.get("dropped_pct", 100.0) for c in cameras),
             "least_detect_fps": min(c.get("detect_fps", 0.0) for c in cameras),
-            "job_cpu_per_stream": round((cpu1[0] - cpu0[0]) / wall / n, 3),
-            "all_cpu_per_stream": round((cpu1[1] - cpu0[1]) / wall / n, 3), "per_camera": cameras}
+            "job_cpu_per_stream": round(by_kind["camera_job"] / n, 3),
+            "all_cpu_per_stream": round(sum(by_kind.values()) / n, 3),
+            "cpu_s_per_s_by_kind": by_kind, "per_camera": cameras}
 
 
 def _seconds(a: str | None, b: str | None) -> float:
@@ -281,6 +311,7 @@ def main() -> None:
                   f"{lv['least_detect_fps']} job CPU/stream {lv['job_cpu_per_stream']} "
                   f"(×{lv['cpu_vs_decode_only']} decode-only) all CPU/stream {lv['all_cpu_per_stream']} "
                   f"load {lv['load_avg']}")
+            print("  CPU s/s by kind: " + ", ".join(f"{kind} {cpu}" for kind, cpu in lv["cpu_s_per_s_by_kind"].items()))
 
 
 def run_levels(home: Path, url: str, settings: dict[str, Any], args: argparse.Namespace) -> list[dict[str, Any]]:

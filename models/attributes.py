@@ -101,12 +101,26 @@ def _network_spec(models_dir: Path, manifest: dict[str, Any], task: str) -> _Net
     return spec
 
 
-def _session(path: Path, device: str | None, threads: int | None) -> Any:
+def session_options(threads: int | None = None) -> Any:
+    """onnxruntime options for the attribute networks: one intra-op and one inter-op thread unless
+    `threads` asks for more, and no spinning. The networks are tiny (64×64 and 32×32 chips), so more
+    threads buy nothing, while onnxruntime's default pool (one thread per core) busy-waits after every
+    run: on a 2-core node several camera jobs share, those idle spinning threads burn CPU the cameras
+    need (issue 14 item 7)."""
     import onnxruntime as ort  # deferred: only attribute users pay for importing it
 
     options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
+    options.intra_op_num_threads = max(1, int(threads or 1))
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return options
+
+
+def _session(path: Path, device: str | None, threads: int | None) -> Any:
+    import onnxruntime as ort
+
+    options = session_options(threads)
     available = ort.get_available_providers()
     want_cuda = device != "cpu" and "CUDAExecutionProvider" in available
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if want_cuda else ["CPUExecutionProvider"]

@@ -20,6 +20,7 @@ from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
 from facewatch import metrics
+from facewatch.chips import ChipBatch
 from facewatch.errors import BadImage
 from facewatch.names import EXTRACTOR_APP, EXTRACTOR_DEPLOYMENT
 from facewatch.settings import Config
@@ -50,31 +51,41 @@ class FaceExtractor:
                 "batches": self.batches, "chips": self.chips}
 
     @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
-    async def extract(self, requests: list[np.ndarray]) -> list[dict[str, Any]]:
-        """Each request: (n, S, S, 3) uint8 chips in the embedder's geometry → embeddings + attributes."""
-        sizes = [len(r) for r in requests]
-        chips = np.concatenate(requests) if requests else np.zeros((0, 1, 1, 3), np.uint8)
+    async def extract(self, requests: list[np.ndarray | ChipBatch]) -> list[dict[str, Any]]:
+        """Each request: (n, S, S, 3) uint8 chips in the embedder's geometry → embeddings + attributes.
+
+        A plain array gets attributes for every chip; a `ChipBatch` only for the chips it names (the
+        others get `{}`)."""
+        return await asyncio.to_thread(self.extract_requests, requests)
+
+    def extract_requests(self, requests: list[np.ndarray | ChipBatch]) -> list[dict[str, Any]]:
+        """`extract`'s work on the requests `@serve.batch` merged, as one model batch (on a worker thread)."""
+        batches = [ChipBatch.of(r) for r in requests]
+        chips = np.concatenate([b.chips for b in batches]) if batches else np.zeros((0, 1, 1, 3), np.uint8)
+        wanted = np.concatenate([b.attribute_mask() for b in batches]) if batches else np.zeros(0, bool)
         started = time.perf_counter()
-        embeddings, attributes = await asyncio.to_thread(self._run, chips)
+        embeddings, attributes = self._run(chips, wanted)
         metrics.extraction_batch(self.spec.name, len(chips), time.perf_counter() - started)
         self.batches += 1
         self.chips += len(chips)
         out, start = [], 0
-        for n in sizes:
+        for batch in batches:
+            n = len(batch)
             out.append({"embeddings": embeddings[start:start + n], "attributes": attributes[start:start + n],
                         "model": self.spec.name})
             start += n
         return out
 
-    def _run(self, chips: np.ndarray) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    def _run(self, chips: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, list[dict[str, Any]]]:
         if len(chips) == 0:
             return np.zeros((0, self.spec.dim), np.float32), []
         embeddings = l2_normalize(self.embedder.embed(chips))
         attributes: list[dict[str, Any]] = [{} for _ in range(len(chips))]
-        if self.spec.template == "dlib":  # the attribute models read dlib-geometry chips
+        chosen = np.flatnonzero(wanted)
+        if self.spec.template == "dlib" and len(chosen):  # the attribute models read dlib-geometry chips
             for model in self.attribute_models:
-                for face, values in zip(attributes, model.predict_chips(chips), strict=True):
-                    face.update(values)
+                for i, values in zip(chosen, model.predict_chips(chips[chosen]), strict=True):
+                    attributes[i].update(values)
         return embeddings, attributes
 
     async def analyze(self, image: np.ndarray, with_chips: bool = True) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from actors.frame_pipeline import Counters, FramePipeline
 from actors.galleries import Galleries
 from actors.job_status import JobHealth
 from actors.video_source import Frame
+from facewatch.chips import ChipBatch
 from facewatch.sightings import FaceSighting
 from facewatch.stream_settings import StreamSettings
 from models.embedders import DLIB_CALIBRATION, embedder_spec, l2_normalize, load_embedder
@@ -103,7 +104,8 @@ class Run:
         asyncio.run(self.galleries.sync_async(DOSSIERS_GALLERY))
         return ids
 
-    def _extract(self, chips: np.ndarray) -> dict[str, Any]:
+    def _extract(self, batch: ChipBatch) -> dict[str, Any]:
+        chips = batch.chips
         return {"embeddings": l2_normalize(self.embedder.embed(chips)), "attributes": [{} for _ in chips],
                 "model": EMBEDDER}
 

@@ -23,6 +23,7 @@ from actors.job_lease import JobLease
 from actors.job_status import DROPPING_ERROR, JobHealth, job_stats, video_summary
 from actors.track_identity import TRACK_SAMPLES
 from actors.video_source import Frame
+from facewatch.chips import ChipBatch
 from facewatch.sightings import FaceSighting
 from models.embedders import embedder_spec
 from storage.media import LocalMediaStore
@@ -158,12 +159,13 @@ class Extractor:
     def __init__(self, failures: int = 0) -> None:
         self.failures, self.calls = failures, 0
 
-    def __call__(self, chips: np.ndarray) -> dict[str, Any]:
+    def __call__(self, batch: ChipBatch) -> dict[str, Any]:
         self.calls += 1
         if self.calls <= self.failures:
             raise ConnectionError(f"extractor down (call {self.calls})")
-        vectors = np.eye(len(chips), 4, dtype=np.float32)
-        return {"embeddings": list(vectors), "attributes": [{"n": int(c[0, 0, 0])} for c in chips], "model": "m"}
+        vectors = np.eye(len(batch), 4, dtype=np.float32)
+        return {"embeddings": list(vectors), "attributes": [{"n": int(c[0, 0, 0])} for c in batch.chips],
+                "model": "m"}
 
 
 def make_poster(tmp_path: Path, extractor: Extractor, received: list[FaceSighting], single_pass: bool = True,

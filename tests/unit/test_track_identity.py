@@ -20,6 +20,7 @@ from actors.face_posting import FacePoster, SightingSource
 from actors.frame_pipeline import Counters, ShotPayload
 from actors.job_status import JobHealth
 from actors.track_identity import TRACK_SAMPLES, SampleChip, TrackEvidence, TrackSamples, score_dossier
+from facewatch.chips import ChipBatch
 from facewatch.sightings import FaceSighting, track_event_prefix
 from models.calibration import DEFAULT_THRESHOLD
 from models.embedders import DLIB_CALIBRATION
@@ -118,11 +119,13 @@ class CountingExtractor:
 
     def __init__(self) -> None:
         self.chips_seen = 0
+        self.attributes_for: list[int] = []  # per call: how many chips (the shots') wanted attributes
 
-    def __call__(self, chips: np.ndarray) -> dict[str, Any]:
-        self.chips_seen += len(chips)
-        vectors = [unit_vector(int(c[0, 0, 0]), DIM) for c in chips]
-        return {"embeddings": vectors, "attributes": [{} for _ in chips], "model": "m"}
+    def __call__(self, batch: ChipBatch) -> dict[str, Any]:
+        self.chips_seen += len(batch)
+        self.attributes_for.append(batch.attributes_for)
+        vectors = [unit_vector(int(c[0, 0, 0]), DIM) for c in batch.chips]
+        return {"embeddings": vectors, "attributes": [{} for _ in batch.chips], "model": "m"}
 
 
 def track_shot(track_id: int, frame: int, samples: list[tuple[int, float]]) -> ShotCandidate:
@@ -144,13 +147,14 @@ def test_poster_hands_over_the_tracks_best_frames_and_embeds_each_only_once(tmp_
                         JobHealth(7), extractor, hand_over, threading.Event(), attempts=1)
     poster.post([track_shot(1, 10, [(10, 0.6), (11, 0.4)])])
     assert extractor.chips_seen == 2  # the shot (also its best frame) and its other best frame
+    assert extractor.attributes_for == [1]  # attributes for the shot only, not for its track's other frame
     first = received[-1]
     assert first.track_qualities == [0.6, 0.4]
     assert np.allclose(first.track_embeddings, np.stack([unit_vector(10, DIM), unit_vector(11, DIM)]))
     assert np.allclose(first.embedding, unit_vector(10, DIM))
     # The track's later shot: one new best frame; the two known ones are not embedded again.
     poster.post([track_shot(1, 14, [(14, 0.8), (10, 0.6), (11, 0.4)])])
-    assert extractor.chips_seen == 3
+    assert extractor.chips_seen == 3 and extractor.attributes_for == [1, 1]
     second = received[-1]
     assert second.event_id == "j7-r1-t1-s1" and second.track_qualities == [0.8, 0.6, 0.4]
     assert np.allclose(second.track_embeddings[2], unit_vector(11, DIM))
