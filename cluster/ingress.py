@@ -75,8 +75,9 @@ def uses_haproxy(config: Config, local_ray: bool) -> bool:
 def ingress_env(config: Config, local_ray: bool) -> dict[str, str]:
     """The environment the Serve controller and the API replicas get; empty for Serve's own proxy.
 
-    On a Ray this process started, HAProxy's stats and metrics ports are chosen free: two installations
-    on one machine (tests, a demo beside a service) would otherwise both claim 8404 and 9101. A joined
+    On a Ray this process started, HAProxy's stats and metrics ports and the fallback proxy's ports are
+    chosen free: two installations on one machine (tests, a demo beside a service) would otherwise both
+    claim 8404, 9101, 8500 and 9500. A joined
     cluster keeps Serve's fixed ports, which its operators may have opened or scrape."""
     if not uses_haproxy(config, local_ray):
         return {}
@@ -85,9 +86,12 @@ def ingress_env(config: Config, local_ray: bool) -> dict[str, str]:
            "RAY_SERVE_PROXY_MIN_DRAINING_PERIOD_S": str(DRAINING_PERIOD_S),
            "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": str(DRAINING_PERIOD_S)}
     if local_ray:
-        env["RAY_SERVE_HAPROXY_STATS_PORT"] = str(free_port())
-        env["RAY_SERVE_HAPROXY_METRICS_PORT"] = str(free_port())
-    # An operator's own RAY_SERVE_HAPROXY_* choices win over ours.
+        # Also the fallback proxy Serve starts beside HAProxy (its backup backend), on 8500 and 9500.
+        for name in ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT",
+                     "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT"):
+            env[name] = str(free_port())
+    # An operator's own choices win over ours.
     env.update({k: v for k, v in os.environ.items()
-                if k.startswith("RAY_SERVE_HAPROXY_") or k.endswith("_MIN_DRAINING_PERIOD_S")})
+                if k.startswith(("RAY_SERVE_HAPROXY_", "RAY_SERVE_FALLBACK_PROXY_"))
+                or k.endswith("_MIN_DRAINING_PERIOD_S")})
     return env

@@ -16,8 +16,10 @@ def test_the_default_ingress_is_haproxy_with_round_robin_and_free_side_ports() -
     env = ingress.ingress_env(load_config({}), local_ray=True)
     assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
     assert env["RAY_SERVE_HAPROXY_BALANCE_ALGORITHM"] == "roundrobin"
-    assert {"RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT"} <= env.keys()
-    assert env["RAY_SERVE_HAPROXY_STATS_PORT"] not in ("8404", "9101")
+    side_ports = ("RAY_SERVE_HAPROXY_STATS_PORT", "RAY_SERVE_HAPROXY_METRICS_PORT",
+                  "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT", "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT")
+    assert set(side_ports) <= env.keys()
+    assert not {env[name] for name in side_ports} & {"8404", "9101", "8500", "9500"}
 
 
 def test_a_joined_cluster_keeps_serves_fixed_side_ports() -> None:
