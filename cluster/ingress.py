@@ -77,8 +77,8 @@ def ingress_env(config: Config, local_ray: bool) -> dict[str, str]:
 
     On a Ray this process started, HAProxy's stats and metrics ports and the fallback proxy's ports are
     chosen free: two installations on one machine (tests, a demo beside a service) would otherwise both
-    claim 8404, 9101, 8500 and 9500. A joined
-    cluster keeps Serve's fixed ports, which its operators may have opened or scrape."""
+    claim 8404, 9101, 8500 and 9500. A joined cluster keeps Serve's fixed ports, which its operators may
+    have opened or scrape."""
     if not uses_haproxy(config, local_ray):
         return {}
     env = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_HAPROXY_BALANCE_ALGORITHM": BALANCE_ALGORITHM,

@@ -15,8 +15,8 @@ the connection opened, or after `since` (ISO 8601), or after the event named by 
 `Last-Event-ID` header (what a browser's EventSource sends when it reconnects), so a client that
 reconnects misses nothing. A comment line (`: keep-alive`) goes out every 15 s of silence so proxies
 keep the connection open; a client that went away is noticed then at the latest. The stream ends when
-the client disconnects, or after `max_events` events or
-`timeout_s` seconds when given (handy for scripts and long polling).
+the client disconnects, or after `max_events` events or `timeout_s` seconds when given (handy for
+scripts and long polling).
 """
 
 from __future__ import annotations

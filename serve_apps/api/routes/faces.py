@@ -343,8 +343,11 @@ async def bulk_enrol(
     uow.links.refuse_edit(list_ids, "cannot enrol into the list")
     if len(files) > MAX_BULK_FILES:
         raise TooLarge(f"at most {MAX_BULK_FILES} files per request", param="files")
-    datas = [await (read_upload(f, MAX_ZIP_BYTES, "files", setting=None) if (f.filename or "").lower().endswith(".zip")
-                    else read_upload(f, _limit(request), "files")) for f in files]
+    datas = []
+    for f in files:  # a zip has its own fixed limit; a photo the upload setting's
+        is_zip = (f.filename or "").lower().endswith(".zip")
+        datas.append(await (read_upload(f, MAX_ZIP_BYTES, "files", setting=None) if is_zip
+                            else read_upload(f, _limit(request), "files")))
     results = []
     for person, photos in _bulk_items(files, datas).items():
         results.extend(await _enrol_person(request, services, media, person, photos, lists, face_select))
