@@ -47,6 +47,7 @@ import av
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from actors.video_source import decoder_threads  # noqa: E402
 from tests.rtsp_server import RtspCamera, gstreamer_missing  # noqa: E402
 
 DEFAULT_CLIP = ROOT.parent / "shared" / "data" / "video" / "short_hamilton_clip.mp4"
@@ -74,13 +75,13 @@ def make_stream_file(clip: Path, folder: Path, seconds: float) -> Path:
 
 
 def decode_only(url: str, seconds: float) -> dict[str, float]:
-    """The reference: decode one stream, nothing else (same decoder threading as VideoSource)."""
+    """The reference: decode one stream, nothing else (the decoder threading VideoSource gives a live source)."""
     before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.monotonic()
     frames = 0
     with av.open(url, options={"rtsp_transport": "tcp"}, timeout=(10, 10)) as container:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        stream.thread_type = decoder_threads(live=True)
         for _ in container.decode(stream):
             frames += 1
             if time.monotonic() - started >= seconds:

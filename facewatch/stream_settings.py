@@ -49,7 +49,7 @@ class StreamSettings(BaseModel):
                     "tracker carries faces over the frames between (0: every frame). Files: every frame "
                     "`detect_every_n` picks")
     detect_max_side: int = Field(
-        640, ge=160, le=4096, description="pixels: yuface detects on the frame scaled down to this longer side")
+        480, ge=160, le=4096, description="pixels: yuface detects on the frame scaled down to this longer side")
     motion_threshold: float = Field(0.0, ge=0.0, le=1.0)
     miss_interval_s: float = Field(1.0, gt=0.0, le=60.0)
     disable_drops: bool = False
