@@ -154,6 +154,7 @@ class FramePipeline:
 
     def configure(self, settings: StreamConfig) -> None:
         """New stream settings; the detector is kept when its own settings did not change."""
+        settings = settings.for_source(self.live)  # the detection size of a camera or a video, unless set
         self.settings = settings
         key = (max(int(settings.min_face_size), 1), settings.detect_max_side)
         if self.detector is None or key != self._detector_key:

@@ -18,7 +18,8 @@ beside fps because it is far less sensitive to a shared machine's noise.
 
 Run: .venv/bin/python benchmarks/bench_detectors.py [--frames 40] [--rounds 3] [--threads 2]
 (--threads: torch threads for both MTCNNs; yuface always runs on one thread, as in a camera job.)
-Prints JSON.
+`--sizes 320 480 640 960` instead compares yuface's detection sizes (`detect_max_side`) on the fixture
+as a 720p camera gives it (the clip's frames upscaled ×2) and on 1280×720 frames. Prints JSON.
 """
 
 from __future__ import annotations
@@ -187,12 +188,46 @@ def run(frames: int = 40, rounds: int = 3, threads: int = 2) -> dict[str, Any]:
     return result
 
 
+Labelled = list[tuple[str, np.ndarray, dict[str, Any]]]
+
+
+def as_720p_camera(labelled: Labelled) -> Labelled:
+    """The fixture as a 720p camera gives it: the clip's 640×360 frames upscaled ×2 (bicubic) with their
+    boxes, the photos as they are."""
+    cameras = []
+    for key, image, entry in labelled:
+        if "#" in key:  # a frame of the 640×360 clip
+            image = cv2.resize(image, (1280, 720), interpolation=cv2.INTER_CUBIC)
+            entry = {k: (np.asarray(entry[k], float) * 2).tolist() for k in ("faces", "ignore") if k in entry}
+        cameras.append((key, image, entry))
+    return cameras
+
+
+def detection_sizes(sizes: list[int], frames: int = 40, rounds: int = 3) -> dict[str, Any]:
+    """yuface at each `detect_max_side`: accuracy on the fixture as a 720p camera gives it, and CPU per
+    1280×720 clip frame (the choice of the stream setting's default, docs/detection.md)."""
+    labelled = as_720p_camera(load_labelled())
+    detectors = {side: YuFaceDetector(min_face_size=MIN_FACE, max_side=side) for side in sizes}
+    methods = {str(side): (lambda image, d=d: d.detect(image).boxes) for side, d in detectors.items()}
+    timing = speed(methods, clip_frames(frames, (1280, 720)), rounds)
+    return {"machine": {"cpus": os.cpu_count(), "load_average": [round(v, 1) for v in os.getloadavg()]},
+            "sizes": {name: {**timing[name], **{k: v for k, v in accuracy(detect, labelled).items()
+                                                if k in ("precision", "recall", "false_positive_images",
+                                                         "missed_images")}}
+                      for name, detect in methods.items()}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="torch threads (MTCNN); yuface runs on one thread")
+    parser.add_argument("--sizes", type=int, nargs="+", metavar="PX",
+                        help="instead: yuface at these detection sizes on the fixture as a 720p camera")
     args = parser.parse_args()
+    if args.sizes:
+        print(json.dumps(detection_sizes(args.sizes, args.frames, args.rounds), indent=1))
+        return
     print(json.dumps(run(args.frames, args.rounds, args.threads), indent=1))
 
 

@@ -26,6 +26,14 @@ def _as_tuple(value: Any, info: ValidationInfo) -> Any:
 Box = Annotated[tuple[float, float, float, float], BeforeValidator(_as_tuple)]
 
 
+# The detection size when a camera or video does not set one (docs/detection.md, "Detection size"): a live
+# camera must keep up at `detect_fps` on few cores, and 480 finds every labelled face of the fixture at
+# half the cost of 640; a video is read without a clock, so it gets 640, which gives the smallest faces
+# steadier landmarks (the clip's pianist matches at 640 and not at 480).
+LIVE_DETECT_MAX_SIDE = 480
+VIDEO_DETECT_MAX_SIDE = 640
+
+
 class StreamSettings(BaseModel):
     """How a camera's stream is decoded, filtered and posted (SPEC §2, §3)."""
 
@@ -48,8 +56,10 @@ class StreamSettings(BaseModel):
         description="live cameras: detections per second of stream time at most, on the newest frame; the "
                     "tracker carries faces over the frames between (0: every frame). Files: every frame "
                     "`detect_every_n` picks")
-    detect_max_side: int = Field(
-        480, ge=160, le=4096, description="pixels: yuface detects on the frame scaled down to this longer side")
+    detect_max_side: int | None = Field(
+        None, ge=160, le=4096,
+        description=f"pixels: yuface detects on the frame scaled down to this longer side (unset: "
+                    f"{LIVE_DETECT_MAX_SIDE} for a live camera, {VIDEO_DETECT_MAX_SIDE} for a video)")
     motion_threshold: float = Field(0.0, ge=0.0, le=1.0)
     miss_interval_s: float = Field(1.0, gt=0.0, le=60.0)
     disable_drops: bool = False
@@ -64,6 +74,12 @@ class StreamSettings(BaseModel):
         if self.max_face_size < self.min_face_size:
             raise ValueError("max_face_size must be >= min_face_size")
         return self
+
+    def for_source(self, live: bool) -> StreamSettings:
+        """These settings with the detection size a live camera or a video gets when none is set."""
+        if self.detect_max_side is not None:
+            return self
+        return self.model_copy(update={"detect_max_side": LIVE_DETECT_MAX_SIDE if live else VIDEO_DETECT_MAX_SIDE})
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any] | None) -> StreamSettings:

@@ -10,10 +10,8 @@ false match, Lin-Manuel Miranda matched, Alex Lacamoire matched only on his own 
 
 Then the operators' rule on the same clip: yuface no longer fires on Miranda's collar, so the case is a
 real mismatch of the clip instead — a blurred, dark audience face that comes within the default threshold
-of Lacamoire when the quality floor is switched off (`match_min_quality` 0). At the default detection
-size (480 px) yuface does not find that face at all, so this part runs the clip detected at 640. An
-operator rejects that match; the same face posted again no longer matches him, while his own face still
-does.
+of Lacamoire when the quality floor is switched off (`match_min_quality` 0). An operator rejects that
+match; the same face posted again no longer matches him, while his own face still does.
 
 Slow (the detector runs on 275 frames: about a minute on two idle cores, several on a loaded machine).
 """
@@ -69,7 +67,7 @@ def clip_frames(path: Path) -> list[Frame]:
 class Run:
     """The clip through the product's parts; `sightings` keeps what the poster handed over."""
 
-    def __init__(self, url: str, tmp: Path, data_dir: Path, settings: StreamSettings | None = None) -> None:
+    def __init__(self, url: str, tmp: Path, data_dir: Path) -> None:
         self.url = url
         spec = embedder_spec(EMBEDDER)
         self.embedder = load_embedder(EMBEDDER)
@@ -80,7 +78,7 @@ class Run:
         self.counters = Counters()
         poster = FacePoster(SightingSource(1, 0, self.ids["group"], single_pass=True), LocalMediaStore(str(tmp / "m")),
                             self.counters, JobHealth(1), self._extract, self._hand_over, threading.Event(), attempts=1)
-        pipeline = FramePipeline(settings or StreamSettings(), spec, self.counters)
+        pipeline = FramePipeline(StreamSettings(), spec, self.counters)
         for frame in clip_frames(data_dir / "video" / "short_hamilton_clip.mp4"):
             self._post(poster, pipeline.push(frame))
         self._post(poster, pipeline.drain())
@@ -136,28 +134,14 @@ class Run:
             router.kill()
 
 
-def _clip_run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory, settings: StreamSettings | None = None):
+@pytest.fixture(scope="module")
+def run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("clip")
     url = f"sqlite:///{tmp / 'facewatch.db'}"
     migrate(url)
-    result = Run(url, tmp, data_dir, settings)
+    result = Run(url, tmp, data_dir)
     yield result
     result.close()
-
-
-@pytest.fixture(scope="module")
-def run(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    yield from _clip_run(data_dir, tmp_path_factory)
-
-
-# The default detection size (480) does not find the audience face below at all; at 640 it does, and that
-# face is the clip's closest real mismatch, so the operators' rule is proven on it there.
-MISMATCH_DETECT_SIDE = 640
-
-
-@pytest.fixture(scope="module")
-def run_at_640(data_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    yield from _clip_run(data_dir, tmp_path_factory, StreamSettings(detect_max_side=MISMATCH_DETECT_SIDE))
 
 
 def frame_of(event: orm.Event) -> int:
@@ -193,10 +177,8 @@ def test_the_clip_at_default_settings(run: Run) -> None:
     assert all(len(by_id[e.id].track_qualities) >= 2 for e in matched), seen
 
 
-def test_an_operators_not_this_person_stops_the_same_mismatch(run_at_640: Run) -> None:
-    """The clip's worst mismatch (the unmatched face closest to Lacamoire), taken past the quality floor,
-    with the clip detected at 640 px (where yuface finds that face)."""
-    run = run_at_640
+def test_an_operators_not_this_person_stops_the_same_mismatch(run: Run) -> None:
+    """The clip's worst mismatch (the unmatched face closest to Lacamoire), taken past the quality floor."""
     events = {e.id: e for e in run.events()}
     alex = run.ids["alex"]
     candidates = [s for s in run.sightings if s.event_id in events and not events[s.event_id].matched

@@ -134,6 +134,22 @@ def test_configure_keeps_the_detector_unless_its_settings_change() -> None:
     assert made == [30, 50]
 
 
+def test_a_live_camera_detects_at_480_and_a_video_at_640_unless_set() -> None:
+    """The detection size when the stream settings leave it unset: 480 for a live camera (it must keep
+    up at detect_fps on few cores), 640 for a video (read without a clock); a set size is kept."""
+    sizes: list[int | None] = []
+
+    def factory(settings: StreamConfig) -> Any:
+        sizes.append(settings.detect_max_side)
+        return object()
+
+    assert StreamConfig().detect_max_side is None
+    FramePipeline(StreamConfig(), EMBEDDER, detector_factory=factory, live=True)
+    FramePipeline(StreamConfig(), EMBEDDER, detector_factory=factory)
+    FramePipeline(StreamConfig(detect_max_side=960), EMBEDDER, detector_factory=factory, live=True)
+    assert sizes == [480, 640, 960]
+
+
 def test_thumbnail_is_bounded_and_clipped_to_the_frame() -> None:
     image = np.full((900, 1600, 3), 128, np.uint8)
     jpeg = thumbnail_jpeg(image, np.array([-50, -50, 1500, 880]), 90)

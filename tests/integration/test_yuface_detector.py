@@ -101,21 +101,17 @@ def test_yuface_detects_on_the_calling_thread_only(yu: YuFaceDetector, data_dir:
 
 
 def test_the_default_detection_size_finds_every_labelled_face_of_a_720p_camera() -> None:
-    """`detect_max_side` 480 (the default: half of 640's CPU, a sixth of 960's) on the hand-labelled clip
-    frames as a 720p camera gives them (the clip upscaled ×2) and the shared photos: every labelled face
-    found and nothing else. At 640 yuface also fired on the raised hand of frame 18 and the clapping hand
-    of frame 67 (labelled non-faces the frame pipeline never posts, tests/integration/test_not_faces.py);
-    at 960 it missed 4 of the clip's faces (the close-ups of frames 30 and 45 among them)."""
-    from benchmarks.bench_detectors import accuracy, load_labelled
+    """`detect_max_side` 480 (a live camera's default: half of 640's CPU, a sixth of 960's) on the
+    hand-labelled clip frames as a 720p camera gives them (the clip upscaled ×2) and the shared photos:
+    every labelled face found and nothing else. At 640 yuface also fired on the raised hand of frame 18
+    and the clapping hand of frame 67 (labelled non-faces the frame pipeline never posts,
+    tests/integration/test_not_faces.py); at 960 it missed 4 of the clip's faces (the close-ups of
+    frames 30 and 45 among them)."""
+    from benchmarks.bench_detectors import accuracy, as_720p_camera, load_labelled
     from facewatch.stream_settings import StreamSettings
 
-    labelled = []
-    for key, image, entry in load_labelled():
-        if "#" in key:  # a frame of the 640×360 clip
-            image = cv2.resize(image, (1280, 720), interpolation=cv2.INTER_CUBIC)
-            entry = {k: (np.asarray(entry[k], float) * 2).tolist() for k in ("faces", "ignore") if k in entry}
-        labelled.append((key, image, entry))
-    detector = YuFaceDetector(min_face_size=20, max_side=StreamSettings().detect_max_side)
+    labelled = as_720p_camera(load_labelled())
+    detector = YuFaceDetector(min_face_size=20, max_side=StreamSettings().for_source(live=True).detect_max_side)
     found = accuracy(lambda image: detector.detect(image).boxes, labelled)
     assert found["recall"] == 1.0, found
     assert found["precision"] == 1.0 and found["false_positive_images"] == [], found
