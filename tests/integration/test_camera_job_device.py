@@ -25,7 +25,7 @@ def cuda_visible(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_no_gpu_granted_means_the_cpu_even_with_cuda_visible(cuda_visible: None) -> None:
     assert torch.cuda.is_available()
     assert detector_device([]) == "cpu"
-    auto = job_detector("auto", StreamConfig(), [])
+    auto = job_detector("auto", StreamConfig().for_source(live=True), [])  # as FramePipeline resolves it
     assert isinstance(auto, YuFaceDetector)  # "auto" on the CPU is yuface, not MTCNN on the visible GPU
     mtcnn = job_detector("mtcnn", StreamConfig(min_face_size=40), [])
     assert isinstance(mtcnn, FaceDetector) and mtcnn.device.type == "cpu"
