@@ -243,7 +243,6 @@ class _Pacer:
             self._stop.wait(lead)
 
 
-
 # How PyAV's decoder uses threads. A live source arrives at its own frame rate, so what counts is the
 # CPU each frame costs, and frame threading costs about a quarter more per frame than one thread
 # (720p H.264: 2.1-2.3 against 1.7 ms of CPU a frame, `benchmarks/bench_density.py`'s reference) for
@@ -256,6 +255,7 @@ FILE_DECODER_THREADS = "AUTO"
 def decoder_threads(live: bool) -> str:
     """PyAV's `thread_type` for a live source or for a file read as fast as it can."""
     return LIVE_DECODER_THREADS if live else FILE_DECODER_THREADS
+
 
 class VideoSource:
     """One opened video source; iterate it once for its `Frame`s. Opening happens in the

@@ -53,7 +53,11 @@ YUFACE_THRESHOLDS = (0.5, 0.6, 0.7, 0.8)
 Detect = Callable[[np.ndarray], np.ndarray]  # RGB frame -> (N, 4) boxes
 
 
-def load_labelled(data: Path = DATA, labels: Path = LABELS) -> list[tuple[str, np.ndarray, dict[str, Any]]]:
+Labelled = list[tuple[str, np.ndarray, dict[str, Any]]]
+"""(key, RGB image, its labels) per labelled image of the fixture."""
+
+
+def load_labelled(data: Path = DATA, labels: Path = LABELS) -> Labelled:
     """(key, RGB image, labels) for every labelled image."""
     import av
 
@@ -188,9 +192,6 @@ def run(frames: int = 40, rounds: int = 3, threads: int = 2) -> dict[str, Any]:
     return result
 
 
-Labelled = list[tuple[str, np.ndarray, dict[str, Any]]]
-
-
 def as_720p_camera(labelled: Labelled) -> Labelled:
     """The fixture as a 720p camera gives it: the clip's 640×360 frames upscaled ×2 (bicubic) with their
     boxes, the photos as they are."""
@@ -207,8 +208,8 @@ def detection_sizes(sizes: list[int], frames: int = 40, rounds: int = 3) -> dict
     """yuface at each `detect_max_side`: accuracy on the fixture as a 720p camera gives it, and CPU per
     1280×720 clip frame (the choice of the stream setting's default, docs/detection.md)."""
     labelled = as_720p_camera(load_labelled())
-    detectors = {side: YuFaceDetector(min_face_size=MIN_FACE, max_side=side) for side in sizes}
-    methods = {str(side): (lambda image, d=d: d.detect(image).boxes) for side, d in detectors.items()}
+    by_side = {side: YuFaceDetector(min_face_size=MIN_FACE, max_side=side) for side in sizes}
+    methods = {str(side): (lambda image, d=d: d.detect(image).boxes) for side, d in by_side.items()}
     timing = speed(methods, clip_frames(frames, (1280, 720)), rounds)
     return {"machine": {"cpus": os.cpu_count(), "load_average": [round(v, 1) for v in os.getloadavg()]},
             "sizes": {name: {**timing[name], **{k: v for k, v in accuracy(detect, labelled).items()
