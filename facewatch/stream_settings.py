@@ -28,7 +28,7 @@ Box = Annotated[tuple[float, float, float, float], BeforeValidator(_as_tuple)]
 
 # The detection size when a camera or video does not set one (docs/detection.md, "Detection size"): a live
 # camera must keep up at `detect_fps` on few cores, and 480 finds every labelled face of the fixture at
-# half the cost of 640; a video is read without a clock, so it gets 640, which gives the smallest faces
+# five-eighths of the cost of 640; a video is read without a clock, so it gets 640, which gives the smallest faces
 # steadier landmarks (the clip's pianist matches at 640 and not at 480).
 LIVE_DETECT_MAX_SIDE = 480
 VIDEO_DETECT_MAX_SIDE = 640

@@ -101,7 +101,7 @@ def test_yuface_detects_on_the_calling_thread_only(yu: YuFaceDetector, data_dir:
 
 
 def test_the_default_detection_size_finds_every_labelled_face_of_a_720p_camera() -> None:
-    """`detect_max_side` 480 (a live camera's default: half of 640's CPU, a sixth of 960's) on the
+    """`detect_max_side` 480 (a live camera's default: 5/8 of 640's CPU, under 1/3 of 960's) on the
     hand-labelled clip frames as a 720p camera gives them (the clip upscaled ×2) and the shared photos:
     every labelled face found and nothing else. At 640 yuface also fired on the raised hand of frame 18
     and the clapping hand of frame 67 (labelled non-faces the frame pipeline never posts,
