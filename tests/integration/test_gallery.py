@@ -100,6 +100,20 @@ def wait_restarted(handle: Any, old_pid: int, timeout_s: float = 90) -> dict[str
     raise AssertionError("the replica did not come back")
 
 
+def wait_dead(handle: Any, timeout_s: float = 60) -> None:
+    """Return once the replica's process is gone: until then it may still answer a call."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get(handle.stats.remote(), timeout=10)
+        except ray.exceptions.RayActorError:
+            return
+        except ray.exceptions.GetTimeoutError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("the killed replica still answers")
+
+
 # ---- pure parts: no Ray ------------------------------------------------------------------------
 def test_shard_of_is_a_stable_hash() -> None:
     assert [shard_of(x, 4) for x in ["a", "b", "event-1", "42"]] == [3, 1, 1, 2]
@@ -418,6 +432,8 @@ def test_a_shard_with_no_live_replica(galleries: Callable[..., GalleryRouter]) -
     router.add(ids, vectors)
     for handle in router.handles[1]:
         ray.kill(handle, no_restart=True)
+    for handle in router.handles[1]:
+        wait_dead(handle)
     with pytest.raises(ServiceUnavailable) as failed:
         router.search(vectors[:3], 5)
     assert failed.value.extra["missing_shards"] == [1]
