@@ -21,7 +21,7 @@ from facewatch.errors import BadParam, ServiceUnavailable
 from storage import orm
 from storage.db import migrate
 from storage.unit_of_work import UnitOfWork
-from tests.helpers import wait_for
+from tests.helpers import kill_for_good, wait_for
 
 DIM = 32
 MODEL = "test-model"
@@ -98,20 +98,6 @@ def wait_restarted(handle: Any, old_pid: int, timeout_s: float = 90) -> dict[str
             pass
         time.sleep(0.2)
     raise AssertionError("the replica did not come back")
-
-
-def wait_dead(handle: Any, timeout_s: float = 60) -> None:
-    """Return once the replica's process is gone: until then it may still answer a call."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            ray.get(handle.stats.remote(), timeout=10)
-        except ray.exceptions.RayActorError:
-            return
-        except ray.exceptions.GetTimeoutError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("the killed replica still answers")
 
 
 # ---- pure parts: no Ray ------------------------------------------------------------------------
@@ -431,9 +417,7 @@ def test_a_shard_with_no_live_replica(galleries: Callable[..., GalleryRouter]) -
     vectors = random_unit(400, 8)
     router.add(ids, vectors)
     for handle in router.handles[1]:
-        ray.kill(handle, no_restart=True)
-    for handle in router.handles[1]:
-        wait_dead(handle)
+        kill_for_good(handle)
     with pytest.raises(ServiceUnavailable) as failed:
         router.search(vectors[:3], 5)
     assert failed.value.extra["missing_shards"] == [1]

@@ -16,7 +16,6 @@ import io
 
 import numpy as np
 import pytest
-import ray
 from PIL import Image
 from ray import serve
 from sqlalchemy import select
@@ -25,6 +24,7 @@ from facewatch.errors import BadImage
 from serve_apps.extractor import EXTRACTOR_APP
 from storage import orm
 from storage.unit_of_work import UnitOfWork
+from tests.helpers import kill_for_good
 from tests.integration.test_api import assert_error
 from tests.integration.test_face_api import EMBEDDER, face_api  # noqa: F401 - the shared fixture
 
@@ -81,7 +81,7 @@ def test_health_names_what_is_down(service) -> None:
     assert {"extractor", "galleries"} <= set(healthy.json()["components"]) and healthy.json()["down"] == []
 
     router = services.galleries.router("dossiers")
-    ray.kill(router.handles[1][0], no_restart=True)  # shard 1 of the dossiers gallery loses its only replica
+    kill_for_good(router.handles[1][0])  # shard 1 of the dossiers gallery loses its only replica
     answer = api.client.get("/health")
     assert answer.status_code == 503 and answer.json()["down"] == ["galleries"], answer.text
     assert "dossiers (shards [1])" in answer.json()["components"]["galleries"]["error"]
