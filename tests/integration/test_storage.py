@@ -13,9 +13,10 @@ import json
 import random
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 
 from facewatch.errors import BadParam, Conflict, NotFound
 from storage import orm
@@ -349,6 +350,33 @@ def test_newest_first_keyset_over_events_with_equal_timestamps(db_url: str) -> N
             rest.extend(e.id for e in page.items)
             cursor = page.next_cursor
         assert [e.id for e in first.items] + rest == expected + ["older"]
+
+
+def test_a_page_after_a_cursor_range_scans_the_first_keys_index(sqlite_url: str) -> None:
+    """Deep pages cost what the first does: SQLite searches the timestamp index from the cursor on
+    (under the keyset OR alone it scanned the index from its first row and filtered)."""
+    base = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    with UnitOfWork(sqlite_url) as uow:
+        uow.session.add_all([orm.Event(id=f"ev{i:04d}", timestamp=base + timedelta(seconds=i)) for i in range(120)])
+        uow.commit()
+    statements: list[tuple[str, tuple[Any, ...]]] = []
+    with UnitOfWork(sqlite_url) as uow:
+        first = paginate(uow.session, uow.events.query(), uow.events.newest_first, 50, None)
+        engine = uow.session.get_bind()
+
+        def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+            statements.append((statement, parameters))
+
+        event.listen(engine, "before_cursor_execute", capture)
+        try:
+            second = paginate(uow.session, uow.events.query(), uow.events.newest_first, 50, first.next_cursor)
+        finally:
+            event.remove(engine, "before_cursor_execute", capture)
+        assert [e.id for e in second.items] == [f"ev{i:04d}" for i in range(69, 19, -1)]
+        statement, parameters = statements[-1]
+        plan = [row[-1] for row in uow.session.connection().exec_driver_sql(
+            f"EXPLAIN QUERY PLAN {statement}", parameters)]
+    assert "SEARCH events USING INDEX ix_events_timestamp (timestamp<?)" in plan, plan
 
 
 @pytest.mark.parametrize(
