@@ -240,6 +240,16 @@ def test_video_job_that_cannot_open_its_file_reports_failed(world: World, tmp_pa
     ray.kill(job)
 
 
+def test_a_job_freezes_its_start_up_objects_out_of_the_collector(world: World, tmp_path: Path) -> None:
+    """Torch, PyAV, OpenCV and the detector (~460,000 objects) are out of the full collections that
+    would stall decoding and detection (facewatch/gc_pauses.py)."""
+    spec = world.spec(job_id=106, attempt=1, url=str(tmp_path / "missing.mp4"), video_id=world.video())
+    job, run = world.start(spec)
+    ray.get(run, timeout=120)
+    assert ray.get(job.info.remote())["gc_frozen_objects"] > 100_000
+    ray.kill(job)
+
+
 def test_video_job_whose_posts_keep_failing_counts_them_and_fails(world: World) -> None:
     spec = world.spec(job_id=104, attempt=1, url=str(world.clip), video_id=world.video(),
                       pipeline_name="no-such-pipeline", post_attempts=2, post_backoff_s=0.1)
