@@ -106,6 +106,7 @@ def default_detector(settings: StreamConfig) -> FaceDetector | YuFaceDetector:
 
 
 _TIME_EPS_S = 1e-6  # sums of frame times are not exact: 15 / 25 < 3 × 0.2
+CATCH_UP_PERIODS = 3  # a detection later than this is a new start, not a hiccup to make up
 
 
 class DetectClock:
@@ -121,10 +122,17 @@ class DetectClock:
 
     def ran(self, t_s: float) -> None:
         """The frame at `t_s` was looked at: the next detection is due one period after the one that
-        was due (a slightly late detection does not push the later ones back); after a long delay or
-        a timestamp jump, one period after `t_s`."""
-        on_time = self._due is not None and self._due - _TIME_EPS_S <= t_s < self._due + self.period
-        self._due = (self._due if on_time else t_s) + self.period
+        was due (a slightly late detection does not push the later ones back). Late by one to
+        `CATCH_UP_PERIODS` periods (a slow detection on a loaded node, a pause), the slot it missed is
+        half made up: the next is due half a period after `t_s`, so short hiccups do not cost the
+        camera its rate. After a longer delay or a timestamp jump: one period after `t_s`."""
+        late = t_s - self._due if self._due is not None else None
+        if late is not None and -_TIME_EPS_S <= late < self.period:
+            self._due += self.period
+        elif late is not None and 0 <= late < CATCH_UP_PERIODS * self.period:
+            self._due = t_s + self.period / 2
+        else:
+            self._due = t_s + self.period
 
 
 class FramePipeline:

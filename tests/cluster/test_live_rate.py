@@ -127,6 +127,21 @@ def test_detect_clock_keeps_its_rate_and_restarts_after_jumps() -> None:
     assert clock.due(100.0)  # and forward
 
 
+def test_detect_clock_half_makes_up_a_slot_a_late_detection_missed() -> None:
+    """Due at 0.2, run at 0.45 (a slot missed): the next is due at 0.55, not at 0.65; then the period
+    again. Later than three periods it starts afresh, one period on."""
+    clock = DetectClock(5.0)
+    clock.ran(0.0)
+    assert clock.due(0.2)
+    clock.ran(0.45)
+    assert not clock.due(0.54) and clock.due(0.55)
+    clock.ran(0.55)
+    assert not clock.due(0.74) and clock.due(0.75)
+    clock.ran(0.75)
+    clock.ran(1.8)  # due at 0.95, 0.85 s late
+    assert not clock.due(1.99) and clock.due(2.0)
+
+
 def _box(x: float, size: float = 40) -> list[float]:
     return [x, 100, x + size, 100 + size]
 
