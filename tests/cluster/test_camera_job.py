@@ -299,6 +299,7 @@ def test_live_source_that_goes_down_shows_failing_and_resumes_by_itself(world: W
                  "the camera to decode frames")
         # The console's live view: the job keeps a fresh snapshot and the current faces in the media store.
         live = wait_for(lambda: _live_faces(world, camera_id), 60, "a live view with a face")
+        assert ray.get(job.info.remote())["opencv_threads"] == 1  # camera_job.LIVE_OPENCV_THREADS
         assert live["width"] == 640 and live["height"] == 360 and live["faces"][0]["track_id"] >= 1
         assert decode_image(read_snapshot(world.media_root, camera_id)).shape == (360, 640, 3)
         server.stop()
