@@ -8,10 +8,28 @@ Everything else, other admins and their tokens included, is fuzzed. The ids come
 
 from __future__ import annotations
 
+import ast
 import os
+import threading
 from typing import Any
 
 import schemathesis
+
+# The run has two workers (threads), and Hypothesis parses a lambda's source with `ast.parse` when it
+# names a filter. On this project's Python 3.11.7 two such parses at once can fail with "SystemError:
+# AST constructor recursion depth mismatch" (the AST constructor's recursion counter is shared between
+# threads), a run error with nothing to do with the service (seen once in CI-like runs, 2026-12-04; the
+# rerun passed). One parse at a time removes the race; nothing else in the CLI's process parses code.
+_parse_lock = threading.Lock()
+_ast_parse = ast.parse
+
+
+def _one_parse_at_a_time(*args: Any, **kwargs: Any) -> ast.AST:
+    with _parse_lock:
+        return _ast_parse(*args, **kwargs)
+
+
+ast.parse = _one_parse_at_a_time  # type: ignore[assignment]
 
 KEPT_USER = int(os.environ.get("SERVICE_FUZZ_USER_ID", "0"))
 KEPT_TOKEN = int(os.environ.get("SERVICE_FUZZ_TOKEN_ID", "0"))
