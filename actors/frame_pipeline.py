@@ -126,13 +126,13 @@ class DetectClock:
         `CATCH_UP_PERIODS` periods (a slow detection on a loaded node, a pause), the slot it missed is
         half made up: the next is due half a period after `t_s`, so short hiccups do not cost the
         camera its rate. After a longer delay or a timestamp jump: one period after `t_s`."""
-        late = t_s - self._due if self._due is not None else None
-        if late is not None and -_TIME_EPS_S <= late < self.period:
-            self._due += self.period
-        elif late is not None and 0 <= late < CATCH_UP_PERIODS * self.period:
-            self._due = t_s + self.period / 2
-        else:
+        late = None if self._due is None else t_s - self._due
+        if late is None or late < -_TIME_EPS_S or late >= CATCH_UP_PERIODS * self.period:
             self._due = t_s + self.period
+        elif late < self.period:
+            self._due = t_s - late + self.period  # the due time kept: one period after it
+        else:
+            self._due = t_s + self.period / 2
 
 
 class FramePipeline:

@@ -62,13 +62,12 @@ def kill_for_good(handle: Any, timeout_s: float = 60.0) -> None:
     """`ray.kill(handle, no_restart=True)`, returning once the actor's process is gone: the kill is
     asynchronous, and until it lands the actor may still answer a call."""
     ray.kill(handle, no_restart=True)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+
+    def gone() -> bool:
         try:
             ray.get(handle.__ray_ready__.remote(), timeout=10)
         except ray.exceptions.RayActorError:
-            return
-        except ray.exceptions.GetTimeoutError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"the killed actor still answers after {timeout_s:g} s")
+            return True
+        return False
+
+    wait_for(gone, timeout_s, "the killed actor to stop answering", ignoring=(ray.exceptions.GetTimeoutError,))

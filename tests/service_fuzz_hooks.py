@@ -18,8 +18,8 @@ import schemathesis
 # The run has two workers (threads), and Hypothesis parses a lambda's source with `ast.parse` when it
 # names a filter. On this project's Python 3.11.7 two such parses at once can fail with "SystemError:
 # AST constructor recursion depth mismatch" (the AST constructor's recursion counter is shared between
-# threads), a run error with nothing to do with the service (seen once in CI-like runs, 2026-12-04; the
-# rerun passed). One parse at a time removes the race; nothing else in the CLI's process parses code.
+# threads), a run error with nothing to do with the service (seen once in a local slow-suite run,
+# 2026-12-04; the rerun passed). One parse at a time removes the race; nothing else in the CLI's process parses code.
 _parse_lock = threading.Lock()
 _ast_parse = ast.parse
 
